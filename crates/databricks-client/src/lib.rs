@@ -1,0 +1,1 @@
+//! Databricks REST client for the token APIs.

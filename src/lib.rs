@@ -1,0 +1,1 @@
+//! databricks-token-operator: keeps Databricks personal access tokens alive in Kubernetes Secrets.
