@@ -1,1 +1,3 @@
 //! databricks-token-operator: keeps Databricks personal access tokens alive in Kubernetes Secrets.
+
+pub mod crd;

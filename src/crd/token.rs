@@ -1,0 +1,255 @@
+//! `DatabricksToken`: one Databricks personal access token kept alive in one Secret.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema, core::Duration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// A Databricks personal access token that the operator mints into a Secret and rotates
+/// before it expires.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dbtoken.dev",
+    version = "v1alpha1",
+    kind = "DatabricksToken",
+    namespaced,
+    shortname = "dbtoken",
+    status = "DatabricksTokenStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiryTime"}"#,
+    printcolumn = r#"{"name":"Renews","type":"date","jsonPath":".status.renewalTime"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","priority":1}"#,
+    printcolumn = r#"{"name":"Token ID","type":"string","jsonPath":".status.tokenId","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
+#[x_kube(validation = Rule::new("!has(self.renewBefore) || duration(self.renewBefore) < duration(self.lifetime)").message("renewBefore must be shorter than lifetime"))]
+#[x_kube(validation = Rule::new("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)").message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
+pub struct DatabricksTokenSpec {
+    /// The workspace (and credentials) to mint the token with.
+    pub workspace_ref: WorkspaceRef,
+
+    /// Mint the token for a service principal via the token-management on-behalf-of API
+    /// (needs workspace admin credentials). Without it the token belongs to the workspace's
+    /// authenticated identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<OnBehalfOf>,
+
+    /// How long each minted token lives, as a Go duration (e.g. `720h`). At least 10s and at
+    /// most 730 days (17520h); the workspace's own maximum may be lower.
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("lifetime must be at least 10s"))]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('17520h')").message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
+    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    pub lifetime: Duration,
+
+    /// Rotate this long before the token expires (e.g. `240h`). Defaults to one third of the
+    /// lifetime (renewal at 2/3 of the lifetime). Mutually exclusive with renewBeforePercentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    pub renew_before: Option<Duration>,
+
+    /// Rotate when this percentage of the lifetime remains (1-99). Mutually exclusive with
+    /// renewBefore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub renew_before_percentage: Option<u8>,
+
+    /// Comment stored on the token in Databricks. The operator appends
+    /// `[dbtoken.dev/uid=<uid>]` to find its own tokens again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub comment: Option<String>,
+
+    /// OAuth scopes to restrict the token to (passed to the API when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 50), inner(length(max = 256)))]
+    #[x_kube(validation = Rule::new("self.all(s, s != '')").message("scopes must not contain empty strings"))]
+    pub scopes: Option<Vec<String>>,
+
+    /// The Secret the token is written to.
+    #[serde(default)]
+    pub secret: SecretTemplate,
+
+    /// How rotations hand over from the old token to the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+
+    /// What happens to the tokens and the Secret when this resource is deleted: `Revoke`
+    /// (default) revokes every token of this resource and deletes the Secret; `Retain` leaves both.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A Go duration: one or more decimal numbers, each with a unit (ns, us, ms, s, m, h).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// Which workspace object to use.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceRef {
+    /// `DatabricksWorkspace` (same namespace) or `ClusterDatabricksWorkspace`.
+    #[serde(default)]
+    pub kind: WorkspaceKind,
+    /// Name of the workspace object.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self != ''").message("workspaceRef.name must not be empty"))]
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WorkspaceKind {
+    #[default]
+    DatabricksWorkspace,
+    ClusterDatabricksWorkspace,
+}
+
+/// The service principal a token is minted for.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnBehalfOf {
+    /// Application ID (UUID) of the Databricks service principal.
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')").message("onBehalfOf.applicationId must be a UUID"))]
+    pub application_id: String,
+}
+
+/// Where and how the token is written.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Secret name; defaults to the DatabricksToken's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && size(self) <= 253").message("secret.name must be a valid Secret name (DNS subdomain)"))]
+    pub name: Option<String>,
+    /// Key holding the token value.
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("secret.tokenKey must be a valid Secret key"))]
+    pub token_key: String,
+    /// Key holding the workspace URL.
+    #[serde(default = "default_host_key")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("secret.hostKey must be a valid Secret key"))]
+    pub host_key: String,
+    /// Also write `DATABRICKS_HOST` and `DATABRICKS_TOKEN`, for `envFrom`.
+    #[serde(default = "default_true")]
+    pub env_keys: bool,
+    /// Also write a `.databrickscfg` file with this profile name (e.g. `DEFAULT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[-_a-zA-Z0-9]+$')").message("secret.databricksCfgProfile must be letters, digits, '-' or '_'"))]
+    pub databricks_cfg_profile: Option<String>,
+    /// Extra labels on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for SecretTemplate {
+    fn default() -> Self {
+        Self {
+            name: None,
+            token_key: default_token_key(),
+            host_key: default_host_key(),
+            env_keys: true,
+            databricks_cfg_profile: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_token_key() -> String {
+    "token".to_string()
+}
+fn default_host_key() -> String {
+    "host".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// How a rotation hands over.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// How long the previous token stays valid after the Secret holds the new one (default 1h,
+    /// capped at the previous token's own expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    pub grace_period: Option<Duration>,
+    /// Workloads whose pod template gets a restart annotation after each rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub rollout_restart_targets: Vec<RolloutTarget>,
+}
+
+/// A Deployment, StatefulSet or DaemonSet in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    pub kind: RolloutKind,
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    #[default]
+    Revoke,
+    Retain,
+}
+
+/// Observed state. It mirrors the Secret's annotations, which are the source of truth, and
+/// never holds a token value.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabricksTokenStatus {
+    /// Ready, Rotating and Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Databricks id of the token currently in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Name of the Secret holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current token expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_time: Option<String>,
+    /// When the operator will rotate the current token (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<String>,
+    /// When the token was last replaced (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<String>,
+    /// Replaced tokens still valid, and when each is revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_tokens: Vec<PreviousToken>,
+    /// The `.metadata.generation` last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A replaced token waiting out its grace period.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousToken {
+    pub token_id: String,
+    /// RFC 3339 time after which the operator revokes it.
+    pub revoke_after: String,
+}

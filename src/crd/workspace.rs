@@ -1,0 +1,203 @@
+//! `DatabricksWorkspace` (namespaced) and `ClusterDatabricksWorkspace` (cluster-scoped): a
+//! workspace URL and exactly one way to authenticate to it.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// A Databricks workspace and the credentials the operator uses in it, for DatabricksTokens
+/// of the same namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dbtoken.dev",
+    version = "v1alpha1",
+    kind = "DatabricksWorkspace",
+    namespaced,
+    shortname = "dbws",
+    status = "WorkspaceStatus",
+    printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Identity","type":"string","jsonPath":".status.identity"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.auth.pat) || !has(self.auth.pat.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.pat.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.oauthM2M) || !has(self.auth.oauthM2M.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.oauthM2M.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.azureServicePrincipal.secretRef.namespace"))]
+pub struct DatabricksWorkspaceSpec {
+    /// Workspace URL, e.g. `https://adb-1234567890123456.7.azuredatabricks.net`. Plain
+    /// `http://` is only accepted when the operator runs with `--insecure-allow-http`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+/?$')").message("host must be a workspace URL like https://adb-123.4.azuredatabricks.net, without a path"))]
+    pub host: String,
+    /// How the operator authenticates; credentials are read from a Secret in this namespace.
+    pub auth: WorkspaceAuth,
+    /// Client-side limits towards this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A Databricks workspace usable by DatabricksTokens in the namespaces its allow-list admits.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dbtoken.dev",
+    version = "v1alpha1",
+    kind = "ClusterDatabricksWorkspace",
+    shortname = "cdbws",
+    status = "WorkspaceStatus",
+    printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Identity","type":"string","jsonPath":".status.identity"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.auth.pat) || has(self.auth.pat.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.pat.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.oauthM2M) || has(self.auth.oauthM2M.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.oauthM2M.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.azureServicePrincipal.secretRef.namespace"))]
+pub struct ClusterDatabricksWorkspaceSpec {
+    /// Workspace URL, e.g. `https://adb-1234567890123456.7.azuredatabricks.net`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+/?$')").message("host must be a workspace URL like https://adb-123.4.azuredatabricks.net, without a path"))]
+    pub host: String,
+    /// How the operator authenticates; the credential Secret's namespace is given explicitly.
+    pub auth: WorkspaceAuth,
+    /// Namespaces whose DatabricksTokens may use this workspace. `*` admits every namespace.
+    #[schemars(length(min = 1, max = 1000), inner(length(min = 1, max = 63)))]
+    pub allowed_namespaces: Vec<String>,
+    /// Client-side limits towards this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ClusterDatabricksWorkspaceSpec {
+    pub fn admits(&self, namespace: &str) -> bool {
+        self.allowed_namespaces.iter().any(|n| n == "*" || n == namespace)
+    }
+}
+
+/// Exactly one authentication method.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.pat), has(self.oauthM2M), has(self.azureServicePrincipal)].filter(x, x).size() == 1").message("auth must set exactly one of pat, oauthM2M, azureServicePrincipal"))]
+pub struct WorkspaceAuth {
+    /// A personal access token (of a user or admin) stored in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pat: Option<PatAuth>,
+    /// OAuth machine-to-machine: a Databricks service principal's client id and secret.
+    #[serde(default, rename = "oauthM2M", skip_serializing_if = "Option::is_none")]
+    pub oauth_m2m: Option<ClientSecretAuth>,
+    /// A Microsoft Entra ID service principal (Azure Databricks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_service_principal: Option<AzureServicePrincipalAuth>,
+}
+
+/// A token read from `secretRef`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PatAuth {
+    pub secret_ref: SecretRef,
+    /// Key of the token in the Secret.
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub token_key: String,
+}
+
+/// A client id and secret read from `secretRef`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecretAuth {
+    pub secret_ref: SecretRef,
+    /// Key of the client (application) id in the Secret.
+    #[serde(default = "default_client_id_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_id_key: String,
+    /// Key of the client secret in the Secret.
+    #[serde(default = "default_client_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_key: String,
+}
+
+/// An Entra ID service principal's client id and secret, read from `secretRef`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureServicePrincipalAuth {
+    /// Entra ID tenant (directory) id.
+    #[schemars(length(min = 1, max = 64))]
+    pub tenant_id: String,
+    /// Entra authority host; defaults to `https://login.microsoftonline.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub authority_host: Option<String>,
+    pub secret_ref: SecretRef,
+    #[serde(default = "default_client_id_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_id_key: String,
+    #[serde(default = "default_client_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_key: String,
+}
+
+/// A Secret holding credentials. A `DatabricksWorkspace` may only name a Secret in its own
+/// namespace; a `ClusterDatabricksWorkspace` must say which namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Secret: required for ClusterDatabricksWorkspace, not allowed for
+    /// DatabricksWorkspace (which always reads its own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+impl WorkspaceAuth {
+    /// The credential Secret reference of whichever method is set.
+    pub fn secret_ref(&self) -> Option<&SecretRef> {
+        if let Some(pat) = &self.pat {
+            return Some(&pat.secret_ref);
+        }
+        if let Some(m2m) = &self.oauth_m2m {
+            return Some(&m2m.secret_ref);
+        }
+        self.azure_service_principal.as_ref().map(|a| &a.secret_ref)
+    }
+}
+
+/// Client-side limits, so a fleet of tokens never floods one workspace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Requests per second (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub requests_per_second: Option<u32>,
+    /// Requests in flight at once (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_concurrent_requests: Option<u32>,
+}
+
+/// Observed state of a workspace object.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    /// Ready: the operator authenticated successfully.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The user name or application id the credentials authenticate as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn default_token_key() -> String {
+    "token".to_string()
+}
+fn default_client_id_key() -> String {
+    "client_id".to_string()
+}
+fn default_client_secret_key() -> String {
+    "client_secret".to_string()
+}
