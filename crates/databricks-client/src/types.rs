@@ -1,0 +1,113 @@
+//! Request and response shapes of the token and token-management APIs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SecretString;
+
+/// Body of `POST /api/2.0/token/create` (and, with `application_id`, of the on-behalf-of create).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CreateTokenRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A token's public description. Times are epoch milliseconds; `expiry_time` is -1 for tokens
+/// that never expire.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub token_id: String,
+    #[serde(default)]
+    pub creation_time: i64,
+    #[serde(default = "no_expiry")]
+    pub expiry_time: i64,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub created_by_id: Option<i64>,
+    #[serde(default)]
+    pub created_by_username: Option<String>,
+    #[serde(default)]
+    pub owner_id: Option<i64>,
+}
+
+fn no_expiry() -> i64 {
+    -1
+}
+
+/// A freshly minted token: the value (shown once by Databricks) and its description.
+#[derive(Clone, Debug)]
+pub struct CreatedToken {
+    pub value: SecretString,
+    pub info: TokenInfo,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateTokenResponse {
+    pub token_value: String,
+    pub token_info: TokenInfo,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListTokensResponse {
+    #[serde(default)]
+    pub token_infos: Vec<TokenInfo>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GetTokenResponse {
+    pub token_info: TokenInfo,
+}
+
+/// Filters of `GET /api/2.0/token-management/tokens`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagedTokenFilter {
+    pub created_by_id: Option<i64>,
+    pub created_by_username: Option<String>,
+}
+
+/// Who the credentials authenticate as (SCIM `Me`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct CurrentUser {
+    pub id: String,
+    #[serde(rename = "userName", default)]
+    pub user_name: Option<String>,
+    #[serde(rename = "displayName", default)]
+    pub display_name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_omits_unset_fields() {
+        let body = serde_json::to_string(&CreateTokenRequest { lifetime_seconds: Some(60), ..Default::default() }).unwrap();
+        assert_eq!(body, r#"{"lifetime_seconds":60}"#);
+    }
+
+    #[test]
+    fn token_info_reads_management_fields_and_defaults_expiry() {
+        let info: TokenInfo = serde_json::from_str(
+            r#"{"token_id":"t1","creation_time":5,"comment":"c","created_by_id":7,"created_by_username":"a@b","owner_id":9,"workspace_id":1}"#,
+        )
+        .unwrap();
+        assert_eq!(info.expiry_time, -1);
+        assert_eq!(info.owner_id, Some(9));
+        assert_eq!(info.created_by_username.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn created_token_debug_hides_the_value() {
+        let t = CreatedToken {
+            value: SecretString::from("the-value"),
+            info: serde_json::from_str(r#"{"token_id":"t"}"#).unwrap(),
+        };
+        assert!(!format!("{t:?}").contains("the-value"));
+    }
+}
