@@ -1,0 +1,126 @@
+//! Command line flags, each also settable by an environment variable.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Mint Databricks personal access tokens into Kubernetes Secrets and rotate them.
+#[derive(Clone, Debug, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Namespaces to watch, comma separated; empty means all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub namespaces: Vec<String>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax, e.g. `info,databricks_token_operator=debug`.
+    #[arg(long, env = "LOG_FILTER", default_value = "info")]
+    pub log_filter: String,
+
+    /// Only the holder of a coordination.k8s.io Lease reconciles (run two replicas for failover).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "databricks-token-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the leader election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// How long a Lease is held without renewal before another replica may take it.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease; defaults to the host name and process id.
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
+    pub identity: String,
+
+    /// Accept plain-http workspace hosts. For the local emulator only: never in production.
+    #[arg(long, env = "INSECURE_ALLOW_HTTP", default_value_t = false)]
+    pub insecure_allow_http: bool,
+
+    /// How often each token is checked against Databricks (revoked outside, orphans).
+    #[arg(long, env = "VERIFY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub verify_interval: Duration,
+
+    /// Grace period of a replaced token when the resource does not set rotation.gracePeriod.
+    #[arg(long, env = "DEFAULT_GRACE_PERIOD", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub default_grace_period: Duration,
+
+    /// Reconciles running at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
+
+    /// Microsoft Entra ID authority for azureServicePrincipal workspaces that do not set one.
+    #[arg(long, env = "ENTRA_AUTHORITY_HOST", default_value = databricks_client::DEFAULT_ENTRA_AUTHORITY)]
+    pub entra_authority_host: String,
+}
+
+impl Config {
+    /// Watched namespaces without empty entries (an empty list means all).
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Text or JSON logs to stderr with the given filter.
+pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_watch_everything_with_leader_election() {
+        let c = Config::parse_from(["op"]);
+        assert!(c.watched_namespaces().is_empty());
+        assert!(c.leader_election);
+        assert_eq!(c.verify_interval, Duration::from_secs(600));
+        assert_eq!(c.default_grace_period, Duration::from_secs(3600));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(!c.insecure_allow_http);
+    }
+
+    #[test]
+    fn flags_parse_lists_durations_and_booleans() {
+        let c = Config::parse_from([
+            "op", "--namespaces", "a,b", "--leader-election", "false", "--verify-interval", "2s", "--log-format", "json",
+        ]);
+        assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
+        assert!(!c.leader_election);
+        assert_eq!(c.verify_interval, Duration::from_secs(2));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_bad_duration_is_refused() {
+        assert!(Config::try_parse_from(["op", "--verify-interval", "soon"]).is_err());
+    }
+}

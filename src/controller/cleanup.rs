@@ -1,0 +1,124 @@
+//! Deletion of a `DatabricksToken`, behind the `dbtoken.dev/revoke-tokens` finalizer:
+//! `Revoke` revokes every token of the resource and deletes the Secret; `Retain` leaves both
+//! and detaches the Secret so garbage collection does not take it either.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{controller::Action, events::EventType},
+};
+
+use super::{Context, Error, events, token::owner_of};
+use crate::crd::{DatabricksToken, DeletionPolicy};
+use crate::databricks;
+use crate::secret;
+use crate::workspace::WorkspaceError;
+
+pub const FINALIZER: &str = "dbtoken.dev/revoke-tokens";
+
+pub fn has_finalizer(token: &DatabricksToken) -> bool {
+    token.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Add the finalizer before the first mint, so no token can outlive its resource unnoticed.
+pub async fn ensure_finalizer(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
+    if has_finalizer(token) {
+        return Ok(());
+    }
+    let mut finalizers = token.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    set_finalizers(token, ctx, finalizers).await
+}
+
+async fn set_finalizers(token: &DatabricksToken, ctx: &Context, finalizers: Vec<String>) -> Result<(), Error> {
+    let api: Api<DatabricksToken> = Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
+    // resourceVersion makes this conditional: a concurrent change makes it fail and retry.
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": token.resource_version()}
+    });
+    api.patch(&token.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("update finalizers"))?;
+    Ok(())
+}
+
+pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, Error> {
+    if !has_finalizer(token) {
+        return Ok(Action::await_change());
+    }
+    let ns = token.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
+    let name = secret::secret_name(token);
+    let live = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+    let owned = live.filter(|s| secret::is_owned_by(s, token));
+
+    match token.spec.deletion_policy {
+        DeletionPolicy::Revoke => {
+            revoke_all(token, ctx, owned.as_ref()).await?;
+            if owned.is_some() {
+                match secrets.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => return Err(Error::kube("delete Secret")(e)),
+                }
+            }
+        }
+        DeletionPolicy::Retain => {
+            if owned.is_some() {
+                let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+                secrets
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube("detach Secret"))?;
+            }
+            let note = format!("Retained Secret {name} and its tokens (deletionPolicy: Retain)");
+            events::publish(ctx, token, EventType::Normal, "Retained", "Delete", note).await;
+        }
+    }
+    let remaining: Vec<String> = token.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    set_finalizers(token, ctx, remaining).await?;
+    ctx.forget(token);
+    Ok(Action::await_change())
+}
+
+/// Revoke the current token, every previous one, and anything else tagged for this resource.
+async fn revoke_all(token: &DatabricksToken, ctx: &Context, secret: Option<&Secret>) -> Result<(), Error> {
+    let workspace = match ctx.workspaces.for_token(token).await {
+        Ok(ws) => ws,
+        // With the workspace gone there is nothing to call; blocking deletion forever would not
+        // help anyone. The tokens die at their expiry; the event says so.
+        Err(e @ (WorkspaceError::NotFound(_) | WorkspaceError::NamespaceNotAllowed { .. })) => {
+            let expiry = token.status.as_ref().and_then(|s| s.expiry_time.clone()).unwrap_or_else(|| "unknown".into());
+            let note = format!("Could not revoke tokens: {e}; they expire by themselves (current: {expiry})");
+            events::publish(ctx, token, EventType::Warning, "RevokeSkipped", "Delete", note).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let owner = owner_of(token);
+    let uid = token.uid().unwrap_or_default();
+    let mut ids = BTreeSet::new();
+    if let Some(record) = secret.and_then(secret::read_record) {
+        ids.insert(record.current.token_id);
+        ids.extend(record.previous.into_iter().map(|p| p.token_id));
+    }
+    if let Some(status) = &token.status {
+        ids.extend(status.token_id.clone());
+        ids.extend(status.previous_tokens.iter().map(|p| p.token_id.clone()));
+    }
+    let snapshot = ctx.inventory.snapshot(&workspace, &owner, crate::now_millis()).await?;
+    ids.extend(snapshot.tokens.iter().filter(|t| databricks::is_tagged_for(t, &uid)).map(|t| t.token_id.clone()));
+
+    for id in &ids {
+        databricks::revoke(&workspace.client, &owner, id)
+            .await
+            .map_err(Error::databricks("revoke token"))?;
+        ctx.metrics.revocation("deleted");
+    }
+    let note = format!("Revoked {} token(s) of this resource (deletionPolicy: Revoke)", ids.len());
+    events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Per-workspace snapshots of the live token list, shared by every resource of that workspace,
+//! so verifying N tokens costs one list call rather than N.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use databricks_client::TokenInfo;
+
+use super::Error;
+use crate::databricks::{self, Owner};
+use crate::schedule::EpochMillis;
+use crate::workspace::{ResolvedWorkspace, WorkspaceKey};
+
+#[derive(Clone)]
+pub struct Snapshot {
+    /// Local time the list request was sent: tokens created before it are in the list.
+    pub taken_at: EpochMillis,
+    pub tokens: Arc<Vec<TokenInfo>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
+
+#[derive(Default)]
+pub struct Inventory {
+    slots: Mutex<HashMap<(WorkspaceKey, bool), Slot>>,
+}
+
+impl Inventory {
+    /// A snapshot of the tokens visible for `owner`, taken no earlier than `not_before`.
+    /// Concurrent callers for the same workspace share one request.
+    pub async fn snapshot(
+        &self,
+        workspace: &ResolvedWorkspace,
+        owner: &Owner,
+        not_before: EpochMillis,
+    ) -> Result<Snapshot, Error> {
+        let managed = matches!(owner, Owner::ServicePrincipal(_));
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry((workspace.key.clone(), managed)).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(snap) = guard.as_ref().filter(|s| s.taken_at >= not_before) {
+            return Ok(snap.clone());
+        }
+        let taken_at = crate::now_millis();
+        let tokens = databricks::list(&workspace.client, owner)
+            .await
+            .map_err(Error::databricks("list tokens"))?;
+        let snap = Snapshot { taken_at, tokens: Arc::new(tokens) };
+        *guard = Some(snap.clone());
+        Ok(snap)
+    }
+}

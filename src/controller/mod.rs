@@ -1,0 +1,329 @@
+//! The controllers: `DatabricksToken` reconciliation (mint, rotate, revoke) and workspace
+//! credential checks. `run` wires the watches; the modules below hold one concern each.
+
+mod backoff;
+mod cleanup;
+mod error;
+mod events;
+mod inventory;
+pub mod plan;
+mod rollout;
+pub mod status;
+mod token;
+mod watch;
+mod workspace_status;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::{EventType, Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{Instrument, info_span, warn};
+
+pub use cleanup::FINALIZER;
+pub use error::Error;
+
+use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
+use crate::metrics::Metrics;
+use crate::schedule::EpochMillis;
+use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::workspace::{ClientSettings, Workspaces};
+
+/// Field manager for every server-side apply of the operator.
+pub const FIELD_MANAGER: &str = "databricks-token-operator";
+
+/// What the controllers need from the operator's configuration.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    pub insecure_allow_http: bool,
+    pub entra_authority_host: String,
+    pub verify_interval: Duration,
+    pub default_grace_period: Duration,
+    pub concurrency: u16,
+}
+
+pub struct Settings {
+    pub verify_interval: Duration,
+    pub default_grace_period: Duration,
+    /// The longest a healthy resource sleeps before it is looked at again.
+    pub max_requeue: Duration,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub kube: kube::Client,
+    pub workspaces: Workspaces,
+    pub secrets: Store<Secret>,
+    pub inventory: inventory::Inventory,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    backoff: backoff::Backoff,
+    /// When each resource (by uid) was last checked against Databricks.
+    verified: Mutex<HashMap<String, EpochMillis>>,
+    /// Resources whose status this process marked Minting and has not cleared yet.
+    minting: Mutex<HashSet<String>>,
+    ready_caches: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl Context {
+    /// Whether the periodic check is due. A resource first seen counts as just checked, so a
+    /// restarted operator makes no Databricks calls for tokens that are fine.
+    pub fn verification_due(&self, uid: &str, now: EpochMillis) -> bool {
+        let mut verified = lock(&self.verified);
+        match verified.get(uid) {
+            Some(at) => now - at >= self.settings.verify_interval.as_millis() as i64,
+            None => {
+                verified.insert(uid.to_string(), now);
+                false
+            }
+        }
+    }
+
+    pub fn mark_verified(&self, uid: &str, now: EpochMillis) {
+        lock(&self.verified).insert(uid.to_string(), now);
+    }
+
+    pub fn next_verification(&self, uid: &str, now: EpochMillis) -> EpochMillis {
+        let last = lock(&self.verified).get(uid).copied().unwrap_or(now);
+        last + self.settings.verify_interval.as_millis() as i64
+    }
+
+    pub fn note_minting(&self, token: &DatabricksToken) {
+        lock(&self.minting).insert(token.uid().unwrap_or_default());
+    }
+
+    pub fn was_marked_minting(&self, token: &DatabricksToken) -> bool {
+        lock(&self.minting).contains(&token.uid().unwrap_or_default())
+    }
+
+    pub fn clear_minting_mark(&self, token: &DatabricksToken) {
+        lock(&self.minting).remove(&token.uid().unwrap_or_default());
+    }
+
+    /// Drop everything kept about a deleted resource.
+    pub fn forget(&self, token: &DatabricksToken) {
+        let uid = token.uid().unwrap_or_default();
+        lock(&self.verified).remove(&uid);
+        self.clear_minting_mark(token);
+        self.backoff.reset(&uid);
+        self.metrics.forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn reconcile(token: Arc<DatabricksToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!("reconcile", namespace = %token.namespace().unwrap_or_default(), name = %token.name_any());
+    async move {
+        // Until the watch caches are filled, a workspace or Secret would look missing.
+        (ctx.ready_caches)().await;
+        let started = Instant::now();
+        let result = reconcile_inner(&token, &ctx).await;
+        ctx.metrics.reconcile_duration(started.elapsed());
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Action, Error> {
+    if token.meta().deletion_timestamp.is_some() {
+        return cleanup::finalize(token, ctx).await;
+    }
+    cleanup::ensure_finalizer(token, ctx).await?;
+    let ns = token.namespace().unwrap_or_default();
+    let name = token.name_any();
+    let now = crate::now_millis();
+    match token::sync(token, ctx, now).await {
+        Ok(synced) => {
+            status::write_if_changed(token, ctx, &status::synced(token, &synced, now)).await?;
+            let renewal = plan::renewal_of(token, &synced.record);
+            ctx.metrics.observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
+            ctx.backoff.reset(&token.uid().unwrap_or_default());
+            Ok(token::next_wakeup(token, &synced, now, ctx.settings.max_requeue))
+        }
+        Err(error) => {
+            if error.is_auth_failure() {
+                ctx.workspaces.invalidate(&Workspaces::key_for(token));
+            }
+            let desired = status::failed(token, &error, now);
+            let changed = token.status.as_ref() != Some(&desired);
+            if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
+                warn!(error = %e, "could not record the failure in status");
+            }
+            if changed {
+                events::publish(ctx, token, EventType::Warning, &error.reason(), "Reconcile", error.to_string()).await;
+            }
+            let ready = desired
+                .conditions
+                .iter()
+                .any(|c| c.type_ == status::READY && c.status == crate::crd::ConditionStatus::True);
+            let expiry = desired.expiry_time.as_deref().and_then(crate::secret::parse_time);
+            let renewal = desired.renewal_time.as_deref().and_then(crate::secret::parse_time);
+            ctx.metrics.observe_token(&ns, &name, ready, expiry, renewal);
+            ctx.metrics.reconcile_error(&error.reason());
+            Err(error)
+        }
+    }
+}
+
+fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&token.uid().unwrap_or_default(), error.retry_after());
+    warn!(
+        namespace = %token.namespace().unwrap_or_default(),
+        name = %token.name_any(),
+        reason = %error.reason(),
+        error = %error,
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
+/// would otherwise make every reconcile trigger the next.
+fn token_trigger(token: &DatabricksToken) -> Option<u64> {
+    let requested = token.annotations().get(crate::secret::ANN_ROTATE_REQUESTED).cloned().unwrap_or_default();
+    let text = format!(
+        "{:?}/{requested}/{}",
+        token.meta().generation,
+        token.meta().deletion_timestamp.is_some()
+    );
+    Some(crate::schedule::seed_of(&text))
+}
+
+/// Run the controllers until `shutdown` resolves.
+pub async fn run(
+    kube: kube::Client,
+    config: ControllerConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let namespaces = config.namespaces.clone();
+
+    let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
+    let tokens = watch::namespaced::<DatabricksToken>(&kube, &namespaces, watcher::Config::default())
+        .default_backoff()
+        .modify(watch::strip_managed_fields)
+        .reflect(token_writer)
+        .applied_objects()
+        .predicate_filter(token_trigger, Default::default());
+
+    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let secrets = watch::namespaced::<Secret>(&kube, &namespaces, managed)
+        .default_backoff()
+        .modify(watch::strip_managed_fields)
+        .reflect(secret_writer)
+        .touched_objects();
+
+    let (ws_reader, ws_writer) = reflector::store::<DatabricksWorkspace>();
+    let workspaces = watch::namespaced::<DatabricksWorkspace>(&kube, &namespaces, watcher::Config::default())
+        .default_backoff()
+        .modify(watch::strip_managed_fields)
+        .reflect(ws_writer)
+        .touched_objects()
+        .predicate_filter(watch::workspace_trigger, Default::default());
+
+    let (cws_reader, cws_writer) = reflector::store::<ClusterDatabricksWorkspace>();
+    let cluster_workspaces = watcher::watcher(kube::Api::all(kube.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(watch::strip_managed_fields)
+        .reflect(cws_writer)
+        .touched_objects()
+        .predicate_filter(watch::workspace_trigger, Default::default());
+
+    let ready_caches = {
+        let (s, w, c) = (secret_reader.clone(), ws_reader.clone(), cws_reader.clone());
+        Arc::new(move || -> futures::future::BoxFuture<'static, ()> {
+            let (s, w, c) = (s.clone(), w.clone(), c.clone());
+            Box::pin(async move {
+                let _ = futures::join!(s.wait_until_ready(), w.wait_until_ready(), c.wait_until_ready());
+            })
+        })
+    };
+
+    let settings = ClientSettings {
+        insecure_allow_http: config.insecure_allow_http,
+        entra_authority_host: config.entra_authority_host.clone(),
+        observer: Some(metrics.clone() as Arc<dyn databricks_client::RequestObserver>),
+        credential_ttl: Duration::from_secs(300),
+    };
+    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        kube: kube.clone(),
+        workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
+        secrets: secret_reader,
+        inventory: Default::default(),
+        recorder: Recorder::new(kube.clone(), reporter),
+        metrics: metrics.clone(),
+        settings: Settings {
+            verify_interval: config.verify_interval,
+            default_grace_period: config.default_grace_period,
+            max_requeue: config.verify_interval.max(Duration::from_secs(1)),
+        },
+        backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+        verified: Mutex::new(HashMap::new()),
+        minting: Mutex::new(HashSet::new()),
+        ready_caches,
+    });
+
+    let by_namespaced_ws = {
+        let reader = token_reader.clone();
+        move |ws: DatabricksWorkspace| dependents(&reader, WorkspaceKind::DatabricksWorkspace, ws.namespace(), &ws.name_any())
+    };
+    let by_cluster_ws = {
+        let reader = token_reader.clone();
+        move |ws: ClusterDatabricksWorkspace| dependents(&reader, WorkspaceKind::ClusterDatabricksWorkspace, None, &ws.name_any())
+    };
+
+    let token_controller = Controller::for_stream(tokens, token_reader)
+        .owns_stream(secrets)
+        .watches_stream(workspaces, by_namespaced_ws)
+        .watches_stream(cluster_workspaces, by_cluster_ws)
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let workspace_controllers = workspace_status::run(kube.clone(), &namespaces, ctx.clone(), shutdown);
+    futures::join!(token_controller, workspace_controllers);
+}
+
+/// Tokens that use the given workspace.
+fn dependents(
+    reader: &Store<DatabricksToken>,
+    kind: WorkspaceKind,
+    namespace: Option<String>,
+    name: &str,
+) -> Vec<ObjectRef<DatabricksToken>> {
+    reader
+        .state()
+        .iter()
+        .filter(|t| {
+            let r = &t.spec.workspace_ref;
+            r.kind == kind
+                && r.name == name
+                && (kind == WorkspaceKind::ClusterDatabricksWorkspace || t.namespace() == namespace)
+        })
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}

@@ -1,0 +1,273 @@
+//! Deciding, from the Secret and the spec alone, whether a token must be replaced now.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+use crate::crd::{DatabricksToken, DatabricksTokenSpec};
+use crate::schedule::{self, EpochMillis, RenewBefore};
+use crate::secret::{self, TokenRecord};
+
+/// Why a new token is minted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationReason {
+    /// The resource has never had a token.
+    Initial,
+    /// The Secret disappeared.
+    SecretDeleted,
+    /// The Secret's token value is not the one the operator wrote.
+    ValueAltered,
+    /// Lifetime, scopes or identity changed.
+    SpecChanged,
+    /// The token expired before it could be renewed (e.g. the operator was down).
+    Expired,
+    /// The token vanished from Databricks (revoked by someone else).
+    RevokedOutside,
+    /// `dbtoken.dev/rotate-requested-at` was set or changed.
+    Manual,
+    /// The renewal time came.
+    Renewal,
+}
+
+impl RotationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationReason::Initial => "Initial",
+            RotationReason::SecretDeleted => "SecretDeleted",
+            RotationReason::ValueAltered => "ValueAltered",
+            RotationReason::SpecChanged => "SpecChanged",
+            RotationReason::Expired => "Expired",
+            RotationReason::RevokedOutside => "RevokedOutside",
+            RotationReason::Manual => "ManualRequest",
+            RotationReason::Renewal => "Renewal",
+        }
+    }
+
+    /// Whether the replaced token may still work and so deserves a grace period.
+    pub fn old_token_may_live(self) -> bool {
+        !matches!(self, RotationReason::Expired | RotationReason::RevokedOutside | RotationReason::Initial)
+    }
+}
+
+/// What the Secret tells about the current token.
+pub struct Observed {
+    pub record: Option<TokenRecord>,
+    /// The value whose digest matches the record, wherever it is stored (keys may be renamed).
+    pub value: Option<String>,
+    /// Whether the spec's token key holds a value other than the recorded one (tampering,
+    /// as opposed to a key that was renamed in the spec and is simply absent yet).
+    pub value_altered: bool,
+}
+
+pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
+    let record = secret.and_then(secret::read_record);
+    let Some((secret, record)) = secret.zip(record) else {
+        return Observed { record: None, value: None, value_altered: false };
+    };
+    let digest = &record.current.value_digest;
+    let value_altered = secret::stored_value(secret, token_key).is_some_and(|v| &secret::value_digest(&v) != digest);
+    let value = secret
+        .data
+        .iter()
+        .flatten()
+        .filter_map(|(_, v)| String::from_utf8(v.0.clone()).ok())
+        .find(|v| &secret::value_digest(v) == digest);
+    Observed { record: Some(record), value, value_altered }
+}
+
+/// The fields whose change needs a new token (not renewal or Secret layout changes).
+pub fn spec_hash(spec: &DatabricksTokenSpec, host: &str) -> String {
+    let identity = serde_json::json!({
+        "lifetime": spec.lifetime.to_string(),
+        "scopes": spec.scopes,
+        "onBehalfOf": spec.on_behalf_of.as_ref().map(|o| &o.application_id),
+        "workspace": [format!("{:?}", spec.workspace_ref.kind), spec.workspace_ref.name.clone()],
+        "host": host,
+    });
+    format!("{:016x}", schedule::seed_of(&identity.to_string()))
+}
+
+pub fn renew_before(spec: &DatabricksTokenSpec) -> RenewBefore {
+    match (spec.renew_before, spec.renew_before_percentage) {
+        (Some(d), _) => RenewBefore::Fixed(d.into()),
+        (None, Some(p)) => RenewBefore::Percent(p),
+        (None, None) => RenewBefore::default(),
+    }
+}
+
+/// When the recorded token is renewed.
+pub fn renewal_of(token: &DatabricksToken, record: &TokenRecord) -> Option<EpochMillis> {
+    let c = &record.current;
+    schedule::renewal_time(c.creation, c.expiry, renew_before(&token.spec), schedule::seed_of(&c.token_id))
+}
+
+/// The pending manual rotation request, if it has not been handled yet.
+pub fn pending_manual_request(token: &DatabricksToken, record: Option<&TokenRecord>) -> Option<String> {
+    let requested = token.annotations().get(secret::ANN_ROTATE_REQUESTED)?;
+    let handled = record.and_then(|r| r.rotate_request_handled.as_ref());
+    (handled != Some(requested)).then(|| requested.clone())
+}
+
+/// Why the token must be replaced now, judged from the Secret alone.
+pub fn rotation_reason(
+    token: &DatabricksToken,
+    observed: &Observed,
+    desired_spec_hash: &str,
+    now: EpochMillis,
+) -> Option<RotationReason> {
+    let Some(record) = &observed.record else {
+        let had_token = token.status.as_ref().is_some_and(|s| s.token_id.is_some());
+        return Some(if had_token { RotationReason::SecretDeleted } else { RotationReason::Initial });
+    };
+    if observed.value.is_none() || observed.value_altered {
+        return Some(RotationReason::ValueAltered);
+    }
+    if record.spec_hash != desired_spec_hash {
+        return Some(RotationReason::SpecChanged);
+    }
+    if schedule::is_expired(now, record.current.expiry) {
+        return Some(RotationReason::Expired);
+    }
+    if pending_manual_request(token, Some(record)).is_some() {
+        return Some(RotationReason::Manual);
+    }
+    if schedule::is_due(now, renewal_of(token, record)) {
+        return Some(RotationReason::Renewal);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{CurrentToken, SecretLayout, render, value_digest};
+
+    const NOW: EpochMillis = 1_700_000_000_000;
+    const HOUR: EpochMillis = 3_600_000;
+
+    fn token(extra: &str) -> DatabricksToken {
+        let spec: DatabricksTokenSpec =
+            serde_yaml::from_str(&format!("workspaceRef: {{name: ws}}\nlifetime: 3h\n{extra}")).unwrap();
+        let mut t = DatabricksToken::new("t", spec);
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("uid".into());
+        t
+    }
+
+    fn record_for(t: &DatabricksToken, creation: EpochMillis) -> TokenRecord {
+        TokenRecord {
+            current: CurrentToken {
+                token_id: "id".into(),
+                creation,
+                expiry: Some(creation + 3 * HOUR),
+                value_digest: value_digest("value"),
+            },
+            previous: vec![],
+            spec_hash: spec_hash(&t.spec, "https://h"),
+            rotate_request_handled: None,
+        }
+    }
+
+    fn secret_for(t: &DatabricksToken, record: &TokenRecord, value: &str) -> Secret {
+        render(t, &SecretLayout { name: "t", host: "https://h" }, record, value)
+    }
+
+    fn reason(t: &DatabricksToken, s: Option<&Secret>, now: EpochMillis) -> Option<RotationReason> {
+        let o = observe(s, &t.spec.secret.token_key);
+        rotation_reason(t, &o, &spec_hash(&t.spec, "https://h"), now)
+    }
+
+    #[test]
+    fn a_fresh_token_needs_nothing() {
+        let t = token("");
+        let s = secret_for(&t, &record_for(&t, NOW), "value");
+        assert_eq!(reason(&t, Some(&s), NOW + HOUR), None);
+    }
+
+    #[test]
+    fn no_secret_and_no_history_is_the_initial_mint() {
+        assert_eq!(reason(&token(""), None, NOW), Some(RotationReason::Initial));
+    }
+
+    #[test]
+    fn no_secret_after_a_mint_means_it_was_deleted() {
+        let mut t = token("");
+        t.status = Some(crate::crd::DatabricksTokenStatus { token_id: Some("id".into()), ..Default::default() });
+        assert_eq!(reason(&t, None, NOW), Some(RotationReason::SecretDeleted));
+    }
+
+    #[test]
+    fn renewal_is_due_at_two_thirds_of_the_lifetime() {
+        let t = token("");
+        let s = secret_for(&t, &record_for(&t, NOW), "value");
+        assert_eq!(reason(&t, Some(&s), NOW + 2 * HOUR - 10 * 60_000), None);
+        assert_eq!(reason(&t, Some(&s), NOW + 2 * HOUR + 1), Some(RotationReason::Renewal));
+    }
+
+    #[test]
+    fn an_expired_token_is_replaced() {
+        let t = token("");
+        let s = secret_for(&t, &record_for(&t, NOW), "value");
+        assert_eq!(reason(&t, Some(&s), NOW + 3 * HOUR), Some(RotationReason::Expired));
+    }
+
+    #[test]
+    fn an_altered_value_is_replaced() {
+        let t = token("");
+        let mut s = secret_for(&t, &record_for(&t, NOW), "value");
+        for v in s.data.as_mut().unwrap().values_mut() {
+            *v = k8s_openapi::ByteString(b"tampered".to_vec());
+        }
+        assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::ValueAltered));
+    }
+
+    #[test]
+    fn an_altered_token_key_is_replaced_even_if_env_keys_still_hold_the_value() {
+        let t = token("");
+        let mut s = secret_for(&t, &record_for(&t, NOW), "value");
+        s.data.as_mut().unwrap().insert("token".into(), k8s_openapi::ByteString(b"tampered".to_vec()));
+        assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::ValueAltered));
+    }
+
+    #[test]
+    fn a_renamed_token_key_only_rewrites_the_secret() {
+        let old = token("");
+        let s = secret_for(&old, &record_for(&old, NOW), "value");
+        let renamed = token("secret: {tokenKey: pat}\n");
+        assert_eq!(reason(&renamed, Some(&s), NOW), None);
+        assert_eq!(observe(Some(&s), "pat").value.as_deref(), Some("value"));
+    }
+
+    #[test]
+    fn lifetime_scope_or_identity_changes_need_a_new_token() {
+        let t = token("");
+        let s = secret_for(&t, &record_for(&t, NOW), "value");
+        for extra in ["scopes: [sql]\n", "onBehalfOf: {applicationId: 8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21}\n"] {
+            assert_eq!(reason(&token(extra), Some(&s), NOW), Some(RotationReason::SpecChanged), "{extra}");
+        }
+        let longer: DatabricksToken = {
+            let mut l = token("");
+            l.spec.lifetime = "4h".parse().unwrap();
+            l
+        };
+        assert_eq!(reason(&longer, Some(&s), NOW), Some(RotationReason::SpecChanged));
+    }
+
+    #[test]
+    fn renew_before_and_comment_changes_need_no_new_token() {
+        let t = token("");
+        let s = secret_for(&t, &record_for(&t, NOW), "value");
+        assert_eq!(reason(&token("renewBefore: 30m\ncomment: hi\n"), Some(&s), NOW), None);
+    }
+
+    #[test]
+    fn a_manual_request_rotates_once() {
+        let mut t = token("");
+        t.metadata.annotations = Some([(secret::ANN_ROTATE_REQUESTED.to_string(), "2026-01-01T00:00:00Z".to_string())].into());
+        let mut record = record_for(&t, NOW);
+        let s = secret_for(&t, &record, "value");
+        assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::Manual));
+        record.rotate_request_handled = Some("2026-01-01T00:00:00Z".into());
+        let s = secret_for(&t, &record, "value");
+        assert_eq!(reason(&t, Some(&s), NOW), None);
+    }
+}

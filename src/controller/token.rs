@@ -1,0 +1,335 @@
+//! Reconciling one `DatabricksToken`: mint, rotate, revoke replaced tokens after their grace
+//! period, sweep orphans, and mirror the Secret's record into status.
+//!
+//! Order matters for the invariants: a new token is written to the Secret before the old one is
+//! ever revoked, and a mint is announced in status (Rotating/Minting) before it is attempted, so
+//! that a crash in between leads to an orphan sweep rather than a leaked token.
+
+use databricks_client::CreateTokenRequest;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+};
+use tracing::{info, warn};
+
+use super::{Context, Error, FIELD_MANAGER, events, plan, rollout, status};
+use crate::crd::DatabricksToken;
+use crate::databricks::{self, Owner};
+use crate::schedule::{self, EpochMillis};
+use crate::secret::{self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenRecord};
+use crate::workspace::ResolvedWorkspace;
+
+/// What a successful sync leaves behind, for status and the next wake-up.
+pub struct Synced {
+    pub record: TokenRecord,
+    pub secret_name: String,
+    pub rotated_at: Option<EpochMillis>,
+    pub next_verification: EpochMillis,
+}
+
+/// Bring the Secret and Databricks in line with the spec.
+pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> Result<Synced, Error> {
+    let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let namespace = token.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let workspace = ctx.workspaces.for_token(token).await?;
+    let owner = owner_of(token);
+    let name = secret::secret_name(token);
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
+
+    // The watch cache is enough to see that nothing is due; anything that mints re-reads first.
+    let cached = ctx.secrets.get(&ObjectRef::new(&name).within(&namespace)).map(|s| (*s).clone());
+    let mut live = cached;
+    let mut observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
+    let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+    if reason.is_some() {
+        live = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+        observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
+        reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+    }
+    if let Some(s) = &live {
+        if !secret::is_owned_by(s, token) {
+            return Err(Error::SecretConflict { name });
+        }
+    }
+    // A renamed Secret: carry the token over from the old one instead of minting.
+    let mut renamed_from = None;
+    if observed.record.is_none() {
+        if let Some(old) = moved_secret(token, &secrets, &name).await? {
+            let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
+            if old_observed.value.is_some() {
+                observed = old_observed;
+                reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+                renamed_from = old.metadata.name.clone();
+            }
+        }
+    }
+
+    // An interrupted mint, or a periodic check: compare with what Databricks has.
+    let interrupted = status::is_minting(token);
+    let verify = interrupted || ctx.verification_due(&uid, now);
+    let mut snapshot = None;
+    if verify {
+        let not_before = observed.record.as_ref().map_or(0, |r| r.current.creation);
+        let snap = ctx.inventory.snapshot(&workspace, &owner, not_before).await?;
+        if reason.is_none() {
+            if let Some(record) = &observed.record {
+                if !snap.tokens.iter().any(|t| t.token_id == record.current.token_id) {
+                    reason = Some(plan::RotationReason::RevokedOutside);
+                }
+            }
+        }
+        snapshot = Some(snap);
+    }
+
+    let mut record = observed.record.clone();
+    let mut value = observed.value.clone();
+    let mut rotated_at = None;
+    let mut secret_written = false;
+    if let Some(reason) = reason {
+        let (new_record, new_value) = rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
+        let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
+        if let Err(e) = apply_secret(&secrets, &desired).await {
+            // Nobody will ever see this token: take it back now (the sweep covers a failure here).
+            let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id).await;
+            return Err(e);
+        }
+        secret_written = true;
+        announce_rotation(token, ctx, reason, &new_record).await;
+        rollout::restart_targets(token, ctx, now).await;
+        record = Some(new_record);
+        value = Some(new_value);
+        rotated_at = Some(now);
+    }
+    let mut record = record.ok_or(Error::MissingField("token record"))?;
+    let value = value.ok_or(Error::MissingField("token value"))?;
+
+    if let Some(snap) = &snapshot {
+        sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
+        ctx.mark_verified(&uid, now);
+    }
+
+    let (revoked_any, revoke_error) = revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
+
+    let desired = secret::render(token, &layout(&name, &workspace), &record, &value);
+    let drifted = !secret_written && live.as_ref().is_none_or(|l| !secret::is_up_to_date(l, &desired));
+    if revoked_any || drifted {
+        apply_secret(&secrets, &desired).await?;
+    }
+    if let Some(e) = revoke_error {
+        return Err(e);
+    }
+    if let Some(old) = renamed_from {
+        secrets
+            .delete(&old, &DeleteParams::default())
+            .await
+            .map_err(Error::kube("delete renamed Secret"))?;
+    }
+
+    Ok(Synced {
+        record,
+        secret_name: name,
+        rotated_at,
+        next_verification: ctx.next_verification(&uid, now),
+    })
+}
+
+/// The requeue delay after a successful sync.
+pub fn next_wakeup(token: &DatabricksToken, synced: &Synced, now: EpochMillis, max: std::time::Duration) -> Action {
+    let mut moments: Vec<EpochMillis> = synced.record.previous.iter().map(|p| p.revoke_after).collect();
+    moments.extend(plan::renewal_of(token, &synced.record));
+    moments.extend(synced.record.current.expiry);
+    moments.push(synced.next_verification);
+    Action::requeue(schedule::wait_until_earliest(now, moments, std::time::Duration::from_millis(500), max))
+}
+
+pub fn owner_of(token: &DatabricksToken) -> Owner {
+    match &token.spec.on_behalf_of {
+        Some(obo) => Owner::ServicePrincipal(obo.application_id.clone()),
+        None => Owner::Caller,
+    }
+}
+
+fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'a> {
+    SecretLayout { name, host: &workspace.host }
+}
+
+/// Mint a replacement and build the record the Secret will hold.
+async fn rotate(
+    token: &DatabricksToken,
+    ctx: &Context,
+    workspace: &ResolvedWorkspace,
+    owner: &Owner,
+    observed: &plan::Observed,
+    reason: plan::RotationReason,
+    now: EpochMillis,
+) -> Result<(TokenRecord, String), Error> {
+    status::mark_minting(token, ctx, reason).await?;
+    ctx.note_minting(token);
+    let uid = token.uid().unwrap_or_default();
+    let request = CreateTokenRequest {
+        lifetime_seconds: Some(std::time::Duration::from(token.spec.lifetime).as_secs().max(1)),
+        comment: Some(databricks::tagged_comment(token.spec.comment.as_deref(), &uid)),
+        scopes: token.spec.scopes.clone(),
+    };
+    let created = databricks::mint(&workspace.client, owner, &request)
+        .await
+        .map_err(Error::databricks("create token"))?;
+    ctx.metrics.mint();
+    info!(token_id = %created.info.token_id, reason = reason.as_str(), "minted token");
+
+    let grace = token
+        .spec
+        .rotation
+        .as_ref()
+        .and_then(|r| r.grace_period)
+        .map(std::time::Duration::from)
+        .unwrap_or(ctx.settings.default_grace_period);
+    let mut previous = carried_previous(token, observed);
+    if reason.old_token_may_live() {
+        if let Some(old) = old_current(token, observed) {
+            previous.push(PreviousTokenRecord {
+                revoke_after: schedule::revoke_after(now, grace, old.1),
+                token_id: old.0,
+            });
+        }
+    }
+    previous.retain(|p| p.token_id != created.info.token_id);
+    let record = TokenRecord {
+        current: CurrentToken {
+            token_id: created.info.token_id.clone(),
+            creation: created.info.creation_time,
+            expiry: (created.info.expiry_time > 0).then_some(created.info.expiry_time),
+            value_digest: secret::value_digest(created.value.expose()),
+        },
+        previous,
+        spec_hash: plan::spec_hash(&token.spec, &workspace.host),
+        rotate_request_handled: token.annotations().get(secret::ANN_ROTATE_REQUESTED).cloned().or_else(|| {
+            observed.record.as_ref().and_then(|r| r.rotate_request_handled.clone())
+        }),
+    };
+    Ok((record, created.value.expose().to_string()))
+}
+
+/// Replaced tokens still waiting: from the Secret, or from status when the Secret is gone.
+fn carried_previous(token: &DatabricksToken, observed: &plan::Observed) -> Vec<PreviousTokenRecord> {
+    if let Some(r) = &observed.record {
+        return r.previous.clone();
+    }
+    token
+        .status
+        .iter()
+        .flat_map(|s| s.previous_tokens.iter())
+        .filter_map(|p| {
+            Some(PreviousTokenRecord { token_id: p.token_id.clone(), revoke_after: secret::parse_time(&p.revoke_after)? })
+        })
+        .collect()
+}
+
+/// The token being replaced (id, expiry): from the Secret, or from status when it is gone.
+fn old_current(token: &DatabricksToken, observed: &plan::Observed) -> Option<(String, Option<EpochMillis>)> {
+    if let Some(r) = &observed.record {
+        return Some((r.current.token_id.clone(), r.current.expiry));
+    }
+    let s = token.status.as_ref()?;
+    Some((s.token_id.clone()?, s.expiry_time.as_deref().and_then(secret::parse_time)))
+}
+
+/// An owned Secret under the name status last recorded, when the spec now names another.
+async fn moved_secret(token: &DatabricksToken, secrets: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
+    let Some(old_name) = token.status.as_ref().and_then(|s| s.secret_name.clone()) else {
+        return Ok(None);
+    };
+    if old_name == name {
+        return Ok(None);
+    }
+    let old = secrets.get_opt(&old_name).await.map_err(Error::kube("read previous Secret"))?;
+    Ok(old.filter(|s| secret::is_owned_by(s, token)))
+}
+
+async fn apply_secret(secrets: &Api<Secret>, desired: &Secret) -> Result<(), Error> {
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    secrets
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired))
+        .await
+        .map_err(Error::kube("write Secret"))?;
+    Ok(())
+}
+
+async fn announce_rotation(token: &DatabricksToken, ctx: &Context, reason: plan::RotationReason, record: &TokenRecord) {
+    let expiry = record.current.expiry.map(secret::format_time).unwrap_or_else(|| "never".into());
+    let (event_reason, note) = if reason == plan::RotationReason::Initial {
+        ("Minted", format!("Minted token {} (expires {expiry})", record.current.token_id))
+    } else {
+        ctx.metrics.rotation(reason.as_str());
+        (
+            "Rotated",
+            format!("Rotated to token {} (expires {expiry}); reason: {}", record.current.token_id, reason.as_str()),
+        )
+    };
+    events::publish(ctx, token, EventType::Normal, event_reason, "Mint", note).await;
+}
+
+/// Revoke tokens tagged for this resource that are neither current nor waiting out a grace period.
+async fn sweep_orphans(
+    token: &DatabricksToken,
+    ctx: &Context,
+    workspace: &ResolvedWorkspace,
+    owner: &Owner,
+    uid: &str,
+    record: &TokenRecord,
+    live: &[databricks_client::TokenInfo],
+) {
+    for orphan in live.iter().filter(|t| {
+        databricks::is_tagged_for(t, uid)
+            && t.token_id != record.current.token_id
+            && !record.previous.iter().any(|p| p.token_id == t.token_id)
+    }) {
+        match databricks::revoke(&workspace.client, owner, &orphan.token_id).await {
+            Ok(()) => {
+                ctx.metrics.orphan_revoked();
+                ctx.metrics.revocation("orphan");
+                let note = format!("Revoked orphaned token {} left by an interrupted mint", orphan.token_id);
+                events::publish(ctx, token, EventType::Normal, "OrphanRevoked", "Revoke", note).await;
+            }
+            Err(e) => warn!(token_id = %orphan.token_id, error = %e, "could not revoke orphaned token"),
+        }
+    }
+}
+
+/// Revoke replaced tokens whose grace period is over. Returns whether the record changed, and
+/// the first failure (reported after the Secret records what did get revoked).
+async fn revoke_due(
+    token: &DatabricksToken,
+    ctx: &Context,
+    workspace: &ResolvedWorkspace,
+    owner: &Owner,
+    record: &mut TokenRecord,
+    now: EpochMillis,
+) -> (bool, Option<Error>) {
+    let mut changed = false;
+    let mut first_error = None;
+    let mut kept = Vec::new();
+    for p in std::mem::take(&mut record.previous) {
+        if p.revoke_after > now {
+            kept.push(p);
+            continue;
+        }
+        match databricks::revoke(&workspace.client, owner, &p.token_id).await {
+            Ok(()) => {
+                changed = true;
+                ctx.metrics.revocation("grace_period_over");
+                let note = format!("Revoked previous token {} after its grace period", p.token_id);
+                events::publish(ctx, token, EventType::Normal, "Revoked", "Revoke", note).await;
+            }
+            Err(e) => {
+                kept.push(p);
+                first_error.get_or_insert(Error::databricks("revoke previous token")(e));
+            }
+        }
+    }
+    record.previous = kept;
+    (changed, first_error)
+}

@@ -1,0 +1,313 @@
+//! Finding the workspace a `DatabricksToken` may use, and a Databricks client for it.
+//!
+//! Tenancy lives here: a token may use a `DatabricksWorkspace` of its own namespace, or a
+//! `ClusterDatabricksWorkspace` whose allow-list admits its namespace. A namespaced workspace's
+//! credentials are only ever read from its own namespace.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use databricks_client::{ClientConfig, Credentials, RequestObserver, SecretString, WorkspaceClient};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt, runtime::reflector::{ObjectRef, Store}};
+
+use crate::crd::{
+    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, RateLimit, SecretRef, WorkspaceAuth,
+    WorkspaceKind,
+};
+
+/// Identifies one workspace object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WorkspaceKey {
+    pub kind: WorkspaceKind,
+    /// None for cluster-scoped workspaces.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkspaceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{:?} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{:?} {}", self.kind, self.name),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("{0} not found")]
+    NotFound(WorkspaceKey),
+    #[error("ClusterDatabricksWorkspace {workspace} does not admit namespace {namespace} (spec.allowedNamespaces)")]
+    NamespaceNotAllowed { workspace: String, namespace: String },
+    #[error("credential Secret {namespace}/{name} of {workspace} not found")]
+    SecretMissing { workspace: WorkspaceKey, namespace: String, name: String },
+    #[error("credential Secret {namespace}/{name} of {workspace} has no key {key:?} (or it is empty)")]
+    SecretKeyMissing { workspace: WorkspaceKey, namespace: String, name: String, key: String },
+    #[error("{0}: spec.auth must set exactly one of pat, oauthM2M, azureServicePrincipal")]
+    NoAuth(WorkspaceKey),
+    #[error("reading credential Secret {namespace}/{name}: {source}")]
+    Kube { namespace: String, name: String, source: kube::Error },
+    #[error("{workspace}: {source}")]
+    Client { workspace: WorkspaceKey, source: databricks_client::Error },
+}
+
+impl WorkspaceError {
+    /// CamelCase reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WorkspaceError::NotFound(_) => "WorkspaceNotFound",
+            WorkspaceError::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
+            WorkspaceError::SecretMissing { .. } => "CredentialSecretMissing",
+            WorkspaceError::SecretKeyMissing { .. } => "CredentialKeyMissing",
+            WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
+            WorkspaceError::Kube { .. } => "KubernetesError",
+            WorkspaceError::Client { .. } => "InvalidWorkspaceConfig",
+        }
+    }
+}
+
+/// How clients are built, from the operator's flags.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub insecure_allow_http: bool,
+    pub entra_authority_host: String,
+    pub observer: Option<Arc<dyn RequestObserver>>,
+    /// How long a built client (and the credentials it read) is reused before re-reading the Secret.
+    pub credential_ttl: Duration,
+}
+
+/// A workspace ready to call.
+pub struct ResolvedWorkspace {
+    pub key: WorkspaceKey,
+    pub host: String,
+    pub client: WorkspaceClient,
+}
+
+struct Cached {
+    generation: Option<i64>,
+    built_at: Instant,
+    workspace: Arc<ResolvedWorkspace>,
+}
+
+/// The workspace objects (from watch caches) and one client per workspace.
+pub struct Workspaces {
+    kube: kube::Client,
+    namespaced: Store<DatabricksWorkspace>,
+    cluster: Store<ClusterDatabricksWorkspace>,
+    settings: ClientSettings,
+    cache: Mutex<HashMap<WorkspaceKey, Cached>>,
+}
+
+/// The parts both workspace kinds share.
+struct WorkspaceView<'a> {
+    host: &'a str,
+    auth: &'a WorkspaceAuth,
+    rate_limit: Option<&'a RateLimit>,
+    generation: Option<i64>,
+}
+
+impl Workspaces {
+    pub fn new(
+        kube: kube::Client,
+        namespaced: Store<DatabricksWorkspace>,
+        cluster: Store<ClusterDatabricksWorkspace>,
+        settings: ClientSettings,
+    ) -> Self {
+        Self { kube, namespaced, cluster, settings, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The key of the workspace a token refers to.
+    pub fn key_for(token: &DatabricksToken) -> WorkspaceKey {
+        let r = &token.spec.workspace_ref;
+        WorkspaceKey {
+            kind: r.kind,
+            namespace: match r.kind {
+                WorkspaceKind::DatabricksWorkspace => token.namespace(),
+                WorkspaceKind::ClusterDatabricksWorkspace => None,
+            },
+            name: r.name.clone(),
+        }
+    }
+
+    /// The workspace `token` may use, with a client, or why it may not.
+    pub async fn for_token(&self, token: &DatabricksToken) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let key = Self::key_for(token);
+        let token_ns = token.namespace().unwrap_or_default();
+        match key.kind {
+            WorkspaceKind::DatabricksWorkspace => {
+                let ws = self
+                    .namespaced
+                    .get(&ObjectRef::new(&key.name).within(&token_ns))
+                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
+                let view = WorkspaceView {
+                    host: &ws.spec.host,
+                    auth: &ws.spec.auth,
+                    rate_limit: ws.spec.rate_limit.as_ref(),
+                    generation: ws.metadata.generation,
+                };
+                self.client_for(&key, &view, &token_ns).await
+            }
+            WorkspaceKind::ClusterDatabricksWorkspace => {
+                let ws = self
+                    .cluster
+                    .get(&ObjectRef::new(&key.name))
+                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
+                if !ws.spec.admits(&token_ns) {
+                    return Err(WorkspaceError::NamespaceNotAllowed {
+                        workspace: key.name.clone(),
+                        namespace: token_ns,
+                    });
+                }
+                let view = WorkspaceView {
+                    host: &ws.spec.host,
+                    auth: &ws.spec.auth,
+                    rate_limit: ws.spec.rate_limit.as_ref(),
+                    generation: ws.metadata.generation,
+                };
+                // Schema rules require an explicit namespace here; "default" is never guessed.
+                let secret_ns = ws.spec.auth.secret_ref().and_then(|r| r.namespace.clone()).unwrap_or_default();
+                self.client_for(&key, &view, &secret_ns).await
+            }
+        }
+    }
+
+    /// Resolve a namespaced workspace object directly (for its own status).
+    pub async fn for_namespaced(&self, ws: &DatabricksWorkspace) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let ns = ws.namespace().unwrap_or_default();
+        let key = WorkspaceKey { kind: WorkspaceKind::DatabricksWorkspace, namespace: Some(ns.clone()), name: ws.name_any() };
+        let view = WorkspaceView {
+            host: &ws.spec.host,
+            auth: &ws.spec.auth,
+            rate_limit: ws.spec.rate_limit.as_ref(),
+            generation: ws.metadata.generation,
+        };
+        self.client_for(&key, &view, &ns).await
+    }
+
+    /// Resolve a cluster workspace object directly (for its own status).
+    pub async fn for_cluster(&self, ws: &ClusterDatabricksWorkspace) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let key = WorkspaceKey { kind: WorkspaceKind::ClusterDatabricksWorkspace, namespace: None, name: ws.name_any() };
+        let view = WorkspaceView {
+            host: &ws.spec.host,
+            auth: &ws.spec.auth,
+            rate_limit: ws.spec.rate_limit.as_ref(),
+            generation: ws.metadata.generation,
+        };
+        let secret_ns = ws.spec.auth.secret_ref().and_then(|r| r.namespace.clone()).unwrap_or_default();
+        self.client_for(&key, &view, &secret_ns).await
+    }
+
+    /// Forget the cached client, so the next use re-reads the credentials (after an auth failure).
+    pub fn invalidate(&self, key: &WorkspaceKey) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceKey, Cached>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn client_for(
+        &self,
+        key: &WorkspaceKey,
+        view: &WorkspaceView<'_>,
+        secret_ns: &str,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        if let Some(c) = self.lock().get(key) {
+            if c.generation == view.generation && c.built_at.elapsed() < self.settings.credential_ttl {
+                return Ok(c.workspace.clone());
+            }
+        }
+        let credentials = self.read_credentials(key, view.auth, secret_ns).await?;
+        let mut config = ClientConfig::new(view.host.trim_end_matches('/').to_string(), credentials);
+        config.allow_http = self.settings.insecure_allow_http;
+        config.observer = self.settings.observer.clone();
+        if let Some(limit) = view.rate_limit {
+            if let Some(rps) = limit.requests_per_second {
+                config.requests_per_second = f64::from(rps);
+            }
+            if let Some(c) = limit.max_concurrent_requests {
+                config.max_concurrency = c as usize;
+            }
+        }
+        let client = WorkspaceClient::new(config)
+            .map_err(|source| WorkspaceError::Client { workspace: key.clone(), source })?;
+        let workspace = Arc::new(ResolvedWorkspace {
+            key: key.clone(),
+            host: view.host.trim_end_matches('/').to_string(),
+            client,
+        });
+        self.lock().insert(
+            key.clone(),
+            Cached { generation: view.generation, built_at: Instant::now(), workspace: workspace.clone() },
+        );
+        Ok(workspace)
+    }
+
+    async fn read_credentials(
+        &self,
+        key: &WorkspaceKey,
+        auth: &WorkspaceAuth,
+        secret_ns: &str,
+    ) -> Result<Credentials, WorkspaceError> {
+        if let Some(pat) = &auth.pat {
+            let token = self.secret_value(key, &pat.secret_ref, secret_ns, &pat.token_key).await?;
+            return Ok(Credentials::Pat { token: SecretString::from(token) });
+        }
+        if let Some(m2m) = &auth.oauth_m2m {
+            let client_id = self.secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_id_key).await?;
+            let secret = self.secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_secret_key).await?;
+            return Ok(Credentials::OAuthM2M { client_id, client_secret: SecretString::from(secret) });
+        }
+        if let Some(az) = &auth.azure_service_principal {
+            let client_id = self.secret_value(key, &az.secret_ref, secret_ns, &az.client_id_key).await?;
+            let secret = self.secret_value(key, &az.secret_ref, secret_ns, &az.client_secret_key).await?;
+            return Ok(Credentials::AzureServicePrincipal {
+                tenant_id: az.tenant_id.clone(),
+                client_id,
+                client_secret: SecretString::from(secret),
+                authority_host: az
+                    .authority_host
+                    .clone()
+                    .unwrap_or_else(|| self.settings.entra_authority_host.clone()),
+            });
+        }
+        Err(WorkspaceError::NoAuth(key.clone()))
+    }
+
+    /// One key of a credential Secret, trimmed of the trailing newline files usually carry.
+    async fn secret_value(
+        &self,
+        key: &WorkspaceKey,
+        secret_ref: &SecretRef,
+        namespace: &str,
+        data_key: &str,
+    ) -> Result<String, WorkspaceError> {
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), namespace);
+        let secret = api
+            .get_opt(&secret_ref.name)
+            .await
+            .map_err(|source| WorkspaceError::Kube { namespace: namespace.into(), name: secret_ref.name.clone(), source })?
+            .ok_or_else(|| WorkspaceError::SecretMissing {
+                workspace: key.clone(),
+                namespace: namespace.into(),
+                name: secret_ref.name.clone(),
+            })?;
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(data_key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| WorkspaceError::SecretKeyMissing {
+                workspace: key.clone(),
+                namespace: namespace.into(),
+                name: secret_ref.name.clone(),
+                key: data_key.into(),
+            })
+    }
+}
