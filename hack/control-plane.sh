@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane (etcd + kube-apiserver with RBAC) on loopback, for tests and
+# the demo. Binaries come from hack/build-tools.sh.
+#
+#   hack/control-plane.sh start [DIR]   start in the background; prints the kubeconfig path
+#   hack/control-plane.sh stop  [DIR]   stop it and remove its state
+#   hack/control-plane.sh status [DIR]
+#   hack/control-plane.sh run   [DIR]   start, then stay in the foreground until SIGTERM/SIGINT
+#                                       (the test fixture uses this; it owns the lifetime)
+#
+# DIR defaults to .cache/control-plane. The admin kubeconfig is DIR/kubeconfig; DIR/ready appears
+# when /readyz answers ok and the default namespace exists.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/.cache/bin"
+cmd="${1:-}"
+dir="${2:-$root/.cache/control-plane}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+pids_alive() {
+  local any=1
+  for f in "$dir"/*.pid; do
+    [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && any=0
+  done
+  return $any
+}
+
+stop() {
+  for f in "$dir"/kube-apiserver.pid "$dir"/etcd.pid; do
+    [[ -f "$f" ]] || continue
+    local pid; pid="$(cat "$f")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
+make_pki() {
+  local pki="$dir/pki"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dbtoken-local-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$pki/server.key" -out "$pki/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' > "$pki/server.ext"
+  openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 30 -extfile "$pki/server.ext" -out "$pki/server.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+}
+
+start() {
+  for b in etcd kube-apiserver; do
+    [[ -x "$bin/$b" ]] || { echo "control-plane: $bin/$b missing; run hack/build-tools.sh" >&2; exit 1; }
+  done
+  if pids_alive; then echo "control-plane: already running in $dir" >&2; exit 1; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  make_pki
+  local etcd_port peer_port api_port token
+  etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"
+  token="$(openssl rand -hex 24)"
+  echo "$token,admin,admin,system:masters" > "$dir/tokens.csv"
+
+  "$bin/etcd" --name local --data-dir "$dir/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "local=http://127.0.0.1:$peer_port" --log-level warn > "$dir/etcd.log" 2>&1 &
+  echo $! > "$dir/etcd.pid"
+
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$dir/pki/server.crt" --tls-private-key-file "$dir/pki/server.key" \
+    --client-ca-file "$dir/pki/ca.crt" \
+    --token-auth-file "$dir/tokens.csv" --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+    --disable-admission-plugins ServiceAccount \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --cert-dir "$dir/pki" > "$dir/kube-apiserver.log" 2>&1 &
+  echo $! > "$dir/kube-apiserver.pid"
+
+  cat > "$dir/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $(base64 -w0 < "$dir/pki/ca.crt")
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: admin, namespace: default}
+current-context: local
+KUBECONFIG
+
+  local deadline=$((SECONDS + 120))
+  until curl -sf --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $token" \
+        "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 &&
+        curl -sf --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $token" \
+        "https://127.0.0.1:$api_port/api/v1/namespaces/default" >/dev/null 2>&1; do
+    if (( SECONDS > deadline )) || ! pids_alive; then
+      echo "control-plane: not ready; last log lines:" >&2
+      tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
+      stop; exit 1
+    fi
+    sleep 0.2
+  done
+  touch "$dir/ready"
+  echo "$dir/kubeconfig"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop; rm -rf "$dir" ;;
+  status) if pids_alive; then echo "running: $dir/kubeconfig"; else echo "stopped"; exit 1; fi ;;
+  run)
+    trap 'stop; rm -rf "$dir"; exit 0' TERM INT HUP
+    start
+    # Stay up until told to stop; exit (and clean up) if either process dies.
+    while pids_alive; do sleep 1 & wait $!; done
+    stop; exit 1 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+esac

@@ -1,0 +1,174 @@
+//! One test's world: its namespace on the real API server, an in-process Databricks emulator
+//! with an admin user, a DatabricksWorkspace pointing at it, and the operator process.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use databricks_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use databricks_token_operator::crd::{DatabricksToken, DatabricksWorkspace};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+    runtime::wait::await_condition,
+};
+use serde_json::json;
+
+use super::cluster::{self, TestNamespace};
+use super::operator::{Operator, OperatorOptions, eventually};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct World {
+    pub ns: TestNamespace,
+    pub emulator: EmulatorHandle,
+    pub admin_pat: String,
+    pub operator: Option<Operator>,
+}
+
+impl World {
+    /// Namespace + emulator + an admin-PAT workspace called `ws`, and the CRDs installed.
+    pub async fn new(prefix: &str) -> World {
+        Self::with_emulator(prefix, EmulatorConfig::default()).await
+    }
+
+    pub async fn with_emulator(prefix: &str, config: EmulatorConfig) -> World {
+        let ns = cluster::namespace(prefix).await;
+        install_crds(&ns.client).await;
+        let emulator = Emulator::start(config).await.expect("emulator");
+        let admin = emulator.add_user("admin@example.com", true);
+        let world = World { ns, emulator, admin_pat: admin.pat.clone(), operator: None };
+        world.create_secret("databricks-admin", &[("token", &admin.pat)]).await;
+        world.apply_workspace("ws", json!({"pat": {"secretRef": {"name": "databricks-admin"}}})).await;
+        world
+    }
+
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        cluster::cluster_sync().kubeconfig_path().to_path_buf()
+    }
+
+    pub fn options(&self) -> OperatorOptions {
+        OperatorOptions::for_namespace(&self.ns.name)
+    }
+
+    pub fn start_operator(&mut self) {
+        self.start_operator_with(self.options());
+    }
+
+    pub fn start_operator_with(&mut self, options: OperatorOptions) {
+        self.operator = Some(Operator::start(&self.kubeconfig(), &options));
+    }
+
+    pub fn tokens(&self) -> Api<DatabricksToken> {
+        Api::namespaced(self.ns.client.clone(), &self.ns.name)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.ns.client.clone(), &self.ns.name)
+    }
+
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+            ..Default::default()
+        };
+        self.secrets().create(&PostParams::default(), &secret).await.expect("create secret");
+    }
+
+    pub async fn apply_workspace(&self, name: &str, auth: serde_json::Value) {
+        let ws: DatabricksWorkspace = serde_json::from_value(json!({
+            "apiVersion": "dbtoken.dev/v1alpha1",
+            "kind": "DatabricksWorkspace",
+            "metadata": {"name": name},
+            "spec": {"host": self.emulator.base_url(), "auth": auth},
+        }))
+        .expect("workspace");
+        let api: Api<DatabricksWorkspace> = Api::namespaced(self.ns.client.clone(), &self.ns.name);
+        api.create(&PostParams::default(), &ws).await.expect("create workspace");
+    }
+
+    /// Create a DatabricksToken from a spec (JSON), e.g. `{"workspaceRef": {"name": "ws"}, "lifetime": "1h"}`.
+    pub async fn create_token(&self, name: &str, spec: serde_json::Value) -> DatabricksToken {
+        let token: DatabricksToken = serde_json::from_value(json!({
+            "apiVersion": "dbtoken.dev/v1alpha1",
+            "kind": "DatabricksToken",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("token spec");
+        self.tokens().create(&PostParams::default(), &token).await.expect("create token")
+    }
+
+    /// Wait until the token's Ready condition is True and return it.
+    pub async fn wait_ready(&self, name: &str) -> DatabricksToken {
+        self.wait_token(name, "Ready=True", |t| condition_is(t, "Ready", "True")).await
+    }
+
+    pub async fn wait_token(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&DatabricksToken) -> bool + Send + 'static,
+    ) -> DatabricksToken {
+        let cond = move |t: Option<&DatabricksToken>| t.is_some_and(&check);
+        match tokio::time::timeout(WAIT, await_condition(self.tokens(), name, cond)).await {
+            Ok(Ok(Some(t))) => t,
+            other => {
+                let current = self.tokens().get_opt(name).await.ok().flatten();
+                panic!("{name}: waiting for {what} failed ({:?}); current status: {:#?}", other.err(), current.and_then(|t| t.status))
+            }
+        }
+    }
+
+    /// The token value stored in the Secret under `key`.
+    pub async fn secret_value(&self, secret: &str, key: &str) -> Option<String> {
+        let s = self.secrets().get_opt(secret).await.expect("read secret")?;
+        let bytes = s.data?.get(key)?.0.clone();
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Wait until the emulator no longer has a live token with this id.
+    pub async fn wait_revoked(&self, token_id: &str) {
+        let emulator = self.emulator.clone();
+        let id = token_id.to_string();
+        eventually(&format!("token {token_id} revoked"), WAIT, || {
+            let live = emulator.live_tokens().iter().any(|t| t.token_id == id);
+            async move { (!live).then_some(()) }
+        })
+        .await
+    }
+
+    pub fn live_token_ids(&self) -> Vec<String> {
+        self.emulator.live_tokens().into_iter().map(|t| t.token_id).collect()
+    }
+}
+
+pub fn condition_is(token: &DatabricksToken, type_: &str, status: &str) -> bool {
+    token
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .is_some_and(|c| format!("{:?}", c.status) == status)
+}
+
+pub fn condition_reason(token: &DatabricksToken, type_: &str) -> Option<(String, String)> {
+    let c = token.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.reason.clone(), c.message.clone()))
+}
+
+/// Apply the generated CRDs once per test process and wait until they are served.
+pub async fn install_crds(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in databricks_token_operator::crd::all_crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        api.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply crd");
+        let established = await_condition(api.clone(), &name, kube::runtime::conditions::is_crd_established());
+        tokio::time::timeout(WAIT, established).await.expect("crd established in time").expect("watch crd");
+    }
+}
