@@ -5,4 +5,4 @@
 
 pub mod cluster;
 pub mod operator;
-// pub mod world;
+pub mod world;

@@ -1,1 +1,136 @@
-//! A local Databricks workspace emulator.
+//! A local Databricks workspace emulator, faithful to the wire format of the token and
+//! token-management APIs, SCIM Me, Databricks OAuth (M2M) and an Entra-like token endpoint, with
+//! fault injection. Rust tests run it in-process; the `databricks-emulator` binary serves the
+//! demo and the official Python SDK test.
+
+mod admin;
+mod api;
+mod faults;
+mod state;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+pub use faults::{FaultRule, Faults};
+pub use state::{
+    EmulatorConfig, LiveToken, SeededEntraApp, SeededServicePrincipal, SeededUser, Stats,
+};
+
+/// Endpoint names used by fault rules and stats.
+pub const ENDPOINTS: &[&str] = &[
+    "token/create",
+    "token/list",
+    "token/delete",
+    "token-management/list",
+    "token-management/get",
+    "token-management/delete",
+    "obo/create",
+    "scim/me",
+    "oidc/token",
+    "entra/token",
+];
+
+#[derive(Clone)]
+pub(crate) struct Shared(Arc<Mutex<state::State>>);
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, state::State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Emulator;
+
+impl Emulator {
+    /// Serve on 127.0.0.1 with a free port, in the current tokio runtime.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+        Self::serve("127.0.0.1:0".parse().expect("address"), config).await
+    }
+
+    pub async fn serve(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Shared(Arc::new(Mutex::new(state::State::new(config))));
+        let app = api::routes().merge(admin::routes()).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(EmulatorHandle { shared, addr, _server: Arc::new(AbortOnDrop(server)) })
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Control and inspection of a running emulator. The server stops when the last clone drops.
+#[derive(Clone)]
+pub struct EmulatorHandle {
+    shared: Shared,
+    addr: SocketAddr,
+    _server: Arc<AbortOnDrop>,
+}
+
+impl EmulatorHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// A user with a non-expiring PAT (the bootstrap credential).
+    pub fn add_user(&self, user_name: &str, is_admin: bool) -> SeededUser {
+        self.shared.lock().add_user(user_name, is_admin)
+    }
+    /// A Databricks-managed service principal with an OAuth secret (client_id = application_id).
+    pub fn add_service_principal(&self, display_name: &str, is_admin: bool) -> SeededServicePrincipal {
+        self.shared.lock().add_service_principal(display_name, is_admin)
+    }
+    /// Entra ID credentials (in `tenant_id`) that authenticate as the given service principal.
+    pub fn add_entra_app(&self, tenant_id: &str, sp_application_id: &str) -> SeededEntraApp {
+        self.shared
+            .lock()
+            .add_entra_app(tenant_id, sp_application_id)
+            .expect("add_entra_app: unknown service principal")
+    }
+    /// Authority host of the Entra-like token endpoint (this emulator).
+    pub fn entra_authority(&self) -> String {
+        self.base_url()
+    }
+    pub fn live_tokens(&self) -> Vec<LiveToken> {
+        self.shared.lock().live_tokens()
+    }
+    /// Every token value ever minted, for leak checks.
+    pub fn minted_values(&self) -> Vec<String> {
+        self.shared.lock().minted_values()
+    }
+    /// Whether this bearer would authenticate now.
+    pub fn accepts(&self, token_value: &str) -> bool {
+        self.shared.lock().accepts(token_value)
+    }
+    /// Revoke outside any API call (as an admin in the UI would).
+    pub fn revoke(&self, token_id: &str) -> bool {
+        self.shared.lock().revoke(token_id)
+    }
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults.set(faults);
+    }
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.set(Faults::default());
+    }
+    pub fn set_settings(&self, config: EmulatorConfig) {
+        self.shared.lock().config = config;
+    }
+    pub fn settings(&self) -> EmulatorConfig {
+        self.shared.lock().config.clone()
+    }
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+}

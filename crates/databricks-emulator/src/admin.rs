@@ -1,0 +1,91 @@
+//! The inspection and control API under `/_emulator/`, for the demo and non-Rust tests
+//! (Rust tests use [`crate::EmulatorHandle`] directly).
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{EmulatorConfig, Shared, faults::Faults};
+
+#[derive(Deserialize)]
+struct NewUser {
+    user_name: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+#[derive(Deserialize)]
+struct NewServicePrincipal {
+    display_name: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+#[derive(Deserialize)]
+struct NewEntraApp {
+    tenant_id: String,
+    sp_application_id: String,
+}
+
+#[derive(Deserialize)]
+struct Check {
+    token_value: String,
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/_emulator/users", post(add_user))
+        .route("/_emulator/service-principals", post(add_sp))
+        .route("/_emulator/entra-apps", post(add_entra_app))
+        .route("/_emulator/tokens", get(|State(s): State<Shared>| async move { Json(json!({"tokens": s.lock().live_tokens()})) }))
+        .route("/_emulator/tokens/{id}/revoke", post(revoke))
+        .route("/_emulator/minted-values", get(|State(s): State<Shared>| async move { Json(json!({"values": s.lock().minted_values()})) }))
+        .route("/_emulator/accepts", post(accepts))
+        .route("/_emulator/faults", put(set_faults).delete(clear_faults).get(|State(s): State<Shared>| async move { Json(s.lock().faults.current()) }))
+        .route("/_emulator/settings", put(set_settings).get(|State(s): State<Shared>| async move { Json(s.lock().config.clone()) }))
+        .route("/_emulator/stats", get(|State(s): State<Shared>| async move { Json(s.lock().stats.clone()) }))
+}
+
+async fn add_user(State(s): State<Shared>, Json(u): Json<NewUser>) -> Response {
+    Json(s.lock().add_user(&u.user_name, u.is_admin)).into_response()
+}
+
+async fn add_sp(State(s): State<Shared>, Json(sp): Json<NewServicePrincipal>) -> Response {
+    Json(s.lock().add_service_principal(&sp.display_name, sp.is_admin)).into_response()
+}
+
+async fn add_entra_app(State(s): State<Shared>, Json(a): Json<NewEntraApp>) -> Response {
+    match s.lock().add_entra_app(&a.tenant_id, &a.sp_application_id) {
+        Some(app) => Json(app).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": "no such service principal"}))).into_response(),
+    }
+}
+
+async fn revoke(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    Json(json!({"revoked": s.lock().revoke(&id)})).into_response()
+}
+
+async fn accepts(State(s): State<Shared>, Json(c): Json<Check>) -> Response {
+    Json(json!({"accepts": s.lock().accepts(&c.token_value)})).into_response()
+}
+
+async fn set_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Response {
+    s.lock().faults.set(f);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn clear_faults(State(s): State<Shared>) -> Response {
+    s.lock().faults.set(Faults::default());
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_settings(State(s): State<Shared>, Json(c): Json<EmulatorConfig>) -> Response {
+    s.lock().config = c;
+    StatusCode::NO_CONTENT.into_response()
+}

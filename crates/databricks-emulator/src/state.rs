@@ -1,0 +1,492 @@
+//! The workspace's state: identities, tokens, OAuth sessions, settings and request counts, and
+//! the rules real Databricks applies to them (quota, maximum lifetime, admin-only APIs).
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::{Rng, distr::Alphanumeric};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::faults::FaultState;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Workspace settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EmulatorConfig {
+    /// The workspace's maxTokenLifetimeDays (1..730).
+    pub max_token_lifetime_days: u32,
+    /// Lifetime of a token created without one; None: the documented default of two years.
+    pub default_lifetime_seconds: Option<u64>,
+    /// Live tokens allowed per owner.
+    pub quota_per_owner: usize,
+    /// Whether on-behalf-of tokens for service principals may be created.
+    pub obo_enabled: bool,
+    /// Lifetime of OAuth and Entra access tokens.
+    pub access_token_seconds: u64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            max_token_lifetime_days: 730,
+            default_lifetime_seconds: None,
+            quota_per_owner: 600,
+            obo_enabled: true,
+            access_token_seconds: 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub id: i64,
+    /// userName for users, the application id for service principals.
+    pub user_name: String,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub is_service_principal: bool,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub token_id: String,
+    pub value: String,
+    pub owner_id: i64,
+    pub created_by_id: i64,
+    pub comment: String,
+    pub scopes: Option<Vec<String>>,
+    pub creation_time: i64,
+    /// -1: never expires.
+    pub expiry_time: i64,
+}
+
+impl Token {
+    fn alive(&self, now: i64) -> bool {
+        self.expiry_time < 0 || self.expiry_time > now
+    }
+}
+
+/// A live token as the inspection API shows it (never with its value).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LiveToken {
+    pub token_id: String,
+    pub owner_id: i64,
+    pub owner_name: String,
+    pub created_by_id: i64,
+    pub comment: Option<String>,
+    pub creation_time: i64,
+    pub expiry_time: i64,
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeededUser {
+    pub id: i64,
+    pub user_name: String,
+    pub pat: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeededServicePrincipal {
+    pub id: i64,
+    pub application_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeededEntraApp {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Clone, Debug)]
+struct EntraApp {
+    tenant_id: String,
+    client_secret: String,
+    identity_id: i64,
+}
+
+/// An error answered in the Databricks shape.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self { status, body: json!({"error_code": code, "message": message.into()}) }
+    }
+    /// Legacy numeric error_code, as sent for missing or invalid credentials.
+    pub fn numeric(status: u16, message: &str) -> Self {
+        Self { status, body: json!({"error_code": status, "message": message}) }
+    }
+}
+
+/// Requests counted per (endpoint, status).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+}
+
+impl Stats {
+    /// Workspace API requests of every endpoint and status.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().flat_map(|m| m.values()).sum()
+    }
+    pub fn count(&self, endpoint: &str) -> u64 {
+        self.requests.get(endpoint).map(|m| m.values().sum()).unwrap_or(0)
+    }
+    pub fn count_status(&self, endpoint: &str, status: u16) -> u64 {
+        self.requests.get(endpoint).and_then(|m| m.get(&status)).copied().unwrap_or(0)
+    }
+}
+
+pub struct State {
+    pub config: EmulatorConfig,
+    identities: HashMap<i64, Identity>,
+    tokens: HashMap<String, Token>,
+    by_value: HashMap<String, String>,
+    /// OAuth / Entra access token -> (identity id, expiry ms).
+    sessions: HashMap<String, (i64, i64)>,
+    entra_apps: HashMap<String, EntraApp>,
+    minted: Vec<String>,
+    next_id: i64,
+    pub faults: FaultState,
+    pub stats: Stats,
+}
+
+fn random_hex(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len).map(|_| format!("{:x}", rng.random_range(0..16u8))).collect()
+}
+
+fn random_uuid() -> String {
+    let h = random_hex(32);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn random_secret() -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect()
+}
+
+impl State {
+    pub fn new(config: EmulatorConfig) -> Self {
+        Self {
+            config,
+            identities: HashMap::new(),
+            tokens: HashMap::new(),
+            by_value: HashMap::new(),
+            sessions: HashMap::new(),
+            entra_apps: HashMap::new(),
+            minted: Vec::new(),
+            next_id: 1_000_000_000_000_001,
+            faults: FaultState::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn count(&mut self, endpoint: &str, status: u16) {
+        *self.stats.requests.entry(endpoint.to_string()).or_default().entry(status).or_default() += 1;
+    }
+
+    fn new_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn add_user(&mut self, user_name: &str, is_admin: bool) -> SeededUser {
+        let id = self.new_id();
+        self.identities.insert(
+            id,
+            Identity {
+                id,
+                user_name: user_name.into(),
+                display_name: user_name.into(),
+                is_admin,
+                is_service_principal: false,
+                client_secret: None,
+            },
+        );
+        // The bootstrap PAT never expires, like an old token created before lifetimes were enforced.
+        let pat = self.mint(id, id, "bootstrap".into(), None, -1);
+        SeededUser { id, user_name: user_name.into(), pat: pat.value }
+    }
+
+    pub fn add_service_principal(&mut self, display_name: &str, is_admin: bool) -> SeededServicePrincipal {
+        let id = self.new_id();
+        let application_id = random_uuid();
+        let client_secret = format!("dose{}", random_hex(32));
+        self.identities.insert(
+            id,
+            Identity {
+                id,
+                user_name: application_id.clone(),
+                display_name: display_name.into(),
+                is_admin,
+                is_service_principal: true,
+                client_secret: Some(client_secret.clone()),
+            },
+        );
+        SeededServicePrincipal { id, application_id, client_secret }
+    }
+
+    pub fn add_entra_app(&mut self, tenant_id: &str, sp_application_id: &str) -> Option<SeededEntraApp> {
+        let identity_id = self.identities.values().find(|i| i.user_name == sp_application_id)?.id;
+        let client_id = random_uuid();
+        let client_secret = random_secret();
+        self.entra_apps.insert(
+            client_id.clone(),
+            EntraApp { tenant_id: tenant_id.into(), client_secret: client_secret.clone(), identity_id },
+        );
+        Some(SeededEntraApp { tenant_id: tenant_id.into(), client_id, client_secret })
+    }
+
+    fn mint(&mut self, owner_id: i64, created_by_id: i64, comment: String, scopes: Option<Vec<String>>, expiry: i64) -> Token {
+        let token = Token {
+            token_id: random_hex(64),
+            value: format!("dapi{}", random_hex(32)),
+            owner_id,
+            created_by_id,
+            comment,
+            scopes,
+            creation_time: now_ms(),
+            expiry_time: expiry,
+        };
+        self.by_value.insert(token.value.clone(), token.token_id.clone());
+        self.tokens.insert(token.token_id.clone(), token.clone());
+        self.minted.push(token.value.clone());
+        token
+    }
+
+    /// The identity behind a bearer credential, if it is live.
+    pub fn authenticate(&mut self, header: Option<&str>) -> Result<Identity, ApiError> {
+        let now = now_ms();
+        let bearer = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ApiError::numeric(401, "Credential was not sent or was of an unsupported type for this API."))?;
+        let identity_id = if let Some(id) = self.by_value.get(bearer) {
+            self.tokens.get(id).filter(|t| t.alive(now)).map(|t| t.owner_id)
+        } else {
+            self.sessions.get(bearer).filter(|(_, exp)| *exp > now).map(|(id, _)| *id)
+        };
+        identity_id
+            .and_then(|id| self.identities.get(&id).cloned())
+            .ok_or_else(|| ApiError::numeric(403, "Invalid access token."))
+    }
+
+    pub fn accepts(&self, value: &str) -> bool {
+        let now = now_ms();
+        self.by_value.get(value).and_then(|id| self.tokens.get(id)).is_some_and(|t| t.alive(now))
+            || self.sessions.get(value).is_some_and(|(_, exp)| *exp > now)
+    }
+
+    fn lifetime_to_expiry(&self, lifetime_seconds: Option<i64>) -> Result<i64, ApiError> {
+        let max_seconds = i64::from(self.config.max_token_lifetime_days) * 86_400;
+        let seconds = match lifetime_seconds {
+            Some(s) if s <= 0 => {
+                return Err(ApiError::new(400, "INVALID_PARAMETER_VALUE", "lifetime_seconds must be a positive number of seconds"));
+            }
+            Some(s) => s,
+            None => self.config.default_lifetime_seconds.map(|s| s as i64).unwrap_or(2 * 365 * 86_400).min(max_seconds),
+        };
+        if seconds > max_seconds {
+            return Err(ApiError::new(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                format!(
+                    "Token lifetime of {seconds} seconds exceeds the maximum lifetime of {} days allowed by this workspace (maxTokenLifetimeDays)",
+                    self.config.max_token_lifetime_days
+                ),
+            ));
+        }
+        Ok(now_ms() + seconds * 1000)
+    }
+
+    /// `POST /api/2.0/token/create` or the on-behalf-of create, for `owner`.
+    pub fn create_token(&mut self, owner: &Identity, creator: &Identity, body: &Value) -> Result<Value, ApiError> {
+        let lifetime = match body.get("lifetime_seconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| ApiError::new(400, "INVALID_PARAMETER_VALUE", "lifetime_seconds must be an integer"))?),
+        };
+        let expiry = self.lifetime_to_expiry(lifetime)?;
+        let now = now_ms();
+        let live = self.tokens.values().filter(|t| t.owner_id == owner.id && t.alive(now)).count();
+        if live >= self.config.quota_per_owner {
+            // The HTTP status of this error is not confirmed by any public source.
+            return Err(ApiError::new(
+                400,
+                "QUOTA_EXCEEDED",
+                format!("Cannot create more than {} tokens per user in this workspace", self.config.quota_per_owner),
+            ));
+        }
+        let comment = body.get("comment").and_then(Value::as_str).unwrap_or("").to_string();
+        let scopes = body.get("scopes").and_then(|s| serde_json::from_value(s.clone()).ok());
+        let token = self.mint(owner.id, creator.id, comment, scopes, expiry);
+        Ok(json!({"token_value": token.value, "token_info": self.public_info(&token)}))
+    }
+
+    pub fn service_principal(&self, application_id: &str) -> Option<Identity> {
+        self.identities.values().find(|i| i.is_service_principal && i.user_name == application_id).cloned()
+    }
+
+    fn public_info(&self, t: &Token) -> Value {
+        let mut info = json!({
+            "token_id": t.token_id,
+            "creation_time": t.creation_time,
+            "expiry_time": t.expiry_time,
+            "comment": t.comment,
+        });
+        if let Some(s) = &t.scopes {
+            info["scopes"] = json!(s);
+        }
+        info
+    }
+
+    fn managed_info(&self, t: &Token) -> Value {
+        let mut info = self.public_info(t);
+        let creator = self.identities.get(&t.created_by_id);
+        info["created_by_id"] = json!(t.created_by_id);
+        info["created_by_username"] = json!(creator.map(|c| c.user_name.clone()).unwrap_or_default());
+        info["owner_id"] = json!(t.owner_id);
+        info["workspace_id"] = json!(1234567890123456i64);
+        info
+    }
+
+    fn live_of(&self, owner: Option<i64>) -> Vec<&Token> {
+        let now = now_ms();
+        let mut v: Vec<&Token> = self.tokens.values().filter(|t| t.alive(now) && owner.is_none_or(|o| t.owner_id == o)).collect();
+        v.sort_by_key(|t| (t.creation_time, t.token_id.clone()));
+        v
+    }
+
+    pub fn list_own(&self, caller: &Identity) -> Value {
+        let infos: Vec<Value> = self.live_of(Some(caller.id)).into_iter().map(|t| self.public_info(t)).collect();
+        json!({"token_infos": infos})
+    }
+
+    pub fn delete_own(&mut self, caller: &Identity, token_id: &str) -> Result<Value, ApiError> {
+        let now = now_ms();
+        let found = self.tokens.get(token_id).is_some_and(|t| t.owner_id == caller.id && t.alive(now));
+        if !found {
+            return Err(not_found(token_id));
+        }
+        self.remove(token_id);
+        Ok(json!({}))
+    }
+
+    pub fn require_admin(caller: &Identity) -> Result<(), ApiError> {
+        if caller.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::new(403, "PERMISSION_DENIED", "Only Admins can access token management APIs."))
+        }
+    }
+
+    pub fn list_managed(&self, created_by_id: Option<i64>, created_by_username: Option<&str>) -> Value {
+        let infos: Vec<Value> = self
+            .live_of(None)
+            .into_iter()
+            .filter(|t| created_by_id.is_none_or(|id| t.created_by_id == id))
+            .filter(|t| {
+                created_by_username.is_none_or(|name| self.identities.get(&t.created_by_id).is_some_and(|c| c.user_name == name))
+            })
+            .map(|t| self.managed_info(t))
+            .collect();
+        json!({"token_infos": infos})
+    }
+
+    pub fn get_managed(&self, token_id: &str) -> Result<Value, ApiError> {
+        let now = now_ms();
+        let t = self.tokens.get(token_id).filter(|t| t.alive(now)).ok_or_else(|| not_found(token_id))?;
+        Ok(json!({"token_info": self.managed_info(t)}))
+    }
+
+    pub fn delete_managed(&mut self, token_id: &str) -> Result<Value, ApiError> {
+        let now = now_ms();
+        if !self.tokens.get(token_id).is_some_and(|t| t.alive(now)) {
+            return Err(not_found(token_id));
+        }
+        self.remove(token_id);
+        Ok(json!({}))
+    }
+
+    fn remove(&mut self, token_id: &str) -> bool {
+        match self.tokens.remove(token_id) {
+            Some(t) => {
+                self.by_value.remove(&t.value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn revoke(&mut self, token_id: &str) -> bool {
+        self.remove(token_id)
+    }
+
+    pub fn live_tokens(&self) -> Vec<LiveToken> {
+        self.live_of(None)
+            .into_iter()
+            .map(|t| LiveToken {
+                token_id: t.token_id.clone(),
+                owner_id: t.owner_id,
+                owner_name: self.identities.get(&t.owner_id).map(|i| i.user_name.clone()).unwrap_or_default(),
+                created_by_id: t.created_by_id,
+                comment: (!t.comment.is_empty()).then(|| t.comment.clone()),
+                creation_time: t.creation_time,
+                expiry_time: t.expiry_time,
+                scopes: t.scopes.clone(),
+            })
+            .collect()
+    }
+
+    pub fn minted_values(&self) -> Vec<String> {
+        self.minted.clone()
+    }
+
+    /// Client credentials of a Databricks service principal -> an OAuth access token.
+    pub fn oauth_exchange(&mut self, client_id: &str, client_secret: &str) -> Option<(String, u64)> {
+        let identity = self
+            .identities
+            .values()
+            .find(|i| i.is_service_principal && i.user_name == client_id && i.client_secret.as_deref() == Some(client_secret))?
+            .id;
+        Some(self.new_session(identity))
+    }
+
+    /// Entra client credentials -> an Entra access token for the mapped workspace identity.
+    pub fn entra_exchange(&mut self, tenant: &str, client_id: &str, client_secret: &str) -> Result<(String, u64), &'static str> {
+        let app = self.entra_apps.get(client_id).ok_or("unauthorized_client")?;
+        if app.tenant_id != tenant {
+            return Err("invalid_tenant");
+        }
+        if app.client_secret != client_secret {
+            return Err("invalid_client");
+        }
+        let id = app.identity_id;
+        Ok(self.new_session(id))
+    }
+
+    fn new_session(&mut self, identity: i64) -> (String, u64) {
+        let token = format!("eyJ{}", random_secret());
+        let seconds = self.config.access_token_seconds;
+        self.sessions.insert(token.clone(), (identity, now_ms() + seconds as i64 * 1000));
+        (token, seconds)
+    }
+}
+
+fn not_found(token_id: &str) -> ApiError {
+    ApiError::new(404, "RESOURCE_DOES_NOT_EXIST", format!("No valid token with ID {token_id} found."))
+}
