@@ -78,6 +78,8 @@ pub struct Context {
     verified: Mutex<HashMap<String, EpochMillis>>,
     /// Resources whose status this process marked Minting and has not cleared yet.
     minting: Mutex<HashSet<String>>,
+    /// Workspace objects this process has looked at.
+    workspaces_seen: Mutex<HashSet<String>>,
     ready_caches: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
 }
 
@@ -114,6 +116,11 @@ impl Context {
 
     pub fn clear_minting_mark(&self, token: &DatabricksToken) {
         lock(&self.minting).remove(&token.uid().unwrap_or_default());
+    }
+
+    /// True the first time this process sees the workspace `key`.
+    pub fn first_sight_of_workspace(&self, key: String) -> bool {
+        lock(&self.workspaces_seen).insert(key)
     }
 
     /// Drop everything kept about a deleted resource.
@@ -283,6 +290,7 @@ pub async fn run(
         backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
         verified: Mutex::new(HashMap::new()),
         minting: Mutex::new(HashSet::new()),
+        workspaces_seen: Mutex::new(HashSet::new()),
         ready_caches,
     });
 

@@ -44,7 +44,21 @@ pub async fn run(
     futures::join!(namespaced, cluster);
 }
 
+/// A workspace found Ready for its current generation is trusted until the next periodic check,
+/// so a restarted operator makes no Databricks calls for workspaces that are fine.
+fn trust_existing(ctx: &Context, key: String, status: Option<&WorkspaceStatus>, generation: Option<i64>) -> bool {
+    let ready = status.is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+    });
+    ready && ctx.first_sight_of_workspace(key)
+}
+
 async fn reconcile_namespaced(ws: Arc<DatabricksWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!("ns/{}/{}", ws.namespace().unwrap_or_default(), ws.name_any());
+    if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
+        return Ok(Action::requeue(RECHECK_READY));
+    }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
     if ws.status.as_ref() != Some(&status) {
@@ -55,6 +69,9 @@ async fn reconcile_namespaced(ws: Arc<DatabricksWorkspace>, ctx: Arc<Context>) -
 }
 
 async fn reconcile_cluster(ws: Arc<ClusterDatabricksWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if trust_existing(&ctx, format!("cluster/{}", ws.name_any()), ws.status.as_ref(), ws.metadata.generation) {
+        return Ok(Action::requeue(RECHECK_READY));
+    }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
     if ws.status.as_ref() != Some(&status) {

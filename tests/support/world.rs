@@ -18,7 +18,8 @@ use serde_json::json;
 use super::cluster::{self, TestNamespace};
 use super::operator::{Operator, OperatorOptions, eventually};
 
-pub const WAIT: Duration = Duration::from_secs(60);
+/// Generous: CI machines have two cores shared by the API server, etcd and several operators.
+pub const WAIT: Duration = Duration::from_secs(120);
 
 pub struct World {
     pub ns: TestNamespace,
