@@ -15,7 +15,12 @@ pub enum LogFormat {
 #[command(version, about)]
 pub struct Config {
     /// Namespaces to watch, comma separated; empty means all namespaces.
-    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub namespaces: Vec<String>,
 
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
@@ -74,7 +79,11 @@ pub struct Config {
 impl Config {
     /// Watched namespaces without empty entries (an empty list means all).
     pub fn watched_namespaces(&self) -> Vec<String> {
-        self.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
+        self.namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
     }
 }
 
@@ -84,12 +93,23 @@ fn default_identity() -> String {
 }
 
 /// Text or JSON logs to stderr with the given filter.
-pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn init_tracing(
+    format: LogFormat,
+    filter: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     }
 }
 
@@ -111,7 +131,15 @@ mod tests {
     #[test]
     fn flags_parse_lists_durations_and_booleans() {
         let c = Config::parse_from([
-            "op", "--namespaces", "a,b", "--leader-election", "false", "--verify-interval", "2s", "--log-format", "json",
+            "op",
+            "--namespaces",
+            "a,b",
+            "--leader-election",
+            "false",
+            "--verify-interval",
+            "2s",
+            "--log-format",
+            "json",
         ]);
         assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
         assert!(!c.leader_election);

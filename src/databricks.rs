@@ -2,7 +2,9 @@
 //! workspace identity's own tokens (token API) or a service principal's tokens minted on its
 //! behalf (token-management API). Also the comment tag that marks tokens as ours.
 
-use databricks_client::{CreateTokenRequest, CreatedToken, Error, ManagedTokenFilter, TokenInfo, WorkspaceClient};
+use databricks_client::{
+    CreateTokenRequest, CreatedToken, Error, ManagedTokenFilter, TokenInfo, WorkspaceClient,
+};
 
 /// Whose token a `DatabricksToken` holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +31,9 @@ pub fn tagged_comment(user_comment: Option<&str>, uid: &str) -> String {
 
 /// Whether a token's comment carries this resource's tag.
 pub fn is_tagged_for(info: &TokenInfo, uid: &str) -> bool {
-    info.comment.as_deref().is_some_and(|c| c.contains(&tag(uid)))
+    info.comment
+        .as_deref()
+        .is_some_and(|c| c.contains(&tag(uid)))
 }
 
 pub async fn mint(
@@ -47,7 +51,11 @@ pub async fn mint(
 pub async fn list(client: &WorkspaceClient, owner: &Owner) -> Result<Vec<TokenInfo>, Error> {
     match owner {
         Owner::Caller => client.list_tokens().await,
-        Owner::ServicePrincipal(_) => client.list_managed_tokens(&ManagedTokenFilter::default()).await,
+        Owner::ServicePrincipal(_) => {
+            client
+                .list_managed_tokens(&ManagedTokenFilter::default())
+                .await
+        }
     }
 }
 
@@ -82,7 +90,10 @@ mod tests {
 
     #[test]
     fn comment_carries_user_text_and_tag() {
-        assert_eq!(tagged_comment(Some("reports job"), "u1"), "reports job [dbtoken.dev/uid=u1]");
+        assert_eq!(
+            tagged_comment(Some("reports job"), "u1"),
+            "reports job [dbtoken.dev/uid=u1]"
+        );
         assert_eq!(tagged_comment(Some("  "), "u1"), "[dbtoken.dev/uid=u1]");
         assert_eq!(tagged_comment(None, "u1"), "[dbtoken.dev/uid=u1]");
     }

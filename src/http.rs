@@ -6,7 +6,9 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use axum::{Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
+};
 
 use crate::metrics::Metrics;
 
@@ -34,7 +36,10 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -44,7 +49,9 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -54,7 +61,10 @@ mod tests {
     async fn start(ready: bool) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = HttpState { metrics: Arc::new(Metrics::new()), ready: Arc::new(AtomicBool::new(ready)) };
+        let state = HttpState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(ready)),
+        };
         state.metrics.rotation("Renewal");
         tokio::spawn(serve(listener, state, std::future::pending()));
         format!("http://{addr}")
@@ -63,11 +73,34 @@ mod tests {
     #[tokio::test]
     async fn probes_and_metrics_answer() {
         let base = start(false).await;
-        assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
-        assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 503);
-        let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        assert_eq!(
+            reqwest::get(format!("{base}/healthz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            reqwest::get(format!("{base}/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            503
+        );
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(metrics.contains("dbtoken_rotations_total"), "{metrics}");
         let ready = start(true).await;
-        assert_eq!(reqwest::get(format!("{ready}/readyz")).await.unwrap().status(), 200);
+        assert_eq!(
+            reqwest::get(format!("{ready}/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 }

@@ -20,7 +20,8 @@ use tracing::{error, info};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_tracing(config.log_format, &config.log_filter).map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+    init_tracing(config.log_format, &config.log_filter)
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
     let kube = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
@@ -39,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(&config.metrics_addr).await?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    let http_state = HttpState { metrics: metrics.clone(), ready: ready.clone() };
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
     let server = tokio::spawn(http::serve(listener, http_state, shutdown.clone()));
 
     let controller_config = ControllerConfig {

@@ -55,7 +55,9 @@ pub struct Metrics {
 }
 
 fn duration_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -82,16 +84,52 @@ impl Metrics {
         };
         let r = &mut m.registry;
         let p = "dbtoken_";
-        r.register(format!("{p}token_expiry_timestamp_seconds"), "When the current token expires (Unix time)", m.expiry.clone());
-        r.register(format!("{p}token_renewal_timestamp_seconds"), "When the current token will be rotated (Unix time)", m.renewal.clone());
-        r.register(format!("{p}token_ready"), "1 when the Secret holds a live token", m.ready.clone());
-        r.register(format!("{p}rotations"), "Tokens replaced, by reason", m.rotations.clone());
+        r.register(
+            format!("{p}token_expiry_timestamp_seconds"),
+            "When the current token expires (Unix time)",
+            m.expiry.clone(),
+        );
+        r.register(
+            format!("{p}token_renewal_timestamp_seconds"),
+            "When the current token will be rotated (Unix time)",
+            m.renewal.clone(),
+        );
+        r.register(
+            format!("{p}token_ready"),
+            "1 when the Secret holds a live token",
+            m.ready.clone(),
+        );
+        r.register(
+            format!("{p}rotations"),
+            "Tokens replaced, by reason",
+            m.rotations.clone(),
+        );
         r.register(format!("{p}mints"), "Tokens minted", m.mints.clone());
-        r.register(format!("{p}revocations"), "Tokens revoked, by cause", m.revocations.clone());
-        r.register(format!("{p}orphans_revoked"), "Tagged tokens revoked by the orphan sweep", m.orphans.clone());
-        r.register(format!("{p}reconcile_errors"), "Failed reconciles, by reason", m.reconcile_errors.clone());
-        r.register(format!("{p}reconcile_duration_seconds"), "Reconcile duration", m.reconcile_duration.clone());
-        r.register(format!("{p}databricks_requests"), "Databricks API requests, by endpoint and HTTP status", m.requests.clone());
+        r.register(
+            format!("{p}revocations"),
+            "Tokens revoked, by cause",
+            m.revocations.clone(),
+        );
+        r.register(
+            format!("{p}orphans_revoked"),
+            "Tagged tokens revoked by the orphan sweep",
+            m.orphans.clone(),
+        );
+        r.register(
+            format!("{p}reconcile_errors"),
+            "Failed reconciles, by reason",
+            m.reconcile_errors.clone(),
+        );
+        r.register(
+            format!("{p}reconcile_duration_seconds"),
+            "Reconcile duration",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            format!("{p}databricks_requests"),
+            "Databricks API requests, by endpoint and HTTP status",
+            m.requests.clone(),
+        );
         r.register(
             format!("{p}databricks_request_duration_seconds"),
             "Databricks API request duration",
@@ -106,8 +144,18 @@ impl Metrics {
         out
     }
 
-    pub fn observe_token(&self, namespace: &str, name: &str, ready: bool, expiry_ms: Option<i64>, renewal_ms: Option<i64>) {
-        let labels = TokenLabels { namespace: namespace.into(), name: name.into() };
+    pub fn observe_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        expiry_ms: Option<i64>,
+        renewal_ms: Option<i64>,
+    ) {
+        let labels = TokenLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
         self.ready.get_or_create(&labels).set(i64::from(ready));
         match expiry_ms {
             Some(ms) => {
@@ -128,14 +176,21 @@ impl Metrics {
     }
 
     pub fn forget_token(&self, namespace: &str, name: &str) {
-        let labels = TokenLabels { namespace: namespace.into(), name: name.into() };
+        let labels = TokenLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
         self.ready.remove(&labels);
         self.expiry.remove(&labels);
         self.renewal.remove(&labels);
     }
 
     pub fn rotation(&self, reason: &str) {
-        self.rotations.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        self.rotations
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn mint(&self) {
@@ -143,7 +198,11 @@ impl Metrics {
     }
 
     pub fn revocation(&self, outcome: &str) {
-        self.revocations.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.revocations
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn orphan_revoked(&self) {
@@ -151,7 +210,11 @@ impl Metrics {
     }
 
     pub fn reconcile_error(&self, reason: &str) {
-        self.reconcile_errors.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        self.reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn reconcile_duration(&self, d: Duration) {
@@ -162,8 +225,15 @@ impl Metrics {
 impl RequestObserver for Metrics {
     fn observe(&self, endpoint: Endpoint, outcome: &str, elapsed: Duration) {
         let endpoint = endpoint.as_str().to_string();
-        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.clone(), status: outcome.into() }).inc();
-        self.request_duration.get_or_create(&EndpointLabels { endpoint }).observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.clone(),
+                status: outcome.into(),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -174,10 +244,24 @@ mod tests {
     #[test]
     fn token_gauges_are_encoded_and_forgotten() {
         let m = Metrics::new();
-        m.observe_token("ns", "a", true, Some(1_700_000_000_000), Some(1_690_000_000_000));
+        m.observe_token(
+            "ns",
+            "a",
+            true,
+            Some(1_700_000_000_000),
+            Some(1_690_000_000_000),
+        );
         let text = m.encode();
-        assert!(text.contains(r#"dbtoken_token_ready{namespace="ns",name="a"} 1"#), "{text}");
-        assert!(text.contains(r#"dbtoken_token_expiry_timestamp_seconds{namespace="ns",name="a"} 1700000000.0"#), "{text}");
+        assert!(
+            text.contains(r#"dbtoken_token_ready{namespace="ns",name="a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dbtoken_token_expiry_timestamp_seconds{namespace="ns",name="a"} 1700000000.0"#
+            ),
+            "{text}"
+        );
         m.forget_token("ns", "a");
         assert!(!m.encode().contains(r#"name="a""#));
     }
@@ -189,8 +273,13 @@ mod tests {
         m.reconcile_error("QUOTA_EXCEEDED");
         m.observe(Endpoint::TokenCreate, "200", Duration::from_millis(5));
         let text = m.encode();
-        assert!(text.contains(r#"dbtoken_rotations_total{reason="Renewal"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"dbtoken_rotations_total{reason="Renewal"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"dbtoken_reconcile_errors_total{reason="QUOTA_EXCEEDED"} 1"#));
-        assert!(text.contains(r#"dbtoken_databricks_requests_total{endpoint="token/create",status="200"} 1"#));
+        assert!(text.contains(
+            r#"dbtoken_databricks_requests_total{endpoint="token/create",status="200"} 1"#
+        ));
     }
 }

@@ -66,7 +66,11 @@ fn percent_of(millis: i64, percent: u8) -> i64 {
 
 /// When a replaced token is revoked: after the grace period, but never later than its own
 /// expiry (a dead token needs no overlap).
-pub fn revoke_after(now: EpochMillis, grace: Duration, old_expiry: Option<EpochMillis>) -> EpochMillis {
+pub fn revoke_after(
+    now: EpochMillis,
+    grace: Duration,
+    old_expiry: Option<EpochMillis>,
+) -> EpochMillis {
     let after_grace = now.saturating_add(grace.as_millis() as i64);
     match old_expiry {
         Some(expiry) => after_grace.min(expiry.max(now)),
@@ -123,15 +127,29 @@ mod tests {
 
     #[test]
     fn fixed_renew_before_is_subtracted_from_the_actual_expiry() {
-        let r = renewal_time(1_000, Some(1_000 + 10 * DAY), RenewBefore::Fixed(Duration::from_secs(2 * 86_400)), 0);
+        let r = renewal_time(
+            1_000,
+            Some(1_000 + 10 * DAY),
+            RenewBefore::Fixed(Duration::from_secs(2 * 86_400)),
+            0,
+        );
         assert_eq!(r, Some(1_000 + 8 * DAY));
     }
 
     #[test]
     fn fixed_renew_before_longer_than_a_capped_lifetime_falls_back_to_the_default_share() {
         // Asked for 90 days renewing 30 days early; the workspace capped the token at 7 days.
-        let r = renewal_time(0, Some(7 * DAY), RenewBefore::Fixed(Duration::from_secs(30 * 86_400)), 0).unwrap();
-        assert!(r > 0 && r < 7 * DAY, "renewal {r} must fall inside the lifetime");
+        let r = renewal_time(
+            0,
+            Some(7 * DAY),
+            RenewBefore::Fixed(Duration::from_secs(30 * 86_400)),
+            0,
+        )
+        .unwrap();
+        assert!(
+            r > 0 && r < 7 * DAY,
+            "renewal {r} must fall inside the lifetime"
+        );
         assert_eq!(r, 7 * DAY - 7 * DAY * 33 / 100);
     }
 
@@ -150,10 +168,21 @@ mod tests {
     #[test]
     fn jitter_only_moves_renewal_earlier_and_within_bounds() {
         let base = renewal_time(0, Some(30 * DAY), RenewBefore::default(), 0).unwrap();
-        for seed in [1u64, 42, 999_999, u64::MAX, seed_of("a"), seed_of("token-123")] {
+        for seed in [
+            1u64,
+            42,
+            999_999,
+            u64::MAX,
+            seed_of("a"),
+            seed_of("token-123"),
+        ] {
             let r = renewal_time(0, Some(30 * DAY), RenewBefore::default(), seed).unwrap();
             assert!(r <= base);
-            assert!(base - r <= MAX_JITTER_MILLIS, "jitter {} too large", base - r);
+            assert!(
+                base - r <= MAX_JITTER_MILLIS,
+                "jitter {} too large",
+                base - r
+            );
         }
     }
 
@@ -176,9 +205,20 @@ mod tests {
     #[test]
     fn different_seeds_spread_renewals() {
         let times: std::collections::BTreeSet<_> = (0..50)
-            .map(|i| renewal_time(0, Some(30 * DAY), RenewBefore::default(), seed_of(&format!("t{i}"))))
+            .map(|i| {
+                renewal_time(
+                    0,
+                    Some(30 * DAY),
+                    RenewBefore::default(),
+                    seed_of(&format!("t{i}")),
+                )
+            })
             .collect();
-        assert!(times.len() > 40, "only {} distinct renewal times", times.len());
+        assert!(
+            times.len() > 40,
+            "only {} distinct renewal times",
+            times.len()
+        );
     }
 
     #[test]
@@ -191,35 +231,57 @@ mod tests {
 
     #[test]
     fn revoke_after_is_now_plus_grace() {
-        assert_eq!(revoke_after(1_000, Duration::from_secs(60), Some(10 * HOUR)), 61_000);
+        assert_eq!(
+            revoke_after(1_000, Duration::from_secs(60), Some(10 * HOUR)),
+            61_000
+        );
     }
 
     #[test]
     fn revoke_after_never_outlives_the_old_token() {
-        assert_eq!(revoke_after(1_000, Duration::from_secs(3_600), Some(5_000)), 5_000);
+        assert_eq!(
+            revoke_after(1_000, Duration::from_secs(3_600), Some(5_000)),
+            5_000
+        );
     }
 
     #[test]
     fn revoke_after_of_an_expired_token_is_now() {
-        assert_eq!(revoke_after(9_000, Duration::from_secs(3_600), Some(5_000)), 9_000);
+        assert_eq!(
+            revoke_after(9_000, Duration::from_secs(3_600), Some(5_000)),
+            9_000
+        );
     }
 
     #[test]
     fn wait_picks_the_earliest_moment() {
-        let w = wait_until_earliest(0, [50_000, 10_000, 30_000], Duration::from_secs(1), Duration::from_secs(3_600));
+        let w = wait_until_earliest(
+            0,
+            [50_000, 10_000, 30_000],
+            Duration::from_secs(1),
+            Duration::from_secs(3_600),
+        );
         assert_eq!(w, Duration::from_secs(10));
     }
 
     #[test]
     fn wait_for_a_past_moment_is_the_minimum() {
-        let w = wait_until_earliest(100_000, [5], Duration::from_secs(1), Duration::from_secs(60));
+        let w = wait_until_earliest(
+            100_000,
+            [5],
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        );
         assert_eq!(w, Duration::from_secs(1));
     }
 
     #[test]
     fn wait_is_capped_and_defaults_to_the_maximum() {
         let max = Duration::from_secs(600);
-        assert_eq!(wait_until_earliest(0, [100 * DAY], Duration::from_secs(1), max), max);
+        assert_eq!(
+            wait_until_earliest(0, [100 * DAY], Duration::from_secs(1), max),
+            max
+        );
         assert_eq!(wait_until_earliest(0, [], Duration::from_secs(1), max), max);
     }
 }

@@ -73,7 +73,12 @@ pub fn value_digest(value: &str) -> String {
 
 /// The Secret's name for this resource.
 pub fn secret_name(token: &DatabricksToken) -> String {
-    token.spec.secret.name.clone().unwrap_or_else(|| token.name_any())
+    token
+        .spec
+        .secret
+        .name
+        .clone()
+        .unwrap_or_else(|| token.name_any())
 }
 
 /// Read the token state from a Secret written by the operator; None when it holds none.
@@ -118,7 +123,12 @@ pub fn is_owned_by(secret: &Secret, token: &DatabricksToken) -> bool {
 }
 
 /// The full Secret for `record` with token `value`, for server-side apply.
-pub fn render(token: &DatabricksToken, layout: &SecretLayout, record: &TokenRecord, value: &str) -> Secret {
+pub fn render(
+    token: &DatabricksToken,
+    layout: &SecretLayout,
+    record: &TokenRecord,
+    value: &str,
+) -> Secret {
     let spec = &token.spec.secret;
     let mut data = BTreeMap::new();
     let mut put = |k: &str, v: &str| {
@@ -131,7 +141,10 @@ pub fn render(token: &DatabricksToken, layout: &SecretLayout, record: &TokenReco
         put(ENV_TOKEN_KEY, value);
     }
     if let Some(profile) = &spec.databricks_cfg_profile {
-        put(DATABRICKSCFG_KEY, &format!("[{profile}]\nhost  = {}\ntoken = {value}\n", layout.host));
+        put(
+            DATABRICKSCFG_KEY,
+            &format!("[{profile}]\nhost  = {}\ntoken = {value}\n", layout.host),
+        );
     }
 
     let mut labels = spec.labels.clone();
@@ -162,7 +175,11 @@ fn record_annotations(record: &TokenRecord) -> BTreeMap<String, String> {
     a.insert(ANN_CREATION.into(), format_time(record.current.creation));
     a.insert(
         ANN_EXPIRY.into(),
-        record.current.expiry.map(format_time).unwrap_or_else(|| "never".into()),
+        record
+            .current
+            .expiry
+            .map(format_time)
+            .unwrap_or_else(|| "never".into()),
     );
     a.insert(ANN_VALUE_DIGEST.into(), record.current.value_digest.clone());
     a.insert(ANN_SPEC_HASH.into(), record.spec_hash.clone());
@@ -178,18 +195,29 @@ fn record_annotations(record: &TokenRecord) -> BTreeMap<String, String> {
 
 /// Whether the live Secret already carries everything `desired` sets (so no write is needed).
 pub fn is_up_to_date(live: &Secret, desired: &Secret) -> bool {
-    fn covers(live: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>) -> bool {
+    fn covers(
+        live: Option<&BTreeMap<String, String>>,
+        want: Option<&BTreeMap<String, String>>,
+    ) -> bool {
         want.into_iter()
             .flatten()
             .all(|(k, v)| live.and_then(|l| l.get(k)) == Some(v))
     }
     let live_data = live.data.as_ref();
     let data_matches = desired.data.as_ref().is_some_and(|want| {
-        live_data.is_some_and(|have| have.len() == want.len() && want.iter().all(|(k, v)| have.get(k) == Some(v)))
+        live_data.is_some_and(|have| {
+            have.len() == want.len() && want.iter().all(|(k, v)| have.get(k) == Some(v))
+        })
     });
     data_matches
-        && covers(live.metadata.labels.as_ref(), desired.metadata.labels.as_ref())
-        && covers(live.metadata.annotations.as_ref(), desired.metadata.annotations.as_ref())
+        && covers(
+            live.metadata.labels.as_ref(),
+            desired.metadata.labels.as_ref(),
+        )
+        && covers(
+            live.metadata.annotations.as_ref(),
+            desired.metadata.annotations.as_ref(),
+        )
         && live.metadata.owner_references == desired.metadata.owner_references
 }
 
@@ -202,7 +230,9 @@ pub fn format_time(millis: EpochMillis) -> String {
 
 /// Parse an RFC 3339 time into epoch milliseconds.
 pub fn parse_time(text: &str) -> Option<EpochMillis> {
-    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 #[cfg(test)]
@@ -226,7 +256,10 @@ mod tests {
                 expiry: Some(1_700_000_600_000),
                 value_digest: value_digest("secret-value"),
             },
-            previous: vec![PreviousTokenRecord { token_id: "tid-0".into(), revoke_after: 1_700_000_060_000 }],
+            previous: vec![PreviousTokenRecord {
+                token_id: "tid-0".into(),
+                revoke_after: 1_700_000_060_000,
+            }],
             spec_hash: "h".into(),
             rotate_request_handled: Some("2026-01-01T00:00:00Z".into()),
         }
@@ -237,24 +270,56 @@ mod tests {
     #[test]
     fn rendered_secret_round_trips_its_record() {
         let t = token(SPEC);
-        let s = render(&t, &SecretLayout { name: "reports", host: "https://h" }, &record(), "secret-value");
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "reports",
+                host: "https://h",
+            },
+            &record(),
+            "secret-value",
+        );
         assert_eq!(read_record(&s), Some(record()));
     }
 
     #[test]
     fn rendered_secret_has_token_host_and_env_keys_by_default() {
         let t = token(SPEC);
-        let s = render(&t, &SecretLayout { name: "reports", host: "https://h" }, &record(), "v");
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "reports",
+                host: "https://h",
+            },
+            &record(),
+            "v",
+        );
         let keys: Vec<_> = s.data.as_ref().unwrap().keys().cloned().collect();
-        assert_eq!(keys, vec!["DATABRICKS_HOST", "DATABRICKS_TOKEN", "host", "token"]);
+        assert_eq!(
+            keys,
+            vec!["DATABRICKS_HOST", "DATABRICKS_TOKEN", "host", "token"]
+        );
         assert_eq!(stored_value(&s, "token").as_deref(), Some("v"));
-        assert_eq!(stored_value(&s, "DATABRICKS_HOST").as_deref(), Some("https://h"));
+        assert_eq!(
+            stored_value(&s, "DATABRICKS_HOST").as_deref(),
+            Some("https://h")
+        );
     }
 
     #[test]
     fn custom_keys_and_databrickscfg_profile() {
-        let t = token(&format!("{SPEC}secret: {{tokenKey: pat, hostKey: url, envKeys: false, databricksCfgProfile: prod}}\n"));
-        let s = render(&t, &SecretLayout { name: "x", host: "https://h" }, &record(), "v");
+        let t = token(&format!(
+            "{SPEC}secret: {{tokenKey: pat, hostKey: url, envKeys: false, databricksCfgProfile: prod}}\n"
+        ));
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "x",
+                host: "https://h",
+            },
+            &record(),
+            "v",
+        );
         let cfg = stored_value(&s, ".databrickscfg").unwrap();
         assert_eq!(cfg, "[prod]\nhost  = https://h\ntoken = v\n");
         assert!(stored_value(&s, "pat").is_some() && stored_value(&s, "url").is_some());
@@ -264,16 +329,35 @@ mod tests {
     #[test]
     fn secret_is_controlled_by_the_token_and_labelled() {
         let t = token(SPEC);
-        let s = render(&t, &SecretLayout { name: "reports", host: "https://h" }, &record(), "v");
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "reports",
+                host: "https://h",
+            },
+            &record(),
+            "v",
+        );
         assert!(is_owned_by(&s, &t));
-        assert_eq!(s.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL],
+            MANAGED_BY
+        );
         assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
     }
 
     #[test]
     fn annotations_never_contain_the_value() {
         let t = token(SPEC);
-        let s = render(&t, &SecretLayout { name: "reports", host: "https://h" }, &record(), "secret-value");
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "reports",
+                host: "https://h",
+            },
+            &record(),
+            "secret-value",
+        );
         for v in s.metadata.annotations.unwrap().values() {
             assert!(!v.contains("secret-value"));
         }
@@ -282,13 +366,21 @@ mod tests {
     #[test]
     fn up_to_date_detects_changed_data_and_missing_annotations() {
         let t = token(SPEC);
-        let layout = SecretLayout { name: "reports", host: "https://h" };
+        let layout = SecretLayout {
+            name: "reports",
+            host: "https://h",
+        };
         let desired = render(&t, &layout, &record(), "v");
         assert!(is_up_to_date(&desired, &desired));
         let other = render(&t, &layout, &record(), "w");
         assert!(!is_up_to_date(&other, &desired));
         let mut stripped = desired.clone();
-        stripped.metadata.annotations.as_mut().unwrap().remove(ANN_TOKEN_ID);
+        stripped
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(ANN_TOKEN_ID);
         assert!(!is_up_to_date(&stripped, &desired));
     }
 
@@ -299,6 +391,9 @@ mod tests {
 
     #[test]
     fn times_round_trip_with_millisecond_precision() {
-        assert_eq!(parse_time(&format_time(1_700_000_000_123)), Some(1_700_000_000_123));
+        assert_eq!(
+            parse_time(&format_time(1_700_000_000_123)),
+            Some(1_700_000_000_123)
+        );
     }
 }

@@ -10,13 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use databricks_client::{ClientConfig, Credentials, RequestObserver, SecretString, WorkspaceClient};
+use databricks_client::{
+    ClientConfig, Credentials, RequestObserver, SecretString, WorkspaceClient,
+};
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt, runtime::reflector::{ObjectRef, Store}};
+use kube::{
+    Api, ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 
 use crate::crd::{
-    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, RateLimit, SecretRef, WorkspaceAuth,
-    WorkspaceKind,
+    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, RateLimit, SecretRef,
+    WorkspaceAuth, WorkspaceKind,
 };
 
 /// Identifies one workspace object.
@@ -41,18 +46,41 @@ impl std::fmt::Display for WorkspaceKey {
 pub enum WorkspaceError {
     #[error("{0} not found")]
     NotFound(WorkspaceKey),
-    #[error("ClusterDatabricksWorkspace {workspace} does not admit namespace {namespace} (spec.allowedNamespaces)")]
-    NamespaceNotAllowed { workspace: String, namespace: String },
+    #[error(
+        "ClusterDatabricksWorkspace {workspace} does not admit namespace {namespace} (spec.allowedNamespaces)"
+    )]
+    NamespaceNotAllowed {
+        workspace: String,
+        namespace: String,
+    },
     #[error("credential Secret {namespace}/{name} of {workspace} not found")]
-    SecretMissing { workspace: WorkspaceKey, namespace: String, name: String },
-    #[error("credential Secret {namespace}/{name} of {workspace} has no key {key:?} (or it is empty)")]
-    SecretKeyMissing { workspace: WorkspaceKey, namespace: String, name: String, key: String },
+    SecretMissing {
+        workspace: WorkspaceKey,
+        namespace: String,
+        name: String,
+    },
+    #[error(
+        "credential Secret {namespace}/{name} of {workspace} has no key {key:?} (or it is empty)"
+    )]
+    SecretKeyMissing {
+        workspace: WorkspaceKey,
+        namespace: String,
+        name: String,
+        key: String,
+    },
     #[error("{0}: spec.auth must set exactly one of pat, oauthM2M, azureServicePrincipal")]
     NoAuth(WorkspaceKey),
     #[error("reading credential Secret {namespace}/{name}: {source}")]
-    Kube { namespace: String, name: String, source: kube::Error },
+    Kube {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("{workspace}: {source}")]
-    Client { workspace: WorkspaceKey, source: databricks_client::Error },
+    Client {
+        workspace: WorkspaceKey,
+        source: databricks_client::Error,
+    },
 }
 
 impl WorkspaceError {
@@ -117,7 +145,13 @@ impl Workspaces {
         cluster: Store<ClusterDatabricksWorkspace>,
         settings: ClientSettings,
     ) -> Self {
-        Self { kube, namespaced, cluster, settings, cache: Mutex::new(HashMap::new()) }
+        Self {
+            kube,
+            namespaced,
+            cluster,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The key of the workspace a token refers to.
@@ -134,7 +168,10 @@ impl Workspaces {
     }
 
     /// The workspace `token` may use, with a client, or why it may not.
-    pub async fn for_token(&self, token: &DatabricksToken) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+    pub async fn for_token(
+        &self,
+        token: &DatabricksToken,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let key = Self::key_for(token);
         let token_ns = token.namespace().unwrap_or_default();
         match key.kind {
@@ -169,16 +206,28 @@ impl Workspaces {
                     generation: ws.metadata.generation,
                 };
                 // Schema rules require an explicit namespace here; "default" is never guessed.
-                let secret_ns = ws.spec.auth.secret_ref().and_then(|r| r.namespace.clone()).unwrap_or_default();
+                let secret_ns = ws
+                    .spec
+                    .auth
+                    .secret_ref()
+                    .and_then(|r| r.namespace.clone())
+                    .unwrap_or_default();
                 self.client_for(&key, &view, &secret_ns).await
             }
         }
     }
 
     /// Resolve a namespaced workspace object directly (for its own status).
-    pub async fn for_namespaced(&self, ws: &DatabricksWorkspace) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+    pub async fn for_namespaced(
+        &self,
+        ws: &DatabricksWorkspace,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let ns = ws.namespace().unwrap_or_default();
-        let key = WorkspaceKey { kind: WorkspaceKind::DatabricksWorkspace, namespace: Some(ns.clone()), name: ws.name_any() };
+        let key = WorkspaceKey {
+            kind: WorkspaceKind::DatabricksWorkspace,
+            namespace: Some(ns.clone()),
+            name: ws.name_any(),
+        };
         let view = WorkspaceView {
             host: &ws.spec.host,
             auth: &ws.spec.auth,
@@ -189,15 +238,27 @@ impl Workspaces {
     }
 
     /// Resolve a cluster workspace object directly (for its own status).
-    pub async fn for_cluster(&self, ws: &ClusterDatabricksWorkspace) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        let key = WorkspaceKey { kind: WorkspaceKind::ClusterDatabricksWorkspace, namespace: None, name: ws.name_any() };
+    pub async fn for_cluster(
+        &self,
+        ws: &ClusterDatabricksWorkspace,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let key = WorkspaceKey {
+            kind: WorkspaceKind::ClusterDatabricksWorkspace,
+            namespace: None,
+            name: ws.name_any(),
+        };
         let view = WorkspaceView {
             host: &ws.spec.host,
             auth: &ws.spec.auth,
             rate_limit: ws.spec.rate_limit.as_ref(),
             generation: ws.metadata.generation,
         };
-        let secret_ns = ws.spec.auth.secret_ref().and_then(|r| r.namespace.clone()).unwrap_or_default();
+        let secret_ns = ws
+            .spec
+            .auth
+            .secret_ref()
+            .and_then(|r| r.namespace.clone())
+            .unwrap_or_default();
         self.client_for(&key, &view, &secret_ns).await
     }
 
@@ -207,7 +268,9 @@ impl Workspaces {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceKey, Cached>> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn client_for(
@@ -217,12 +280,15 @@ impl Workspaces {
         secret_ns: &str,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         if let Some(c) = self.lock().get(key) {
-            if c.generation == view.generation && c.built_at.elapsed() < self.settings.credential_ttl {
+            if c.generation == view.generation
+                && c.built_at.elapsed() < self.settings.credential_ttl
+            {
                 return Ok(c.workspace.clone());
             }
         }
         let credentials = self.read_credentials(key, view.auth, secret_ns).await?;
-        let mut config = ClientConfig::new(view.host.trim_end_matches('/').to_string(), credentials);
+        let mut config =
+            ClientConfig::new(view.host.trim_end_matches('/').to_string(), credentials);
         config.allow_http = self.settings.insecure_allow_http;
         config.observer = self.settings.observer.clone();
         if let Some(limit) = view.rate_limit {
@@ -233,8 +299,10 @@ impl Workspaces {
                 config.max_concurrency = c as usize;
             }
         }
-        let client = WorkspaceClient::new(config)
-            .map_err(|source| WorkspaceError::Client { workspace: key.clone(), source })?;
+        let client = WorkspaceClient::new(config).map_err(|source| WorkspaceError::Client {
+            workspace: key.clone(),
+            source,
+        })?;
         let workspace = Arc::new(ResolvedWorkspace {
             key: key.clone(),
             host: view.host.trim_end_matches('/').to_string(),
@@ -242,7 +310,11 @@ impl Workspaces {
         });
         self.lock().insert(
             key.clone(),
-            Cached { generation: view.generation, built_at: Instant::now(), workspace: workspace.clone() },
+            Cached {
+                generation: view.generation,
+                built_at: Instant::now(),
+                workspace: workspace.clone(),
+            },
         );
         Ok(workspace)
     }
@@ -254,17 +326,32 @@ impl Workspaces {
         secret_ns: &str,
     ) -> Result<Credentials, WorkspaceError> {
         if let Some(pat) = &auth.pat {
-            let token = self.secret_value(key, &pat.secret_ref, secret_ns, &pat.token_key).await?;
-            return Ok(Credentials::Pat { token: SecretString::from(token) });
+            let token = self
+                .secret_value(key, &pat.secret_ref, secret_ns, &pat.token_key)
+                .await?;
+            return Ok(Credentials::Pat {
+                token: SecretString::from(token),
+            });
         }
         if let Some(m2m) = &auth.oauth_m2m {
-            let client_id = self.secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_id_key).await?;
-            let secret = self.secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_secret_key).await?;
-            return Ok(Credentials::OAuthM2M { client_id, client_secret: SecretString::from(secret) });
+            let client_id = self
+                .secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_id_key)
+                .await?;
+            let secret = self
+                .secret_value(key, &m2m.secret_ref, secret_ns, &m2m.client_secret_key)
+                .await?;
+            return Ok(Credentials::OAuthM2M {
+                client_id,
+                client_secret: SecretString::from(secret),
+            });
         }
         if let Some(az) = &auth.azure_service_principal {
-            let client_id = self.secret_value(key, &az.secret_ref, secret_ns, &az.client_id_key).await?;
-            let secret = self.secret_value(key, &az.secret_ref, secret_ns, &az.client_secret_key).await?;
+            let client_id = self
+                .secret_value(key, &az.secret_ref, secret_ns, &az.client_id_key)
+                .await?;
+            let secret = self
+                .secret_value(key, &az.secret_ref, secret_ns, &az.client_secret_key)
+                .await?;
             return Ok(Credentials::AzureServicePrincipal {
                 tenant_id: az.tenant_id.clone(),
                 client_id,
@@ -290,7 +377,11 @@ impl Workspaces {
         let secret = api
             .get_opt(&secret_ref.name)
             .await
-            .map_err(|source| WorkspaceError::Kube { namespace: namespace.into(), name: secret_ref.name.clone(), source })?
+            .map_err(|source| WorkspaceError::Kube {
+                namespace: namespace.into(),
+                name: secret_ref.name.clone(),
+                source,
+            })?
             .ok_or_else(|| WorkspaceError::SecretMissing {
                 workspace: key.clone(),
                 namespace: namespace.into(),

@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, failures: Mutex::new(HashMap::new()) }
+        Self {
+            base,
+            cap,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Record a failure of `key` and return how long to wait before the next attempt: the
@@ -25,19 +29,30 @@ impl Backoff {
             *n = n.saturating_add(1);
             *n
         };
-        let exp = self.base.saturating_mul(1u32 << (attempt - 1).min(20)).min(self.cap);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.cap);
         let jitter = exp.mul_f64(rand::rng().random_range(0.0..0.2));
         (exp + jitter).max(retry_after.unwrap_or_default())
     }
 
     /// Forget failures of `key` after a success.
     pub fn reset(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     #[cfg(test)]
     pub fn failures(&self, key: &str) -> u32 {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or(0)
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 

@@ -33,15 +33,24 @@ pub async fn ensure_finalizer(token: &DatabricksToken, ctx: &Context) -> Result<
     set_finalizers(token, ctx, finalizers).await
 }
 
-async fn set_finalizers(token: &DatabricksToken, ctx: &Context, finalizers: Vec<String>) -> Result<(), Error> {
-    let api: Api<DatabricksToken> = Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
+async fn set_finalizers(
+    token: &DatabricksToken,
+    ctx: &Context,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<DatabricksToken> =
+        Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
     // resourceVersion makes this conditional: a concurrent change makes it fail and retry.
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": token.resource_version()}
     });
-    api.patch(&token.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube("update finalizers"))?;
+    api.patch(
+        &token.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube("update finalizers"))?;
     Ok(())
 }
 
@@ -52,7 +61,10 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
     let ns = token.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
     let name = secret::secret_name(token);
-    let live = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+    let live = secrets
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("read Secret"))?;
     let owned = live.filter(|s| secret::is_owned_by(s, token));
 
     match token.spec.deletion_policy {
@@ -78,22 +90,45 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
             events::publish(ctx, token, EventType::Normal, "Retained", "Delete", note).await;
         }
     }
-    let remaining: Vec<String> = token.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let remaining: Vec<String> = token
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     set_finalizers(token, ctx, remaining).await?;
     ctx.forget(token);
     Ok(Action::await_change())
 }
 
 /// Revoke the current token, every previous one, and anything else tagged for this resource.
-async fn revoke_all(token: &DatabricksToken, ctx: &Context, secret: Option<&Secret>) -> Result<(), Error> {
+async fn revoke_all(
+    token: &DatabricksToken,
+    ctx: &Context,
+    secret: Option<&Secret>,
+) -> Result<(), Error> {
     let workspace = match ctx.workspaces.for_token(token).await {
         Ok(ws) => ws,
         // With the workspace gone there is nothing to call; blocking deletion forever would not
         // help anyone. The tokens die at their expiry; the event says so.
         Err(e @ (WorkspaceError::NotFound(_) | WorkspaceError::NamespaceNotAllowed { .. })) => {
-            let expiry = token.status.as_ref().and_then(|s| s.expiry_time.clone()).unwrap_or_else(|| "unknown".into());
-            let note = format!("Could not revoke tokens: {e}; they expire by themselves (current: {expiry})");
-            events::publish(ctx, token, EventType::Warning, "RevokeSkipped", "Delete", note).await;
+            let expiry = token
+                .status
+                .as_ref()
+                .and_then(|s| s.expiry_time.clone())
+                .unwrap_or_else(|| "unknown".into());
+            let note = format!(
+                "Could not revoke tokens: {e}; they expire by themselves (current: {expiry})"
+            );
+            events::publish(
+                ctx,
+                token,
+                EventType::Warning,
+                "RevokeSkipped",
+                "Delete",
+                note,
+            )
+            .await;
             return Ok(());
         }
         Err(e) => return Err(e.into()),
@@ -109,8 +144,17 @@ async fn revoke_all(token: &DatabricksToken, ctx: &Context, secret: Option<&Secr
         ids.extend(status.token_id.clone());
         ids.extend(status.previous_tokens.iter().map(|p| p.token_id.clone()));
     }
-    let snapshot = ctx.inventory.snapshot(&workspace, &owner, crate::now_millis()).await?;
-    ids.extend(snapshot.tokens.iter().filter(|t| databricks::is_tagged_for(t, &uid)).map(|t| t.token_id.clone()));
+    let snapshot = ctx
+        .inventory
+        .snapshot(&workspace, &owner, crate::now_millis())
+        .await?;
+    ids.extend(
+        snapshot
+            .tokens
+            .iter()
+            .filter(|t| databricks::is_tagged_for(t, &uid))
+            .map(|t| t.token_id.clone()),
+    );
 
     for id in &ids {
         databricks::revoke(&workspace.client, &owner, id)
@@ -118,7 +162,10 @@ async fn revoke_all(token: &DatabricksToken, ctx: &Context, secret: Option<&Secr
             .map_err(Error::databricks("revoke token"))?;
         ctx.metrics.revocation("deleted");
     }
-    let note = format!("Revoked {} token(s) of this resource (deletionPolicy: Revoke)", ids.len());
+    let note = format!(
+        "Revoked {} token(s) of this resource (deletionPolicy: Revoke)",
+        ids.len()
+    );
     events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
     Ok(())
 }

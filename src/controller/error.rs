@@ -10,12 +10,20 @@ pub enum Error {
     Workspace(#[from] WorkspaceError),
 
     #[error("Databricks {action} failed: {source}")]
-    Databricks { action: &'static str, source: databricks_client::Error },
+    Databricks {
+        action: &'static str,
+        source: databricks_client::Error,
+    },
 
     #[error("Kubernetes {action} failed: {source}")]
-    Kube { action: &'static str, source: kube::Error },
+    Kube {
+        action: &'static str,
+        source: kube::Error,
+    },
 
-    #[error("Secret {name} exists and is not owned by this DatabricksToken; refusing to overwrite it (choose another spec.secret.name or delete that Secret)")]
+    #[error(
+        "Secret {name} exists and is not owned by this DatabricksToken; refusing to overwrite it (choose another spec.secret.name or delete that Secret)"
+    )]
     SecretConflict { name: String },
 
     #[error("object has no {0}")]
@@ -68,7 +76,8 @@ impl Error {
         matches!(
             self,
             Error::Databricks {
-                source: databricks_client::Error::Unauthenticated { .. } | databricks_client::Error::AuthFlow { .. },
+                source: databricks_client::Error::Unauthenticated { .. }
+                    | databricks_client::Error::AuthFlow { .. },
                 ..
             }
         )

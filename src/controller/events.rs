@@ -10,7 +10,14 @@ use tracing::warn;
 use super::Context;
 use crate::crd::DatabricksToken;
 
-pub async fn publish(ctx: &Context, token: &DatabricksToken, type_: EventType, reason: &str, action: &str, note: String) {
+pub async fn publish(
+    ctx: &Context,
+    token: &DatabricksToken,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),

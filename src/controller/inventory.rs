@@ -39,7 +39,10 @@ impl Inventory {
         let managed = matches!(owner, Owner::ServicePrincipal(_));
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry((workspace.key.clone(), managed)).or_default().clone()
+            slots
+                .entry((workspace.key.clone(), managed))
+                .or_default()
+                .clone()
         };
         let mut guard = slot.lock().await;
         if let Some(snap) = guard.as_ref().filter(|s| s.taken_at >= not_before) {
@@ -49,7 +52,10 @@ impl Inventory {
         let tokens = databricks::list(&workspace.client, owner)
             .await
             .map_err(Error::databricks("list tokens"))?;
-        let snap = Snapshot { taken_at, tokens: Arc::new(tokens) };
+        let snap = Snapshot {
+            taken_at,
+            tokens: Arc::new(tokens),
+        };
         *guard = Some(snap.clone());
         Ok(snap)
     }

@@ -129,7 +129,8 @@ impl Context {
         lock(&self.verified).remove(&uid);
         self.clear_minting_mark(token);
         self.backoff.reset(&uid);
-        self.metrics.forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
+        self.metrics
+            .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
     }
 }
 
@@ -163,9 +164,15 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
         Ok(synced) => {
             status::write_if_changed(token, ctx, &status::synced(token, &synced, now)).await?;
             let renewal = plan::renewal_of(token, &synced.record);
-            ctx.metrics.observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
+            ctx.metrics
+                .observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
             ctx.backoff.reset(&token.uid().unwrap_or_default());
-            Ok(token::next_wakeup(token, &synced, now, ctx.settings.max_requeue))
+            Ok(token::next_wakeup(
+                token,
+                &synced,
+                now,
+                ctx.settings.max_requeue,
+            ))
         }
         Err(error) => {
             if error.is_auth_failure() {
@@ -177,15 +184,30 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 warn!(error = %e, "could not record the failure in status");
             }
             if changed {
-                events::publish(ctx, token, EventType::Warning, &error.reason(), "Reconcile", error.to_string()).await;
+                events::publish(
+                    ctx,
+                    token,
+                    EventType::Warning,
+                    &error.reason(),
+                    "Reconcile",
+                    error.to_string(),
+                )
+                .await;
             }
             let ready = desired
                 .conditions
                 .iter()
                 .any(|c| c.type_ == status::READY && c.status == crate::crd::ConditionStatus::True);
-            let expiry = desired.expiry_time.as_deref().and_then(crate::secret::parse_time);
-            let renewal = desired.renewal_time.as_deref().and_then(crate::secret::parse_time);
-            ctx.metrics.observe_token(&ns, &name, ready, expiry, renewal);
+            let expiry = desired
+                .expiry_time
+                .as_deref()
+                .and_then(crate::secret::parse_time);
+            let renewal = desired
+                .renewal_time
+                .as_deref()
+                .and_then(crate::secret::parse_time);
+            ctx.metrics
+                .observe_token(&ns, &name, ready, expiry, renewal);
             ctx.metrics.reconcile_error(&error.reason());
             Err(error)
         }
@@ -193,7 +215,9 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
 }
 
 fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&token.uid().unwrap_or_default(), error.retry_after());
+    let delay = ctx
+        .backoff
+        .next_delay(&token.uid().unwrap_or_default(), error.retry_after());
     warn!(
         namespace = %token.namespace().unwrap_or_default(),
         name = %token.name_any(),
@@ -208,7 +232,11 @@ fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -
 /// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
 /// would otherwise make every reconcile trigger the next.
 fn token_trigger(token: &DatabricksToken) -> Option<u64> {
-    let requested = token.annotations().get(crate::secret::ANN_ROTATE_REQUESTED).cloned().unwrap_or_default();
+    let requested = token
+        .annotations()
+        .get(crate::secret::ANN_ROTATE_REQUESTED)
+        .cloned()
+        .unwrap_or_default();
     let text = format!(
         "{:?}/{requested}/{}",
         token.meta().generation,
@@ -227,12 +255,13 @@ pub async fn run(
     let namespaces = config.namespaces.clone();
 
     let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
-    let tokens = watch::namespaced::<DatabricksToken>(&kube, &namespaces, watcher::Config::default())
-        .default_backoff()
-        .modify(watch::strip_managed_fields)
-        .reflect(token_writer)
-        .applied_objects()
-        .predicate_filter(token_trigger, Default::default());
+    let tokens =
+        watch::namespaced::<DatabricksToken>(&kube, &namespaces, watcher::Config::default())
+            .default_backoff()
+            .modify(watch::strip_managed_fields)
+            .reflect(token_writer)
+            .applied_objects()
+            .predicate_filter(token_trigger, Default::default());
 
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
@@ -243,27 +272,33 @@ pub async fn run(
         .touched_objects();
 
     let (ws_reader, ws_writer) = reflector::store::<DatabricksWorkspace>();
-    let workspaces = watch::namespaced::<DatabricksWorkspace>(&kube, &namespaces, watcher::Config::default())
-        .default_backoff()
-        .modify(watch::strip_managed_fields)
-        .reflect(ws_writer)
-        .touched_objects()
-        .predicate_filter(watch::workspace_trigger, Default::default());
+    let workspaces =
+        watch::namespaced::<DatabricksWorkspace>(&kube, &namespaces, watcher::Config::default())
+            .default_backoff()
+            .modify(watch::strip_managed_fields)
+            .reflect(ws_writer)
+            .touched_objects()
+            .predicate_filter(watch::workspace_trigger, Default::default());
 
     let (cws_reader, cws_writer) = reflector::store::<ClusterDatabricksWorkspace>();
-    let cluster_workspaces = watcher::watcher(kube::Api::all(kube.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(watch::strip_managed_fields)
-        .reflect(cws_writer)
-        .touched_objects()
-        .predicate_filter(watch::workspace_trigger, Default::default());
+    let cluster_workspaces =
+        watcher::watcher(kube::Api::all(kube.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(watch::strip_managed_fields)
+            .reflect(cws_writer)
+            .touched_objects()
+            .predicate_filter(watch::workspace_trigger, Default::default());
 
     let ready_caches = {
         let (s, w, c) = (secret_reader.clone(), ws_reader.clone(), cws_reader.clone());
         Arc::new(move || -> futures::future::BoxFuture<'static, ()> {
             let (s, w, c) = (s.clone(), w.clone(), c.clone());
             Box::pin(async move {
-                let _ = futures::join!(s.wait_until_ready(), w.wait_until_ready(), c.wait_until_ready());
+                let _ = futures::join!(
+                    s.wait_until_ready(),
+                    w.wait_until_ready(),
+                    c.wait_until_ready()
+                );
             })
         })
     };
@@ -274,7 +309,10 @@ pub async fn run(
         observer: Some(metrics.clone() as Arc<dyn databricks_client::RequestObserver>),
         credential_ttl: Duration::from_secs(300),
     };
-    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
@@ -296,11 +334,25 @@ pub async fn run(
 
     let by_namespaced_ws = {
         let reader = token_reader.clone();
-        move |ws: DatabricksWorkspace| dependents(&reader, WorkspaceKind::DatabricksWorkspace, ws.namespace(), &ws.name_any())
+        move |ws: DatabricksWorkspace| {
+            dependents(
+                &reader,
+                WorkspaceKind::DatabricksWorkspace,
+                ws.namespace(),
+                &ws.name_any(),
+            )
+        }
     };
     let by_cluster_ws = {
         let reader = token_reader.clone();
-        move |ws: ClusterDatabricksWorkspace| dependents(&reader, WorkspaceKind::ClusterDatabricksWorkspace, None, &ws.name_any())
+        move |ws: ClusterDatabricksWorkspace| {
+            dependents(
+                &reader,
+                WorkspaceKind::ClusterDatabricksWorkspace,
+                None,
+                &ws.name_any(),
+            )
+        }
     };
 
     let token_controller = Controller::for_stream(tokens, token_reader)
@@ -312,7 +364,8 @@ pub async fn run(
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let workspace_controllers = workspace_status::run(kube.clone(), &namespaces, ctx.clone(), shutdown);
+    let workspace_controllers =
+        workspace_status::run(kube.clone(), &namespaces, ctx.clone(), shutdown);
     futures::join!(token_controller, workspace_controllers);
 }
 

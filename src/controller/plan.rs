@@ -44,7 +44,10 @@ impl RotationReason {
 
     /// Whether the replaced token may still work and so deserves a grace period.
     pub fn old_token_may_live(self) -> bool {
-        !matches!(self, RotationReason::Expired | RotationReason::RevokedOutside | RotationReason::Initial)
+        !matches!(
+            self,
+            RotationReason::Expired | RotationReason::RevokedOutside | RotationReason::Initial
+        )
     }
 }
 
@@ -61,17 +64,26 @@ pub struct Observed {
 pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
     let record = secret.and_then(secret::read_record);
     let Some((secret, record)) = secret.zip(record) else {
-        return Observed { record: None, value: None, value_altered: false };
+        return Observed {
+            record: None,
+            value: None,
+            value_altered: false,
+        };
     };
     let digest = &record.current.value_digest;
-    let value_altered = secret::stored_value(secret, token_key).is_some_and(|v| &secret::value_digest(&v) != digest);
+    let value_altered = secret::stored_value(secret, token_key)
+        .is_some_and(|v| &secret::value_digest(&v) != digest);
     let value = secret
         .data
         .iter()
         .flatten()
         .filter_map(|(_, v)| String::from_utf8(v.0.clone()).ok())
         .find(|v| &secret::value_digest(v) == digest);
-    Observed { record: Some(record), value, value_altered }
+    Observed {
+        record: Some(record),
+        value,
+        value_altered,
+    }
 }
 
 /// The fields whose change needs a new token (not renewal or Secret layout changes).
@@ -97,11 +109,19 @@ pub fn renew_before(spec: &DatabricksTokenSpec) -> RenewBefore {
 /// When the recorded token is renewed.
 pub fn renewal_of(token: &DatabricksToken, record: &TokenRecord) -> Option<EpochMillis> {
     let c = &record.current;
-    schedule::renewal_time(c.creation, c.expiry, renew_before(&token.spec), schedule::seed_of(&c.token_id))
+    schedule::renewal_time(
+        c.creation,
+        c.expiry,
+        renew_before(&token.spec),
+        schedule::seed_of(&c.token_id),
+    )
 }
 
 /// The pending manual rotation request, if it has not been handled yet.
-pub fn pending_manual_request(token: &DatabricksToken, record: Option<&TokenRecord>) -> Option<String> {
+pub fn pending_manual_request(
+    token: &DatabricksToken,
+    record: Option<&TokenRecord>,
+) -> Option<String> {
     let requested = token.annotations().get(secret::ANN_ROTATE_REQUESTED)?;
     let handled = record.and_then(|r| r.rotate_request_handled.as_ref());
     (handled != Some(requested)).then(|| requested.clone())
@@ -116,7 +136,11 @@ pub fn rotation_reason(
 ) -> Option<RotationReason> {
     let Some(record) = &observed.record else {
         let had_token = token.status.as_ref().is_some_and(|s| s.token_id.is_some());
-        return Some(if had_token { RotationReason::SecretDeleted } else { RotationReason::Initial });
+        return Some(if had_token {
+            RotationReason::SecretDeleted
+        } else {
+            RotationReason::Initial
+        });
     };
     if observed.value.is_none() || observed.value_altered {
         return Some(RotationReason::ValueAltered);
@@ -145,8 +169,10 @@ mod tests {
     const HOUR: EpochMillis = 3_600_000;
 
     fn token(extra: &str) -> DatabricksToken {
-        let spec: DatabricksTokenSpec =
-            serde_yaml::from_str(&format!("workspaceRef: {{name: ws}}\nlifetime: 3h\n{extra}")).unwrap();
+        let spec: DatabricksTokenSpec = serde_yaml::from_str(&format!(
+            "workspaceRef: {{name: ws}}\nlifetime: 3h\n{extra}"
+        ))
+        .unwrap();
         let mut t = DatabricksToken::new("t", spec);
         t.metadata.namespace = Some("ns".into());
         t.metadata.uid = Some("uid".into());
@@ -168,7 +194,15 @@ mod tests {
     }
 
     fn secret_for(t: &DatabricksToken, record: &TokenRecord, value: &str) -> Secret {
-        render(t, &SecretLayout { name: "t", host: "https://h" }, record, value)
+        render(
+            t,
+            &SecretLayout {
+                name: "t",
+                host: "https://h",
+            },
+            record,
+            value,
+        )
     }
 
     fn reason(t: &DatabricksToken, s: Option<&Secret>, now: EpochMillis) -> Option<RotationReason> {
@@ -191,7 +225,10 @@ mod tests {
     #[test]
     fn no_secret_after_a_mint_means_it_was_deleted() {
         let mut t = token("");
-        t.status = Some(crate::crd::DatabricksTokenStatus { token_id: Some("id".into()), ..Default::default() });
+        t.status = Some(crate::crd::DatabricksTokenStatus {
+            token_id: Some("id".into()),
+            ..Default::default()
+        });
         assert_eq!(reason(&t, None, NOW), Some(RotationReason::SecretDeleted));
     }
 
@@ -200,14 +237,20 @@ mod tests {
         let t = token("");
         let s = secret_for(&t, &record_for(&t, NOW), "value");
         assert_eq!(reason(&t, Some(&s), NOW + 2 * HOUR - 10 * 60_000), None);
-        assert_eq!(reason(&t, Some(&s), NOW + 2 * HOUR + 1), Some(RotationReason::Renewal));
+        assert_eq!(
+            reason(&t, Some(&s), NOW + 2 * HOUR + 1),
+            Some(RotationReason::Renewal)
+        );
     }
 
     #[test]
     fn an_expired_token_is_replaced() {
         let t = token("");
         let s = secret_for(&t, &record_for(&t, NOW), "value");
-        assert_eq!(reason(&t, Some(&s), NOW + 3 * HOUR), Some(RotationReason::Expired));
+        assert_eq!(
+            reason(&t, Some(&s), NOW + 3 * HOUR),
+            Some(RotationReason::Expired)
+        );
     }
 
     #[test]
@@ -217,15 +260,24 @@ mod tests {
         for v in s.data.as_mut().unwrap().values_mut() {
             *v = k8s_openapi::ByteString(b"tampered".to_vec());
         }
-        assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::ValueAltered));
+        assert_eq!(
+            reason(&t, Some(&s), NOW),
+            Some(RotationReason::ValueAltered)
+        );
     }
 
     #[test]
     fn an_altered_token_key_is_replaced_even_if_env_keys_still_hold_the_value() {
         let t = token("");
         let mut s = secret_for(&t, &record_for(&t, NOW), "value");
-        s.data.as_mut().unwrap().insert("token".into(), k8s_openapi::ByteString(b"tampered".to_vec()));
-        assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::ValueAltered));
+        s.data.as_mut().unwrap().insert(
+            "token".into(),
+            k8s_openapi::ByteString(b"tampered".to_vec()),
+        );
+        assert_eq!(
+            reason(&t, Some(&s), NOW),
+            Some(RotationReason::ValueAltered)
+        );
     }
 
     #[test]
@@ -241,28 +293,47 @@ mod tests {
     fn lifetime_scope_or_identity_changes_need_a_new_token() {
         let t = token("");
         let s = secret_for(&t, &record_for(&t, NOW), "value");
-        for extra in ["scopes: [sql]\n", "onBehalfOf: {applicationId: 8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21}\n"] {
-            assert_eq!(reason(&token(extra), Some(&s), NOW), Some(RotationReason::SpecChanged), "{extra}");
+        for extra in [
+            "scopes: [sql]\n",
+            "onBehalfOf: {applicationId: 8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21}\n",
+        ] {
+            assert_eq!(
+                reason(&token(extra), Some(&s), NOW),
+                Some(RotationReason::SpecChanged),
+                "{extra}"
+            );
         }
         let longer: DatabricksToken = {
             let mut l = token("");
             l.spec.lifetime = "4h".parse().unwrap();
             l
         };
-        assert_eq!(reason(&longer, Some(&s), NOW), Some(RotationReason::SpecChanged));
+        assert_eq!(
+            reason(&longer, Some(&s), NOW),
+            Some(RotationReason::SpecChanged)
+        );
     }
 
     #[test]
     fn renew_before_and_comment_changes_need_no_new_token() {
         let t = token("");
         let s = secret_for(&t, &record_for(&t, NOW), "value");
-        assert_eq!(reason(&token("renewBefore: 30m\ncomment: hi\n"), Some(&s), NOW), None);
+        assert_eq!(
+            reason(&token("renewBefore: 30m\ncomment: hi\n"), Some(&s), NOW),
+            None
+        );
     }
 
     #[test]
     fn a_manual_request_rotates_once() {
         let mut t = token("");
-        t.metadata.annotations = Some([(secret::ANN_ROTATE_REQUESTED.to_string(), "2026-01-01T00:00:00Z".to_string())].into());
+        t.metadata.annotations = Some(
+            [(
+                secret::ANN_ROTATE_REQUESTED.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            )]
+            .into(),
+        );
         let mut record = record_for(&t, NOW);
         let s = secret_for(&t, &record, "value");
         assert_eq!(reason(&t, Some(&s), NOW), Some(RotationReason::Manual));

@@ -16,7 +16,9 @@ pub const RESTARTED_AT: &str = "dbtoken.dev/restarted-at";
 
 /// Best effort: a failure is an event, not a failed rotation (the Secret already holds the token).
 pub async fn restart_targets(token: &DatabricksToken, ctx: &Context, now: EpochMillis) {
-    let Some(rotation) = &token.spec.rotation else { return };
+    let Some(rotation) = &token.spec.rotation else {
+        return;
+    };
     let ns = token.namespace().unwrap_or_default();
     let stamp = crate::secret::format_time(now);
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}});
@@ -37,8 +39,16 @@ pub async fn restart_targets(token: &DatabricksToken, ctx: &Context, now: EpochM
                 .map(|_| ()),
         };
         let (type_, reason, note) = match result {
-            Ok(()) => (EventType::Normal, "RolloutRestarted", format!("Restarted {:?} {}", target.kind, target.name)),
-            Err(e) => (EventType::Warning, "RolloutRestartFailed", format!("Could not restart {:?} {}: {e}", target.kind, target.name)),
+            Ok(()) => (
+                EventType::Normal,
+                "RolloutRestarted",
+                format!("Restarted {:?} {}", target.kind, target.name),
+            ),
+            Err(e) => (
+                EventType::Warning,
+                "RolloutRestartFailed",
+                format!("Could not restart {:?} {}: {e}", target.kind, target.name),
+            ),
         };
         events::publish(ctx, token, type_, reason, "RolloutRestart", note).await;
     }

@@ -8,8 +8,8 @@ use kube::{
 
 use super::{Context, Error, FIELD_MANAGER, plan, token::Synced};
 use crate::crd::{
-    Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken, find_condition,
-    upsert_condition,
+    Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
+    find_condition, upsert_condition,
 };
 use crate::schedule::EpochMillis;
 use crate::secret::format_time;
@@ -29,13 +29,24 @@ pub fn is_minting(token: &DatabricksToken) -> bool {
 }
 
 /// Announce a mint before attempting it, so an interruption is noticed and swept.
-pub async fn mark_minting(token: &DatabricksToken, ctx: &Context, reason: plan::RotationReason) -> Result<(), Error> {
+pub async fn mark_minting(
+    token: &DatabricksToken,
+    ctx: &Context,
+    reason: plan::RotationReason,
+) -> Result<(), Error> {
     let mut status = token.status.clone().unwrap_or_default();
     let now = format_time(crate::now_millis());
     let message = format!("Minting a new token (reason: {})", reason.as_str());
     upsert_condition(
         &mut status.conditions,
-        Condition::new(ROTATING, ConditionStatus::True, MINTING, message, &now, token.metadata.generation),
+        Condition::new(
+            ROTATING,
+            ConditionStatus::True,
+            MINTING,
+            message,
+            &now,
+            token.metadata.generation,
+        ),
     );
     write(token, ctx, &status).await
 }
@@ -57,7 +68,10 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     status.previous_tokens = record
         .previous
         .iter()
-        .map(|p| PreviousToken { token_id: p.token_id.clone(), revoke_after: format_time(p.revoke_after) })
+        .map(|p| PreviousToken {
+            token_id: p.token_id.clone(),
+            revoke_after: format_time(p.revoke_after),
+        })
         .collect();
     status.observed_generation = generation;
     let ready_message = format!(
@@ -67,9 +81,39 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
         expiry.as_deref().unwrap_or("never")
     );
     let c = &mut status.conditions;
-    upsert_condition(c, Condition::new(READY, ConditionStatus::True, "TokenReady", ready_message, &now_text, generation));
-    upsert_condition(c, Condition::new(ROTATING, ConditionStatus::False, "Idle", "", &now_text, generation));
-    upsert_condition(c, Condition::new(DEGRADED, ConditionStatus::False, "AsExpected", "", &now_text, generation));
+    upsert_condition(
+        c,
+        Condition::new(
+            READY,
+            ConditionStatus::True,
+            "TokenReady",
+            ready_message,
+            &now_text,
+            generation,
+        ),
+    );
+    upsert_condition(
+        c,
+        Condition::new(
+            ROTATING,
+            ConditionStatus::False,
+            "Idle",
+            "",
+            &now_text,
+            generation,
+        ),
+    );
+    upsert_condition(
+        c,
+        Condition::new(
+            DEGRADED,
+            ConditionStatus::False,
+            "AsExpected",
+            "",
+            &now_text,
+            generation,
+        ),
+    );
     status
 }
 
@@ -88,20 +132,58 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
         && status.token_id.is_some();
     let c = &mut status.conditions;
     if !token_alive {
-        upsert_condition(c, Condition::new(READY, ConditionStatus::False, &reason, message.clone(), &now_text, generation));
+        upsert_condition(
+            c,
+            Condition::new(
+                READY,
+                ConditionStatus::False,
+                &reason,
+                message.clone(),
+                &now_text,
+                generation,
+            ),
+        );
     }
     let rotating = if error.mint_uncertain() {
-        Condition::new(ROTATING, ConditionStatus::True, MINTING, "The last create may have minted a token; it will be found and revoked", &now_text, generation)
+        Condition::new(
+            ROTATING,
+            ConditionStatus::True,
+            MINTING,
+            "The last create may have minted a token; it will be found and revoked",
+            &now_text,
+            generation,
+        )
     } else {
-        Condition::new(ROTATING, ConditionStatus::False, "Idle", "", &now_text, generation)
+        Condition::new(
+            ROTATING,
+            ConditionStatus::False,
+            "Idle",
+            "",
+            &now_text,
+            generation,
+        )
     };
     upsert_condition(c, rotating);
-    upsert_condition(c, Condition::new(DEGRADED, ConditionStatus::True, &reason, message, &now_text, generation));
+    upsert_condition(
+        c,
+        Condition::new(
+            DEGRADED,
+            ConditionStatus::True,
+            &reason,
+            message,
+            &now_text,
+            generation,
+        ),
+    );
     status
 }
 
 /// Write `desired` unless it equals what the object already has (and nothing else touched it).
-pub async fn write_if_changed(token: &DatabricksToken, ctx: &Context, desired: &DatabricksTokenStatus) -> Result<(), Error> {
+pub async fn write_if_changed(
+    token: &DatabricksToken,
+    ctx: &Context,
+    desired: &DatabricksTokenStatus,
+) -> Result<(), Error> {
     if token.status.as_ref() == Some(desired) && !ctx.was_marked_minting(token) {
         return Ok(());
     }
@@ -110,15 +192,24 @@ pub async fn write_if_changed(token: &DatabricksToken, ctx: &Context, desired: &
     Ok(())
 }
 
-async fn write(token: &DatabricksToken, ctx: &Context, status: &DatabricksTokenStatus) -> Result<(), Error> {
-    let api: Api<DatabricksToken> = Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
+async fn write(
+    token: &DatabricksToken,
+    ctx: &Context,
+    status: &DatabricksTokenStatus,
+) -> Result<(), Error> {
+    let api: Api<DatabricksToken> =
+        Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "dbtoken.dev/v1alpha1",
         "kind": "DatabricksToken",
         "status": status,
     });
-    api.patch_status(&token.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::kube("write status"))?;
+    api.patch_status(
+        &token.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("write status"))?;
     Ok(())
 }

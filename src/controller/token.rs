@@ -30,9 +30,15 @@ pub struct Synced {
 }
 
 /// Bring the Secret and Databricks in line with the spec.
-pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> Result<Synced, Error> {
+pub async fn sync(
+    token: &DatabricksToken,
+    ctx: &Context,
+    now: EpochMillis,
+) -> Result<Synced, Error> {
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let namespace = token.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = token
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let workspace = ctx.workspaces.for_token(token).await?;
     let owner = owner_of(token);
     let name = secret::secret_name(token);
@@ -40,12 +46,18 @@ pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> R
     let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
 
     // The watch cache is enough to see that nothing is due; anything that mints re-reads first.
-    let cached = ctx.secrets.get(&ObjectRef::new(&name).within(&namespace)).map(|s| (*s).clone());
+    let cached = ctx
+        .secrets
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .map(|s| (*s).clone());
     let mut live = cached;
     let mut observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
     let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
     if reason.is_some() {
-        live = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+        live = secrets
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube("read Secret"))?;
         observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
         reason = plan::rotation_reason(token, &observed, &desired_hash, now);
     }
@@ -73,10 +85,17 @@ pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> R
     let mut snapshot = None;
     if verify {
         let not_before = observed.record.as_ref().map_or(0, |r| r.current.creation);
-        let snap = ctx.inventory.snapshot(&workspace, &owner, not_before).await?;
+        let snap = ctx
+            .inventory
+            .snapshot(&workspace, &owner, not_before)
+            .await?;
         if reason.is_none() {
             if let Some(record) = &observed.record {
-                if !snap.tokens.iter().any(|t| t.token_id == record.current.token_id) {
+                if !snap
+                    .tokens
+                    .iter()
+                    .any(|t| t.token_id == record.current.token_id)
+                {
                     reason = Some(plan::RotationReason::RevokedOutside);
                 }
             }
@@ -89,11 +108,13 @@ pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> R
     let mut rotated_at = None;
     let mut secret_written = false;
     if let Some(reason) = reason {
-        let (new_record, new_value) = rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
+        let (new_record, new_value) =
+            rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
         if let Err(e) = apply_secret(&secrets, &desired).await {
             // Nobody will ever see this token: take it back now (the sweep covers a failure here).
-            let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id).await;
+            let _ =
+                databricks::revoke(&workspace.client, &owner, &new_record.current.token_id).await;
             return Err(e);
         }
         secret_written = true;
@@ -111,10 +132,14 @@ pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> R
         ctx.mark_verified(&uid, now);
     }
 
-    let (revoked_any, revoke_error) = revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
+    let (revoked_any, revoke_error) =
+        revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
 
     let desired = secret::render(token, &layout(&name, &workspace), &record, &value);
-    let drifted = !secret_written && live.as_ref().is_none_or(|l| !secret::is_up_to_date(l, &desired));
+    let drifted = !secret_written
+        && live
+            .as_ref()
+            .is_none_or(|l| !secret::is_up_to_date(l, &desired));
     if revoked_any || drifted {
         apply_secret(&secrets, &desired).await?;
     }
@@ -137,12 +162,27 @@ pub async fn sync(token: &DatabricksToken, ctx: &Context, now: EpochMillis) -> R
 }
 
 /// The requeue delay after a successful sync.
-pub fn next_wakeup(token: &DatabricksToken, synced: &Synced, now: EpochMillis, max: std::time::Duration) -> Action {
-    let mut moments: Vec<EpochMillis> = synced.record.previous.iter().map(|p| p.revoke_after).collect();
+pub fn next_wakeup(
+    token: &DatabricksToken,
+    synced: &Synced,
+    now: EpochMillis,
+    max: std::time::Duration,
+) -> Action {
+    let mut moments: Vec<EpochMillis> = synced
+        .record
+        .previous
+        .iter()
+        .map(|p| p.revoke_after)
+        .collect();
     moments.extend(plan::renewal_of(token, &synced.record));
     moments.extend(synced.record.current.expiry);
     moments.push(synced.next_verification);
-    Action::requeue(schedule::wait_until_earliest(now, moments, std::time::Duration::from_millis(500), max))
+    Action::requeue(schedule::wait_until_earliest(
+        now,
+        moments,
+        std::time::Duration::from_millis(500),
+        max,
+    ))
 }
 
 pub fn owner_of(token: &DatabricksToken) -> Owner {
@@ -153,7 +193,10 @@ pub fn owner_of(token: &DatabricksToken) -> Owner {
 }
 
 fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'a> {
-    SecretLayout { name, host: &workspace.host }
+    SecretLayout {
+        name,
+        host: &workspace.host,
+    }
 }
 
 /// Mint a replacement and build the record the Secret will hold.
@@ -170,8 +213,15 @@ async fn rotate(
     ctx.note_minting(token);
     let uid = token.uid().unwrap_or_default();
     let request = CreateTokenRequest {
-        lifetime_seconds: Some(std::time::Duration::from(token.spec.lifetime).as_secs().max(1)),
-        comment: Some(databricks::tagged_comment(token.spec.comment.as_deref(), &uid)),
+        lifetime_seconds: Some(
+            std::time::Duration::from(token.spec.lifetime)
+                .as_secs()
+                .max(1),
+        ),
+        comment: Some(databricks::tagged_comment(
+            token.spec.comment.as_deref(),
+            &uid,
+        )),
         scopes: token.spec.scopes.clone(),
     };
     let created = databricks::mint(&workspace.client, owner, &request)
@@ -206,15 +256,25 @@ async fn rotate(
         },
         previous,
         spec_hash: plan::spec_hash(&token.spec, &workspace.host),
-        rotate_request_handled: token.annotations().get(secret::ANN_ROTATE_REQUESTED).cloned().or_else(|| {
-            observed.record.as_ref().and_then(|r| r.rotate_request_handled.clone())
-        }),
+        rotate_request_handled: token
+            .annotations()
+            .get(secret::ANN_ROTATE_REQUESTED)
+            .cloned()
+            .or_else(|| {
+                observed
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.rotate_request_handled.clone())
+            }),
     };
     Ok((record, created.value.expose().to_string()))
 }
 
 /// Replaced tokens still waiting: from the Secret, or from status when the Secret is gone.
-fn carried_previous(token: &DatabricksToken, observed: &plan::Observed) -> Vec<PreviousTokenRecord> {
+fn carried_previous(
+    token: &DatabricksToken,
+    observed: &plan::Observed,
+) -> Vec<PreviousTokenRecord> {
     if let Some(r) = &observed.record {
         return r.previous.clone();
     }
@@ -223,50 +283,89 @@ fn carried_previous(token: &DatabricksToken, observed: &plan::Observed) -> Vec<P
         .iter()
         .flat_map(|s| s.previous_tokens.iter())
         .filter_map(|p| {
-            Some(PreviousTokenRecord { token_id: p.token_id.clone(), revoke_after: secret::parse_time(&p.revoke_after)? })
+            Some(PreviousTokenRecord {
+                token_id: p.token_id.clone(),
+                revoke_after: secret::parse_time(&p.revoke_after)?,
+            })
         })
         .collect()
 }
 
 /// The token being replaced (id, expiry): from the Secret, or from status when it is gone.
-fn old_current(token: &DatabricksToken, observed: &plan::Observed) -> Option<(String, Option<EpochMillis>)> {
+fn old_current(
+    token: &DatabricksToken,
+    observed: &plan::Observed,
+) -> Option<(String, Option<EpochMillis>)> {
     if let Some(r) = &observed.record {
         return Some((r.current.token_id.clone(), r.current.expiry));
     }
     let s = token.status.as_ref()?;
-    Some((s.token_id.clone()?, s.expiry_time.as_deref().and_then(secret::parse_time)))
+    Some((
+        s.token_id.clone()?,
+        s.expiry_time.as_deref().and_then(secret::parse_time),
+    ))
 }
 
 /// An owned Secret under the name status last recorded, when the spec now names another.
-async fn moved_secret(token: &DatabricksToken, secrets: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
+async fn moved_secret(
+    token: &DatabricksToken,
+    secrets: &Api<Secret>,
+    name: &str,
+) -> Result<Option<Secret>, Error> {
     let Some(old_name) = token.status.as_ref().and_then(|s| s.secret_name.clone()) else {
         return Ok(None);
     };
     if old_name == name {
         return Ok(None);
     }
-    let old = secrets.get_opt(&old_name).await.map_err(Error::kube("read previous Secret"))?;
+    let old = secrets
+        .get_opt(&old_name)
+        .await
+        .map_err(Error::kube("read previous Secret"))?;
     Ok(old.filter(|s| secret::is_owned_by(s, token)))
 }
 
 async fn apply_secret(secrets: &Api<Secret>, desired: &Secret) -> Result<(), Error> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     secrets
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
         .await
         .map_err(Error::kube("write Secret"))?;
     Ok(())
 }
 
-async fn announce_rotation(token: &DatabricksToken, ctx: &Context, reason: plan::RotationReason, record: &TokenRecord) {
-    let expiry = record.current.expiry.map(secret::format_time).unwrap_or_else(|| "never".into());
+async fn announce_rotation(
+    token: &DatabricksToken,
+    ctx: &Context,
+    reason: plan::RotationReason,
+    record: &TokenRecord,
+) {
+    let expiry = record
+        .current
+        .expiry
+        .map(secret::format_time)
+        .unwrap_or_else(|| "never".into());
     let (event_reason, note) = if reason == plan::RotationReason::Initial {
-        ("Minted", format!("Minted token {} (expires {expiry})", record.current.token_id))
+        (
+            "Minted",
+            format!(
+                "Minted token {} (expires {expiry})",
+                record.current.token_id
+            ),
+        )
     } else {
         ctx.metrics.rotation(reason.as_str());
         (
             "Rotated",
-            format!("Rotated to token {} (expires {expiry}); reason: {}", record.current.token_id, reason.as_str()),
+            format!(
+                "Rotated to token {} (expires {expiry}); reason: {}",
+                record.current.token_id,
+                reason.as_str()
+            ),
         )
     };
     events::publish(ctx, token, EventType::Normal, event_reason, "Mint", note).await;
@@ -291,10 +390,23 @@ async fn sweep_orphans(
             Ok(()) => {
                 ctx.metrics.orphan_revoked();
                 ctx.metrics.revocation("orphan");
-                let note = format!("Revoked orphaned token {} left by an interrupted mint", orphan.token_id);
-                events::publish(ctx, token, EventType::Normal, "OrphanRevoked", "Revoke", note).await;
+                let note = format!(
+                    "Revoked orphaned token {} left by an interrupted mint",
+                    orphan.token_id
+                );
+                events::publish(
+                    ctx,
+                    token,
+                    EventType::Normal,
+                    "OrphanRevoked",
+                    "Revoke",
+                    note,
+                )
+                .await;
             }
-            Err(e) => warn!(token_id = %orphan.token_id, error = %e, "could not revoke orphaned token"),
+            Err(e) => {
+                warn!(token_id = %orphan.token_id, error = %e, "could not revoke orphaned token")
+            }
         }
     }
 }
@@ -321,7 +433,10 @@ async fn revoke_due(
             Ok(()) => {
                 changed = true;
                 ctx.metrics.revocation("grace_period_over");
-                let note = format!("Revoked previous token {} after its grace period", p.token_id);
+                let note = format!(
+                    "Revoked previous token {} after its grace period",
+                    p.token_id
+                );
                 events::publish(ctx, token, EventType::Normal, "Revoked", "Revoke", note).await;
             }
             Err(e) => {

@@ -14,15 +14,20 @@ pub fn namespaced<K>(
     config: watcher::Config,
 ) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
     K::DynamicType: Default,
 {
     if namespaces.is_empty() {
         return watcher::watcher(Api::<K>::all(client.clone()), config).boxed();
     }
-    let streams = namespaces
-        .iter()
-        .map(|ns| watcher::watcher(Api::<K>::namespaced(client.clone(), ns), config.clone()).boxed());
+    let streams = namespaces.iter().map(|ns| {
+        watcher::watcher(Api::<K>::namespaced(client.clone(), ns), config.clone()).boxed()
+    });
     futures::stream::select_all(streams).boxed()
 }
 
@@ -33,7 +38,11 @@ pub fn strip_managed_fields<K: Resource>(obj: &mut K) {
 
 /// A workspace retriggers its tokens when its spec or its readiness changes (a credential fix).
 pub fn workspace_trigger<K: WorkspaceLike>(ws: &K) -> Option<u64> {
-    Some(crate::schedule::seed_of(&format!("{:?}/{}", ws.meta().generation, ws.ready_status())))
+    Some(crate::schedule::seed_of(&format!(
+        "{:?}/{}",
+        ws.meta().generation,
+        ws.ready_status()
+    )))
 }
 
 pub trait WorkspaceLike: Resource {

@@ -14,7 +14,8 @@ use tracing::warn;
 
 use super::{Context, Error, FIELD_MANAGER, watch};
 use crate::crd::{
-    ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus, upsert_condition,
+    ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
+    upsert_condition,
 };
 use crate::workspace::{ResolvedWorkspace, WorkspaceError};
 
@@ -27,49 +28,76 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let (reader, writer) = reflector::store::<DatabricksWorkspace>();
-    let stream = watch::namespaced::<DatabricksWorkspace>(&kube, namespaces, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let stream =
+        watch::namespaced::<DatabricksWorkspace>(&kube, namespaces, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let namespaced = Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let cluster = Controller::new(Api::<ClusterDatabricksWorkspace>::all(kube), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_cluster, error_policy, ctx)
-        .for_each(|_| future::ready(()));
+    let cluster = Controller::new(
+        Api::<ClusterDatabricksWorkspace>::all(kube),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile_cluster, error_policy, ctx)
+    .for_each(|_| future::ready(()));
     futures::join!(namespaced, cluster);
 }
 
 /// A workspace found Ready for its current generation is trusted until the next periodic check,
 /// so a restarted operator makes no Databricks calls for workspaces that are fine.
-fn trust_existing(ctx: &Context, key: String, status: Option<&WorkspaceStatus>, generation: Option<i64>) -> bool {
+fn trust_existing(
+    ctx: &Context,
+    key: String,
+    status: Option<&WorkspaceStatus>,
+    generation: Option<i64>,
+) -> bool {
     let ready = status.is_some_and(|s| {
         s.observed_generation == generation
-            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
     });
     ready && ctx.first_sight_of_workspace(key)
 }
 
-async fn reconcile_namespaced(ws: Arc<DatabricksWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = format!("ns/{}/{}", ws.namespace().unwrap_or_default(), ws.name_any());
+async fn reconcile_namespaced(
+    ws: Arc<DatabricksWorkspace>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = format!(
+        "ns/{}/{}",
+        ws.namespace().unwrap_or_default(),
+        ws.name_any()
+    );
     if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
         return Ok(Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
     if ws.status.as_ref() != Some(&status) {
-        let api: Api<DatabricksWorkspace> = Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
+        let api: Api<DatabricksWorkspace> =
+            Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
         write_status(&api, &ws.name_any(), "DatabricksWorkspace", &status).await?;
     }
     Ok(action)
 }
 
-async fn reconcile_cluster(ws: Arc<ClusterDatabricksWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if trust_existing(&ctx, format!("cluster/{}", ws.name_any()), ws.status.as_ref(), ws.metadata.generation) {
+async fn reconcile_cluster(
+    ws: Arc<ClusterDatabricksWorkspace>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    if trust_existing(
+        &ctx,
+        format!("cluster/{}", ws.name_any()),
+        ws.status.as_ref(),
+        ws.metadata.generation,
+    ) {
         return Ok(Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
@@ -104,12 +132,32 @@ async fn check(
         Ok(identity) => {
             status.identity = Some(identity.clone());
             let message = format!("Authenticated as {identity}");
-            (Condition::new("Ready", ConditionStatus::True, "Authenticated", message, &now, generation), Action::requeue(RECHECK_READY))
+            (
+                Condition::new(
+                    "Ready",
+                    ConditionStatus::True,
+                    "Authenticated",
+                    message,
+                    &now,
+                    generation,
+                ),
+                Action::requeue(RECHECK_READY),
+            )
         }
         Err((reason, message)) => {
             let key = format!("{reason}/{message}");
             let delay = ctx.backoff.next_delay(&key, None).min(RECHECK_READY);
-            (Condition::new("Ready", ConditionStatus::False, &reason, message, &now, generation), Action::requeue(delay))
+            (
+                Condition::new(
+                    "Ready",
+                    ConditionStatus::False,
+                    &reason,
+                    message,
+                    &now,
+                    generation,
+                ),
+                Action::requeue(delay),
+            )
         }
     };
     upsert_condition(&mut status.conditions, condition);
@@ -123,18 +171,31 @@ impl Error {
     }
 }
 
-async fn write_status<K>(api: &Api<K>, name: &str, kind: &str, status: &WorkspaceStatus) -> Result<(), Error>
+async fn write_status<K>(
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    status: &WorkspaceStatus,
+) -> Result<(), Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Serialize,
 {
-    let patch = serde_json::json!({"apiVersion": "dbtoken.dev/v1alpha1", "kind": kind, "status": status});
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::kube("write workspace status"))?;
+    let patch =
+        serde_json::json!({"apiVersion": "dbtoken.dev/v1alpha1", "kind": kind, "status": status});
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("write workspace status"))?;
     Ok(())
 }
 
 fn error_policy<K: ResourceExt>(ws: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(name = %ws.name_any(), error = %error, "workspace check failed");
-    Action::requeue(ctx.backoff.next_delay(&format!("ws/{}", ws.name_any()), None))
+    Action::requeue(
+        ctx.backoff
+            .next_delay(&format!("ws/{}", ws.name_any()), None),
+    )
 }

@@ -76,8 +76,18 @@ mod tests {
 
     #[test]
     fn upsert_keeps_transition_time_when_status_is_unchanged() {
-        let mut conditions = vec![Condition::new("Ready", ConditionStatus::True, "A", "", "t1", None)];
-        upsert(&mut conditions, Condition::new("Ready", ConditionStatus::True, "B", "m", "t2", None));
+        let mut conditions = vec![Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            "A",
+            "",
+            "t1",
+            None,
+        )];
+        upsert(
+            &mut conditions,
+            Condition::new("Ready", ConditionStatus::True, "B", "m", "t2", None),
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].last_transition_time, "t1");
         assert_eq!(conditions[0].reason, "B");
@@ -85,15 +95,31 @@ mod tests {
 
     #[test]
     fn upsert_moves_transition_time_when_status_changes() {
-        let mut conditions = vec![Condition::new("Ready", ConditionStatus::True, "A", "", "t1", None)];
-        upsert(&mut conditions, Condition::new("Ready", ConditionStatus::False, "B", "", "t2", None));
+        let mut conditions = vec![Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            "A",
+            "",
+            "t1",
+            None,
+        )];
+        upsert(
+            &mut conditions,
+            Condition::new("Ready", ConditionStatus::False, "B", "", "t2", None),
+        );
         assert_eq!(conditions[0].last_transition_time, "t2");
     }
 
     #[test]
     fn upsert_appends_new_types() {
         let mut conditions = vec![];
-        upsert(&mut conditions, Condition::new("Degraded", ConditionStatus::True, "X", "", "t", None));
-        assert_eq!(find(&conditions, "Degraded").map(|c| c.status), Some(ConditionStatus::True));
+        upsert(
+            &mut conditions,
+            Condition::new("Degraded", ConditionStatus::True, "X", "", "t", None),
+        );
+        assert_eq!(
+            find(&conditions, "Degraded").map(|c| c.status),
+            Some(ConditionStatus::True)
+        );
     }
 }

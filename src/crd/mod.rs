@@ -5,12 +5,14 @@ mod conditions;
 mod token;
 mod workspace;
 
-pub use conditions::{Condition, ConditionStatus, find as find_condition, upsert as upsert_condition};
+pub use conditions::{
+    Condition, ConditionStatus, find as find_condition, upsert as upsert_condition,
+};
 pub use token::*;
 pub use workspace::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every resource of this operator.
 pub const GROUP: &str = "dbtoken.dev";

@@ -72,7 +72,9 @@ pub struct ClusterDatabricksWorkspaceSpec {
 
 impl ClusterDatabricksWorkspaceSpec {
     pub fn admits(&self, namespace: &str) -> bool {
-        self.allowed_namespaces.iter().any(|n| n == "*" || n == namespace)
+        self.allowed_namespaces
+            .iter()
+            .any(|n| n == "*" || n == namespace)
     }
 }
 

@@ -44,22 +44,28 @@ impl Cluster {
     /// A new client (kube clients belong to the runtime that made them; each test has its own).
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig");
         kube::Client::try_from(config).expect("client")
     }
 }
 
 /// The shared control plane, started on first use.
 pub async fn cluster() -> &'static Cluster {
-    tokio::task::spawn_blocking(cluster_sync).await.expect("start control plane")
+    tokio::task::spawn_blocking(cluster_sync)
+        .await
+        .expect("start control plane")
 }
 
 pub fn cluster_sync() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         if let Ok(path) = std::env::var("DBTOKEN_TEST_KUBECONFIG") {
-            return Cluster { dir: PathBuf::new(), kubeconfig: PathBuf::from(path) };
+            return Cluster {
+                dir: PathBuf::new(),
+                kubeconfig: PathBuf::from(path),
+            };
         }
         ensure_binaries();
         let dir = std::env::temp_dir().join(format!("dbtoken-cp-{}", std::process::id()));
@@ -82,10 +88,17 @@ pub fn cluster_sync() -> &'static Cluster {
         let ready = dir.join("ready");
         let deadline = Instant::now() + Duration::from_secs(180);
         while !ready.exists() {
-            assert!(Instant::now() < deadline, "control plane not ready in 180 s; see {}", dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "control plane not ready in 180 s; see {}",
+                dir.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Cluster { kubeconfig: dir.join("kubeconfig"), dir }
+        Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        }
     })
 }
 
@@ -99,7 +112,10 @@ fn ensure_binaries() {
         .arg(repo_root().join("hack/build-tools.sh"))
         .status()
         .expect("run hack/build-tools.sh");
-    assert!(status.success(), "hack/build-tools.sh failed: the control plane binaries are needed");
+    assert!(
+        status.success(),
+        "hack/build-tools.sh failed: the control plane binaries are needed"
+    );
 }
 
 pub struct TestNamespace {
@@ -114,7 +130,16 @@ pub async fn namespace(prefix: &str) -> TestNamespace {
     let client = cluster.client().await;
     let n = NAMESPACES.fetch_add(1, Ordering::SeqCst);
     let name = format!("{prefix}-{}-{n}", std::process::id());
-    let ns = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     TestNamespace { name, client }
 }

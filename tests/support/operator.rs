@@ -13,7 +13,6 @@ use std::{
 pub struct Operator {
     child: Option<Child>,
     pub log_path: PathBuf,
-    pub metrics_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -48,7 +47,10 @@ impl OperatorOptions {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Operator {
@@ -56,14 +58,13 @@ impl Operator {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("operator.log");
         let log = File::create(&log_path).expect("log file");
-        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_databricks-token-operator"));
         cmd.env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .arg("--namespaces")
             .arg(options.namespaces.join(","))
             .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .arg("--insecure-allow-http")
             .arg("--verify-interval")
             .arg(options.verify_interval)
@@ -85,7 +86,11 @@ impl Operator {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the operator binary");
-        Operator { child: Some(child), log_path, metrics_url: format!("http://127.0.0.1:{port}/metrics"), _dir: dir }
+        Operator {
+            child: Some(child),
+            log_path,
+            _dir: dir,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -118,11 +123,24 @@ impl Operator {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The metrics URL, from the address the process logged after binding port 0.
+    pub fn metrics_url(&self) -> Option<String> {
+        let logs = self.logs();
+        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(format!("http://{addr}/metrics"))
     }
 
     pub async fn metrics(&self) -> String {
-        match reqwest::get(&self.metrics_url).await {
+        let Some(url) = self.metrics_url() else {
+            return String::new();
+        };
+        match reqwest::get(&url).await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         }
@@ -133,7 +151,11 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("---- operator log ({}) ----\n{}", self.log_path.display(), self.logs());
+            eprintln!(
+                "---- operator log ({}) ----\n{}",
+                self.log_path.display(),
+                self.logs()
+            );
         }
     }
 }

@@ -39,9 +39,21 @@ impl World {
         install_crds(&ns.client).await;
         let emulator = Emulator::start(config).await.expect("emulator");
         let admin = emulator.add_user("admin@example.com", true);
-        let world = World { ns, emulator, admin_pat: admin.pat.clone(), operator: None };
-        world.create_secret("databricks-admin", &[("token", &admin.pat)]).await;
-        world.apply_workspace("ws", json!({"pat": {"secretRef": {"name": "databricks-admin"}}})).await;
+        let world = World {
+            ns,
+            emulator,
+            admin_pat: admin.pat.clone(),
+            operator: None,
+        };
+        world
+            .create_secret("databricks-admin", &[("token", &admin.pat)])
+            .await;
+        world
+            .apply_workspace(
+                "ws",
+                json!({"pat": {"secretRef": {"name": "databricks-admin"}}}),
+            )
+            .await;
         world
     }
 
@@ -71,11 +83,21 @@ impl World {
 
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
         let secret = Secret {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
             ..Default::default()
         };
-        self.secrets().create(&PostParams::default(), &secret).await.expect("create secret");
+        self.secrets()
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
     }
 
     pub async fn apply_workspace(&self, name: &str, auth: serde_json::Value) {
@@ -87,7 +109,9 @@ impl World {
         }))
         .expect("workspace");
         let api: Api<DatabricksWorkspace> = Api::namespaced(self.ns.client.clone(), &self.ns.name);
-        api.create(&PostParams::default(), &ws).await.expect("create workspace");
+        api.create(&PostParams::default(), &ws)
+            .await
+            .expect("create workspace");
     }
 
     /// Create a DatabricksToken from a spec (JSON), e.g. `{"workspaceRef": {"name": "ws"}, "lifetime": "1h"}`.
@@ -99,12 +123,16 @@ impl World {
             "spec": spec,
         }))
         .expect("token spec");
-        self.tokens().create(&PostParams::default(), &token).await.expect("create token")
+        self.tokens()
+            .create(&PostParams::default(), &token)
+            .await
+            .expect("create token")
     }
 
     /// Wait until the token's Ready condition is True and return it.
     pub async fn wait_ready(&self, name: &str) -> DatabricksToken {
-        self.wait_token(name, "Ready=True", |t| condition_is(t, "Ready", "True")).await
+        self.wait_token(name, "Ready=True", |t| condition_is(t, "Ready", "True"))
+            .await
     }
 
     pub async fn wait_token(
@@ -118,7 +146,11 @@ impl World {
             Ok(Ok(Some(t))) => t,
             other => {
                 let current = self.tokens().get_opt(name).await.ok().flatten();
-                panic!("{name}: waiting for {what} failed ({:?}); current status: {:#?}", other.err(), current.and_then(|t| t.status))
+                panic!(
+                    "{name}: waiting for {what} failed ({:?}); current status: {:#?}",
+                    other.err(),
+                    current.and_then(|t| t.status)
+                )
             }
         }
     }
@@ -142,7 +174,11 @@ impl World {
     }
 
     pub fn live_token_ids(&self) -> Vec<String> {
-        self.emulator.live_tokens().into_iter().map(|t| t.token_id).collect()
+        self.emulator
+            .live_tokens()
+            .into_iter()
+            .map(|t| t.token_id)
+            .collect()
     }
 }
 
@@ -155,7 +191,12 @@ pub fn condition_is(token: &DatabricksToken, type_: &str, status: &str) -> bool 
 }
 
 pub fn condition_reason(token: &DatabricksToken, type_: &str) -> Option<(String, String)> {
-    let c = token.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    let c = token
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
     Some((c.reason.clone(), c.message.clone()))
 }
 
@@ -166,10 +207,21 @@ pub async fn install_crds(client: &kube::Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in databricks_token_operator::crd::all_crds() {
         let name = crd.metadata.name.clone().expect("crd name");
-        api.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd))
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply crd");
+        let established = await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(WAIT, established)
             .await
-            .expect("apply crd");
-        let established = await_condition(api.clone(), &name, kube::runtime::conditions::is_crd_established());
-        tokio::time::timeout(WAIT, established).await.expect("crd established in time").expect("watch crd");
+            .expect("crd established in time")
+            .expect("watch crd");
     }
 }

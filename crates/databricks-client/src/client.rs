@@ -15,12 +15,13 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::{
+    CreateTokenRequest, CreatedToken, Credentials, CurrentUser, Error, ManagedTokenFilter,
+    SecretString, TokenInfo,
     auth::Authenticator,
     error::parse_retry_after,
     retry::{RetryPolicy, Safety},
     secret::scrub,
     types::{CreateTokenResponse, GetTokenResponse, ListTokensResponse},
-    CreateTokenRequest, CreatedToken, Credentials, CurrentUser, Error, ManagedTokenFilter, SecretString, TokenInfo,
 };
 
 /// The API calls, as labelled in metrics.
@@ -119,29 +120,41 @@ struct Inner {
 
 impl fmt::Debug for WorkspaceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkspaceClient").field("host", &self.inner.host).finish_non_exhaustive()
+        f.debug_struct("WorkspaceClient")
+            .field("host", &self.inner.host)
+            .finish_non_exhaustive()
     }
 }
 
 impl WorkspaceClient {
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
         let host = config.host.trim_end_matches('/').to_string();
-        let scheme_ok = host.starts_with("https://") || (config.allow_http && host.starts_with("http://"));
+        let scheme_ok =
+            host.starts_with("https://") || (config.allow_http && host.starts_with("http://"));
         if !scheme_ok {
             return Err(Error::Config {
-                message: format!("host {host:?} must be an https:// URL (plain http only with the insecure flag)"),
+                message: format!(
+                    "host {host:?} must be an https:// URL (plain http only with the insecure flag)"
+                ),
             });
         }
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("databricks-token-operator/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "databricks-token-operator/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
-            .map_err(|e| Error::Config { message: format!("HTTP client: {e}") })?;
+            .map_err(|e| Error::Config {
+                message: format!("HTTP client: {e}"),
+            })?;
         let rps = config.requests_per_second.clamp(0.01, 100_000.0);
         let burst = NonZeroU32::new(rps.ceil() as u32).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rps))
-            .ok_or_else(|| Error::Config { message: "requests_per_second must be positive".into() })?
+            .ok_or_else(|| Error::Config {
+                message: "requests_per_second must be positive".into(),
+            })?
             .allow_burst(burst);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -161,39 +174,92 @@ impl WorkspaceClient {
     }
 
     pub async fn current_user(&self) -> Result<CurrentUser, Error> {
-        self.call(Endpoint::CurrentUser, Method::GET, "/api/2.0/preview/scim/v2/Me", &[], None, Safety::Idempotent)
-            .await
+        self.call(
+            Endpoint::CurrentUser,
+            Method::GET,
+            "/api/2.0/preview/scim/v2/Me",
+            &[],
+            None,
+            Safety::Idempotent,
+        )
+        .await
     }
 
     pub async fn create_token(&self, request: &CreateTokenRequest) -> Result<CreatedToken, Error> {
         let body = serde_json::to_value(request).map_err(config_error)?;
-        let r: CreateTokenResponse =
-            self.call(Endpoint::TokenCreate, Method::POST, "/api/2.0/token/create", &[], Some(body), Safety::Create).await?;
-        Ok(CreatedToken { value: SecretString::from(r.token_value), info: r.token_info })
+        let r: CreateTokenResponse = self
+            .call(
+                Endpoint::TokenCreate,
+                Method::POST,
+                "/api/2.0/token/create",
+                &[],
+                Some(body),
+                Safety::Create,
+            )
+            .await?;
+        Ok(CreatedToken {
+            value: SecretString::from(r.token_value),
+            info: r.token_info,
+        })
     }
 
-    pub async fn create_obo_token(&self, application_id: &str, request: &CreateTokenRequest) -> Result<CreatedToken, Error> {
+    pub async fn create_obo_token(
+        &self,
+        application_id: &str,
+        request: &CreateTokenRequest,
+    ) -> Result<CreatedToken, Error> {
         let mut body = serde_json::to_value(request).map_err(config_error)?;
         body["application_id"] = serde_json::Value::String(application_id.to_string());
         let path = "/api/2.0/token-management/on-behalf-of/tokens";
-        let r: CreateTokenResponse = self.call(Endpoint::OboCreate, Method::POST, path, &[], Some(body), Safety::Create).await?;
-        Ok(CreatedToken { value: SecretString::from(r.token_value), info: r.token_info })
+        let r: CreateTokenResponse = self
+            .call(
+                Endpoint::OboCreate,
+                Method::POST,
+                path,
+                &[],
+                Some(body),
+                Safety::Create,
+            )
+            .await?;
+        Ok(CreatedToken {
+            value: SecretString::from(r.token_value),
+            info: r.token_info,
+        })
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
-        let r: ListTokensResponse =
-            self.call(Endpoint::TokenList, Method::GET, "/api/2.0/token/list", &[], None, Safety::Idempotent).await?;
+        let r: ListTokensResponse = self
+            .call(
+                Endpoint::TokenList,
+                Method::GET,
+                "/api/2.0/token/list",
+                &[],
+                None,
+                Safety::Idempotent,
+            )
+            .await?;
         Ok(r.token_infos)
     }
 
     pub async fn delete_token(&self, token_id: &str) -> Result<(), Error> {
         let body = serde_json::json!({ "token_id": token_id });
-        let _: serde_json::Value =
-            self.call(Endpoint::TokenDelete, Method::POST, "/api/2.0/token/delete", &[], Some(body), Safety::Idempotent).await?;
+        let _: serde_json::Value = self
+            .call(
+                Endpoint::TokenDelete,
+                Method::POST,
+                "/api/2.0/token/delete",
+                &[],
+                Some(body),
+                Safety::Idempotent,
+            )
+            .await?;
         Ok(())
     }
 
-    pub async fn list_managed_tokens(&self, filter: &ManagedTokenFilter) -> Result<Vec<TokenInfo>, Error> {
+    pub async fn list_managed_tokens(
+        &self,
+        filter: &ManagedTokenFilter,
+    ) -> Result<Vec<TokenInfo>, Error> {
         let mut query = Vec::new();
         if let Some(id) = filter.created_by_id {
             query.push(("created_by_id", id.to_string()));
@@ -202,20 +268,52 @@ impl WorkspaceClient {
             query.push(("created_by_username", name.clone()));
         }
         let path = "/api/2.0/token-management/tokens";
-        let r: ListTokensResponse = self.call(Endpoint::ManagedList, Method::GET, path, &query, None, Safety::Idempotent).await?;
+        let r: ListTokensResponse = self
+            .call(
+                Endpoint::ManagedList,
+                Method::GET,
+                path,
+                &query,
+                None,
+                Safety::Idempotent,
+            )
+            .await?;
         Ok(r.token_infos)
     }
 
     pub async fn get_managed_token(&self, token_id: &str) -> Result<TokenInfo, Error> {
-        let path = format!("/api/2.0/token-management/tokens/{}", encode_segment(token_id));
-        let r: GetTokenResponse = self.call(Endpoint::ManagedGet, Method::GET, &path, &[], None, Safety::Idempotent).await?;
+        let path = format!(
+            "/api/2.0/token-management/tokens/{}",
+            encode_segment(token_id)
+        );
+        let r: GetTokenResponse = self
+            .call(
+                Endpoint::ManagedGet,
+                Method::GET,
+                &path,
+                &[],
+                None,
+                Safety::Idempotent,
+            )
+            .await?;
         Ok(r.token_info)
     }
 
     pub async fn delete_managed_token(&self, token_id: &str) -> Result<(), Error> {
-        let path = format!("/api/2.0/token-management/tokens/{}", encode_segment(token_id));
-        let _: serde_json::Value =
-            self.call(Endpoint::ManagedDelete, Method::DELETE, &path, &[], None, Safety::Idempotent).await?;
+        let path = format!(
+            "/api/2.0/token-management/tokens/{}",
+            encode_segment(token_id)
+        );
+        let _: serde_json::Value = self
+            .call(
+                Endpoint::ManagedDelete,
+                Method::DELETE,
+                &path,
+                &[],
+                None,
+                Safety::Idempotent,
+            )
+            .await?;
         Ok(())
     }
 
@@ -235,9 +333,16 @@ impl WorkspaceClient {
         let mut refreshed_auth = false;
         loop {
             attempt += 1;
-            let error = match self.attempt(endpoint, &method, path, query, body.as_ref(), safety).await {
+            let error = match self
+                .attempt(endpoint, &method, path, query, body.as_ref(), safety)
+                .await
+            {
                 Ok(text) => {
-                    let text = if text.trim().is_empty() { "{}".to_string() } else { text };
+                    let text = if text.trim().is_empty() {
+                        "{}".to_string()
+                    } else {
+                        text
+                    };
                     return serde_json::from_str(&text).map_err(|e| Error::Other {
                         status: 200,
                         code: "UNREADABLE_RESPONSE".into(),
@@ -247,7 +352,10 @@ impl WorkspaceClient {
                 Err(e) => e,
             };
             // A cached OAuth token may have been revoked early: exchange again, once.
-            if matches!(error, Error::Unauthenticated { .. }) && inner.auth.exchanges() && !refreshed_auth {
+            if matches!(error, Error::Unauthenticated { .. })
+                && inner.auth.exchanges()
+                && !refreshed_auth
+            {
                 inner.auth.invalidate().await;
                 refreshed_auth = true;
                 continue;
@@ -265,7 +373,13 @@ impl WorkspaceClient {
             if started.elapsed() + delay > inner.retry.overall_deadline {
                 return Err(error);
             }
-            debug!(endpoint = endpoint.as_str(), attempt, delay_ms = delay.as_millis() as u64, code = error.error_code(), "retrying");
+            debug!(
+                endpoint = endpoint.as_str(),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                code = error.error_code(),
+                "retrying"
+            );
             tokio::time::sleep(delay).await;
         }
     }
@@ -281,9 +395,14 @@ impl WorkspaceClient {
         safety: Safety,
     ) -> Result<String, Error> {
         let inner = &self.inner;
-        let _permit = inner.in_flight.acquire().await.map_err(|_| Error::Config { message: "client closed".into() })?;
+        let _permit = inner.in_flight.acquire().await.map_err(|_| Error::Config {
+            message: "client closed".into(),
+        })?;
         inner.limiter.until_ready().await;
-        let bearer = inner.auth.bearer(&inner.http, &inner.host, inner.observer.as_deref()).await?;
+        let bearer = inner
+            .auth
+            .bearer(&inner.http, &inner.host, inner.observer.as_deref())
+            .await?;
         let mut request = inner
             .http
             .request(method.clone(), format!("{}{path}", inner.host))
@@ -302,7 +421,10 @@ impl WorkspaceClient {
                 // Only a connection that never opened certainly did not reach the server.
                 let uncertain = safety == Safety::Create && !e.is_connect();
                 debug!(endpoint = endpoint.as_str(), uncertain, "transport error");
-                return Err(Error::Transport { message: scrub(&without_url(&e)), uncertain });
+                return Err(Error::Transport {
+                    message: scrub(&without_url(&e)),
+                    uncertain,
+                });
             }
         };
         let status = response.status();
@@ -316,17 +438,27 @@ impl WorkspaceClient {
             Err(e) => {
                 self.observe(endpoint, "transport", sent_at);
                 let uncertain = safety == Safety::Create;
-                return Err(Error::Transport { message: scrub(&without_url(&e)), uncertain });
+                return Err(Error::Transport {
+                    message: scrub(&without_url(&e)),
+                    uncertain,
+                });
             }
         };
         self.observe(endpoint, status.as_str(), sent_at);
-        debug!(endpoint = endpoint.as_str(), status = status.as_u16(), "response");
+        debug!(
+            endpoint = endpoint.as_str(),
+            status = status.as_u16(),
+            "response"
+        );
         if status.is_success() {
             return Ok(text);
         }
         let mut error = Error::from_response(status.as_u16(), &text, retry_after);
         // A 5xx on a create may come after the token was minted.
-        if safety == Safety::Create && status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+        if safety == Safety::Create
+            && status.is_server_error()
+            && status != StatusCode::NOT_IMPLEMENTED
+        {
             if let Error::Unavailable { uncertain, .. } = &mut error {
                 *uncertain = true;
             }
@@ -342,7 +474,9 @@ impl WorkspaceClient {
 }
 
 fn config_error(e: serde_json::Error) -> Error {
-    Error::Config { message: e.to_string() }
+    Error::Config {
+        message: e.to_string(),
+    }
 }
 
 /// reqwest errors name the URL; keep the message short and free of query strings.
@@ -362,7 +496,13 @@ fn without_url(e: &reqwest::Error) -> String {
 
 fn encode_segment(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.~".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.~".contains(c) {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32)
+            }
+        })
         .collect()
 }
 
@@ -373,16 +513,25 @@ mod tests {
     #[test]
     fn plain_http_needs_the_flag() {
         let creds = Credentials::Pat { token: "x".into() };
-        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone())).unwrap_err();
+        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone()))
+            .unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
         let mut config = ClientConfig::new("http://127.0.0.1:1/", creds);
         config.allow_http = true;
-        assert_eq!(WorkspaceClient::new(config).unwrap().host(), "http://127.0.0.1:1");
+        assert_eq!(
+            WorkspaceClient::new(config).unwrap().host(),
+            "http://127.0.0.1:1"
+        );
     }
 
     #[test]
     fn config_debug_hides_credentials() {
-        let config = ClientConfig::new("https://h", Credentials::Pat { token: "pat-secret".into() });
+        let config = ClientConfig::new(
+            "https://h",
+            Credentials::Pat {
+                token: "pat-secret".into(),
+            },
+        );
         assert!(!format!("{config:?}").contains("pat-secret"));
     }
 

@@ -39,7 +39,9 @@ impl RetryPolicy {
 
     fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
     }
 }
 
@@ -60,7 +62,8 @@ mod tests {
     fn delays_stay_under_the_exponential_ceiling_and_the_cap() {
         let p = RetryPolicy::default();
         for attempt in 1..10 {
-            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(10));
+            let ceiling =
+                Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(10));
             for _ in 0..50 {
                 assert!(p.delay(attempt, None) <= ceiling);
             }
@@ -70,7 +73,10 @@ mod tests {
     #[test]
     fn the_server_delay_wins() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn scrub(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i..].starts_with(b"dapi") {
-            let hex_len = bytes[i + 4..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let hex_len = bytes[i + 4..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
             if hex_len >= 32 {
                 out.push_str("dapi<redacted>");
                 i += 4 + hex_len;

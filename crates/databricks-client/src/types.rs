@@ -87,7 +87,11 @@ mod tests {
 
     #[test]
     fn create_request_omits_unset_fields() {
-        let body = serde_json::to_string(&CreateTokenRequest { lifetime_seconds: Some(60), ..Default::default() }).unwrap();
+        let body = serde_json::to_string(&CreateTokenRequest {
+            lifetime_seconds: Some(60),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(body, r#"{"lifetime_seconds":60}"#);
     }
 

@@ -43,13 +43,35 @@ pub fn routes() -> Router<Shared> {
         .route("/_emulator/users", post(add_user))
         .route("/_emulator/service-principals", post(add_sp))
         .route("/_emulator/entra-apps", post(add_entra_app))
-        .route("/_emulator/tokens", get(|State(s): State<Shared>| async move { Json(json!({"tokens": s.lock().live_tokens()})) }))
+        .route(
+            "/_emulator/tokens",
+            get(|State(s): State<Shared>| async move {
+                Json(json!({"tokens": s.lock().live_tokens()}))
+            }),
+        )
         .route("/_emulator/tokens/{id}/revoke", post(revoke))
-        .route("/_emulator/minted-values", get(|State(s): State<Shared>| async move { Json(json!({"values": s.lock().minted_values()})) }))
+        .route(
+            "/_emulator/minted-values",
+            get(|State(s): State<Shared>| async move {
+                Json(json!({"values": s.lock().minted_values()}))
+            }),
+        )
         .route("/_emulator/accepts", post(accepts))
-        .route("/_emulator/faults", put(set_faults).delete(clear_faults).get(|State(s): State<Shared>| async move { Json(s.lock().faults.current()) }))
-        .route("/_emulator/settings", put(set_settings).get(|State(s): State<Shared>| async move { Json(s.lock().config.clone()) }))
-        .route("/_emulator/stats", get(|State(s): State<Shared>| async move { Json(s.lock().stats.clone()) }))
+        .route(
+            "/_emulator/faults",
+            put(set_faults)
+                .delete(clear_faults)
+                .get(|State(s): State<Shared>| async move { Json(s.lock().faults.current()) }),
+        )
+        .route(
+            "/_emulator/settings",
+            put(set_settings)
+                .get(|State(s): State<Shared>| async move { Json(s.lock().config.clone()) }),
+        )
+        .route(
+            "/_emulator/stats",
+            get(|State(s): State<Shared>| async move { Json(s.lock().stats.clone()) }),
+        )
 }
 
 async fn add_user(State(s): State<Shared>, Json(u): Json<NewUser>) -> Response {
@@ -57,13 +79,21 @@ async fn add_user(State(s): State<Shared>, Json(u): Json<NewUser>) -> Response {
 }
 
 async fn add_sp(State(s): State<Shared>, Json(sp): Json<NewServicePrincipal>) -> Response {
-    Json(s.lock().add_service_principal(&sp.display_name, sp.is_admin)).into_response()
+    Json(
+        s.lock()
+            .add_service_principal(&sp.display_name, sp.is_admin),
+    )
+    .into_response()
 }
 
 async fn add_entra_app(State(s): State<Shared>, Json(a): Json<NewEntraApp>) -> Response {
     match s.lock().add_entra_app(&a.tenant_id, &a.sp_application_id) {
         Some(app) => Json(app).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": "no such service principal"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "no such service principal"})),
+        )
+            .into_response(),
     }
 }
 

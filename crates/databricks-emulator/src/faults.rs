@@ -48,7 +48,10 @@ pub struct FaultState {
 
 impl Default for FaultState {
     fn default() -> Self {
-        Self { faults: Faults::default(), rng: StdRng::from_os_rng() }
+        Self {
+            faults: Faults::default(),
+            rng: StdRng::from_os_rng(),
+        }
     }
 }
 
@@ -76,7 +79,11 @@ impl FaultState {
             .collect();
         for rule in rules {
             if let Some((lo, hi)) = rule.latency_ms {
-                let ms = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+                let ms = if hi > lo {
+                    self.rng.random_range(lo..=hi)
+                } else {
+                    lo
+                };
                 d.delay += Duration::from_millis(ms);
             }
             if d.error_status.is_none() && d.rate_limited.is_none() {
@@ -106,18 +113,37 @@ mod tests {
     fn rules_apply_to_their_endpoint_or_all() {
         let mut s = FaultState::default();
         s.set(Faults {
-            rules: vec![FaultRule { endpoint: "token/create".into(), error_rate: 1.0, ..Default::default() }],
+            rules: vec![FaultRule {
+                endpoint: "token/create".into(),
+                error_rate: 1.0,
+                ..Default::default()
+            }],
             seed: Some(1),
         });
         assert_eq!(s.decide("token/create").error_status, Some(503));
         assert_eq!(s.decide("token/list"), Decision::default());
-        s.set(Faults { rules: vec![FaultRule { endpoint: "*".into(), rate_limit_rate: 1.0, retry_after_seconds: Some(2), ..Default::default() }], seed: None });
+        s.set(Faults {
+            rules: vec![FaultRule {
+                endpoint: "*".into(),
+                rate_limit_rate: 1.0,
+                retry_after_seconds: Some(2),
+                ..Default::default()
+            }],
+            seed: None,
+        });
         assert_eq!(s.decide("token/list").rate_limited, Some(Some(2)));
     }
 
     #[test]
     fn seeded_faults_repeat() {
-        let faults = Faults { rules: vec![FaultRule { endpoint: "*".into(), error_rate: 0.5, ..Default::default() }], seed: Some(42) };
+        let faults = Faults {
+            rules: vec![FaultRule {
+                endpoint: "*".into(),
+                error_rate: 0.5,
+                ..Default::default()
+            }],
+            seed: Some(42),
+        };
         let mut a = FaultState::default();
         let mut b = FaultState::default();
         a.set(faults.clone());

@@ -49,15 +49,24 @@ impl Emulator {
         Self::serve("127.0.0.1:0".parse().expect("address"), config).await
     }
 
-    pub async fn serve(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+    pub async fn serve(
+        addr: SocketAddr,
+        config: EmulatorConfig,
+    ) -> std::io::Result<EmulatorHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Shared(Arc::new(Mutex::new(state::State::new(config))));
-        let app = api::routes().merge(admin::routes()).with_state(shared.clone());
+        let app = api::routes()
+            .merge(admin::routes())
+            .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(EmulatorHandle { shared, addr, _server: Arc::new(AbortOnDrop(server)) })
+        Ok(EmulatorHandle {
+            shared,
+            addr,
+            _server: Arc::new(AbortOnDrop(server)),
+        })
     }
 }
 
@@ -89,8 +98,14 @@ impl EmulatorHandle {
         self.shared.lock().add_user(user_name, is_admin)
     }
     /// A Databricks-managed service principal with an OAuth secret (client_id = application_id).
-    pub fn add_service_principal(&self, display_name: &str, is_admin: bool) -> SeededServicePrincipal {
-        self.shared.lock().add_service_principal(display_name, is_admin)
+    pub fn add_service_principal(
+        &self,
+        display_name: &str,
+        is_admin: bool,
+    ) -> SeededServicePrincipal {
+        self.shared
+            .lock()
+            .add_service_principal(display_name, is_admin)
     }
     /// Entra ID credentials (in `tenant_id`) that authenticate as the given service principal.
     pub fn add_entra_app(&self, tenant_id: &str, sp_application_id: &str) -> SeededEntraApp {

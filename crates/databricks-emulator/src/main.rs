@@ -6,7 +6,9 @@ use clap::Parser;
 use databricks_emulator::{Emulator, EmulatorConfig};
 
 #[derive(Parser)]
-#[command(about = "A local Databricks workspace emulator (token APIs, OAuth, Entra) with fault injection")]
+#[command(
+    about = "A local Databricks workspace emulator (token APIs, OAuth, Entra) with fault injection"
+)]
 struct Args {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:8090")]
@@ -30,7 +32,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let config = EmulatorConfig {
         max_token_lifetime_days: args.max_token_lifetime_days,

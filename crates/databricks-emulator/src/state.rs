@@ -124,11 +124,17 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self { status, body: json!({"error_code": code, "message": message.into()}) }
+        Self {
+            status,
+            body: json!({"error_code": code, "message": message.into()}),
+        }
     }
     /// Legacy numeric error_code, as sent for missing or invalid credentials.
     pub fn numeric(status: u16, message: &str) -> Self {
-        Self { status, body: json!({"error_code": status, "message": message}) }
+        Self {
+            status,
+            body: json!({"error_code": status, "message": message}),
+        }
     }
 }
 
@@ -144,10 +150,17 @@ impl Stats {
         self.requests.values().flat_map(|m| m.values()).sum()
     }
     pub fn count(&self, endpoint: &str) -> u64 {
-        self.requests.get(endpoint).map(|m| m.values().sum()).unwrap_or(0)
+        self.requests
+            .get(endpoint)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
     }
     pub fn count_status(&self, endpoint: &str, status: u16) -> u64 {
-        self.requests.get(endpoint).and_then(|m| m.get(&status)).copied().unwrap_or(0)
+        self.requests
+            .get(endpoint)
+            .and_then(|m| m.get(&status))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -167,16 +180,29 @@ pub struct State {
 
 fn random_hex(len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len).map(|_| format!("{:x}", rng.random_range(0..16u8))).collect()
+    (0..len)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
 }
 
 fn random_uuid() -> String {
     let h = random_hex(32);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn random_secret() -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
 }
 
 impl State {
@@ -196,7 +222,13 @@ impl State {
     }
 
     pub fn count(&mut self, endpoint: &str, status: u16) {
-        *self.stats.requests.entry(endpoint.to_string()).or_default().entry(status).or_default() += 1;
+        *self
+            .stats
+            .requests
+            .entry(endpoint.to_string())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
     }
 
     fn new_id(&mut self) -> i64 {
@@ -219,10 +251,18 @@ impl State {
         );
         // The bootstrap PAT never expires, like an old token created before lifetimes were enforced.
         let pat = self.mint(id, id, "bootstrap".into(), None, -1);
-        SeededUser { id, user_name: user_name.into(), pat: pat.value }
+        SeededUser {
+            id,
+            user_name: user_name.into(),
+            pat: pat.value,
+        }
     }
 
-    pub fn add_service_principal(&mut self, display_name: &str, is_admin: bool) -> SeededServicePrincipal {
+    pub fn add_service_principal(
+        &mut self,
+        display_name: &str,
+        is_admin: bool,
+    ) -> SeededServicePrincipal {
         let id = self.new_id();
         let application_id = random_uuid();
         let client_secret = format!("dose{}", random_hex(32));
@@ -237,21 +277,48 @@ impl State {
                 client_secret: Some(client_secret.clone()),
             },
         );
-        SeededServicePrincipal { id, application_id, client_secret }
+        SeededServicePrincipal {
+            id,
+            application_id,
+            client_secret,
+        }
     }
 
-    pub fn add_entra_app(&mut self, tenant_id: &str, sp_application_id: &str) -> Option<SeededEntraApp> {
-        let identity_id = self.identities.values().find(|i| i.user_name == sp_application_id)?.id;
+    pub fn add_entra_app(
+        &mut self,
+        tenant_id: &str,
+        sp_application_id: &str,
+    ) -> Option<SeededEntraApp> {
+        let identity_id = self
+            .identities
+            .values()
+            .find(|i| i.user_name == sp_application_id)?
+            .id;
         let client_id = random_uuid();
         let client_secret = random_secret();
         self.entra_apps.insert(
             client_id.clone(),
-            EntraApp { tenant_id: tenant_id.into(), client_secret: client_secret.clone(), identity_id },
+            EntraApp {
+                tenant_id: tenant_id.into(),
+                client_secret: client_secret.clone(),
+                identity_id,
+            },
         );
-        Some(SeededEntraApp { tenant_id: tenant_id.into(), client_id, client_secret })
+        Some(SeededEntraApp {
+            tenant_id: tenant_id.into(),
+            client_id,
+            client_secret,
+        })
     }
 
-    fn mint(&mut self, owner_id: i64, created_by_id: i64, comment: String, scopes: Option<Vec<String>>, expiry: i64) -> Token {
+    fn mint(
+        &mut self,
+        owner_id: i64,
+        created_by_id: i64,
+        comment: String,
+        scopes: Option<Vec<String>>,
+        expiry: i64,
+    ) -> Token {
         let token = Token {
             token_id: random_hex(64),
             value: format!("dapi{}", random_hex(32)),
@@ -262,7 +329,8 @@ impl State {
             creation_time: now_ms(),
             expiry_time: expiry,
         };
-        self.by_value.insert(token.value.clone(), token.token_id.clone());
+        self.by_value
+            .insert(token.value.clone(), token.token_id.clone());
         self.tokens.insert(token.token_id.clone(), token.clone());
         self.minted.push(token.value.clone());
         token
@@ -275,11 +343,22 @@ impl State {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| ApiError::numeric(401, "Credential was not sent or was of an unsupported type for this API."))?;
+            .ok_or_else(|| {
+                ApiError::numeric(
+                    401,
+                    "Credential was not sent or was of an unsupported type for this API.",
+                )
+            })?;
         let identity_id = if let Some(id) = self.by_value.get(bearer) {
-            self.tokens.get(id).filter(|t| t.alive(now)).map(|t| t.owner_id)
+            self.tokens
+                .get(id)
+                .filter(|t| t.alive(now))
+                .map(|t| t.owner_id)
         } else {
-            self.sessions.get(bearer).filter(|(_, exp)| *exp > now).map(|(id, _)| *id)
+            self.sessions
+                .get(bearer)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(id, _)| *id)
         };
         identity_id
             .and_then(|id| self.identities.get(&id).cloned())
@@ -288,7 +367,10 @@ impl State {
 
     pub fn accepts(&self, value: &str) -> bool {
         let now = now_ms();
-        self.by_value.get(value).and_then(|id| self.tokens.get(id)).is_some_and(|t| t.alive(now))
+        self.by_value
+            .get(value)
+            .and_then(|id| self.tokens.get(id))
+            .is_some_and(|t| t.alive(now))
             || self.sessions.get(value).is_some_and(|(_, exp)| *exp > now)
     }
 
@@ -296,10 +378,19 @@ impl State {
         let max_seconds = i64::from(self.config.max_token_lifetime_days) * 86_400;
         let seconds = match lifetime_seconds {
             Some(s) if s <= 0 => {
-                return Err(ApiError::new(400, "INVALID_PARAMETER_VALUE", "lifetime_seconds must be a positive number of seconds"));
+                return Err(ApiError::new(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    "lifetime_seconds must be a positive number of seconds",
+                ));
             }
             Some(s) => s,
-            None => self.config.default_lifetime_seconds.map(|s| s as i64).unwrap_or(2 * 365 * 86_400).min(max_seconds),
+            None => self
+                .config
+                .default_lifetime_seconds
+                .map(|s| s as i64)
+                .unwrap_or(2 * 365 * 86_400)
+                .min(max_seconds),
         };
         if seconds > max_seconds {
             return Err(ApiError::new(
@@ -315,30 +406,57 @@ impl State {
     }
 
     /// `POST /api/2.0/token/create` or the on-behalf-of create, for `owner`.
-    pub fn create_token(&mut self, owner: &Identity, creator: &Identity, body: &Value) -> Result<Value, ApiError> {
+    pub fn create_token(
+        &mut self,
+        owner: &Identity,
+        creator: &Identity,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
         let lifetime = match body.get("lifetime_seconds") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| ApiError::new(400, "INVALID_PARAMETER_VALUE", "lifetime_seconds must be an integer"))?),
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    "lifetime_seconds must be an integer",
+                )
+            })?),
         };
         let expiry = self.lifetime_to_expiry(lifetime)?;
         let now = now_ms();
-        let live = self.tokens.values().filter(|t| t.owner_id == owner.id && t.alive(now)).count();
+        let live = self
+            .tokens
+            .values()
+            .filter(|t| t.owner_id == owner.id && t.alive(now))
+            .count();
         if live >= self.config.quota_per_owner {
             // The HTTP status of this error is not confirmed by any public source.
             return Err(ApiError::new(
                 400,
                 "QUOTA_EXCEEDED",
-                format!("Cannot create more than {} tokens per user in this workspace", self.config.quota_per_owner),
+                format!(
+                    "Cannot create more than {} tokens per user in this workspace",
+                    self.config.quota_per_owner
+                ),
             ));
         }
-        let comment = body.get("comment").and_then(Value::as_str).unwrap_or("").to_string();
-        let scopes = body.get("scopes").and_then(|s| serde_json::from_value(s.clone()).ok());
+        let comment = body
+            .get("comment")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let scopes = body
+            .get("scopes")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
         let token = self.mint(owner.id, creator.id, comment, scopes, expiry);
         Ok(json!({"token_value": token.value, "token_info": self.public_info(&token)}))
     }
 
     pub fn service_principal(&self, application_id: &str) -> Option<Identity> {
-        self.identities.values().find(|i| i.is_service_principal && i.user_name == application_id).cloned()
+        self.identities
+            .values()
+            .find(|i| i.is_service_principal && i.user_name == application_id)
+            .cloned()
     }
 
     fn public_info(&self, t: &Token) -> Value {
@@ -358,7 +476,8 @@ impl State {
         let mut info = self.public_info(t);
         let creator = self.identities.get(&t.created_by_id);
         info["created_by_id"] = json!(t.created_by_id);
-        info["created_by_username"] = json!(creator.map(|c| c.user_name.clone()).unwrap_or_default());
+        info["created_by_username"] =
+            json!(creator.map(|c| c.user_name.clone()).unwrap_or_default());
         info["owner_id"] = json!(t.owner_id);
         info["workspace_id"] = json!(1234567890123456i64);
         info
@@ -366,19 +485,30 @@ impl State {
 
     fn live_of(&self, owner: Option<i64>) -> Vec<&Token> {
         let now = now_ms();
-        let mut v: Vec<&Token> = self.tokens.values().filter(|t| t.alive(now) && owner.is_none_or(|o| t.owner_id == o)).collect();
+        let mut v: Vec<&Token> = self
+            .tokens
+            .values()
+            .filter(|t| t.alive(now) && owner.is_none_or(|o| t.owner_id == o))
+            .collect();
         v.sort_by_key(|t| (t.creation_time, t.token_id.clone()));
         v
     }
 
     pub fn list_own(&self, caller: &Identity) -> Value {
-        let infos: Vec<Value> = self.live_of(Some(caller.id)).into_iter().map(|t| self.public_info(t)).collect();
+        let infos: Vec<Value> = self
+            .live_of(Some(caller.id))
+            .into_iter()
+            .map(|t| self.public_info(t))
+            .collect();
         json!({"token_infos": infos})
     }
 
     pub fn delete_own(&mut self, caller: &Identity, token_id: &str) -> Result<Value, ApiError> {
         let now = now_ms();
-        let found = self.tokens.get(token_id).is_some_and(|t| t.owner_id == caller.id && t.alive(now));
+        let found = self
+            .tokens
+            .get(token_id)
+            .is_some_and(|t| t.owner_id == caller.id && t.alive(now));
         if !found {
             return Err(not_found(token_id));
         }
@@ -390,17 +520,29 @@ impl State {
         if caller.is_admin {
             Ok(())
         } else {
-            Err(ApiError::new(403, "PERMISSION_DENIED", "Only Admins can access token management APIs."))
+            Err(ApiError::new(
+                403,
+                "PERMISSION_DENIED",
+                "Only Admins can access token management APIs.",
+            ))
         }
     }
 
-    pub fn list_managed(&self, created_by_id: Option<i64>, created_by_username: Option<&str>) -> Value {
+    pub fn list_managed(
+        &self,
+        created_by_id: Option<i64>,
+        created_by_username: Option<&str>,
+    ) -> Value {
         let infos: Vec<Value> = self
             .live_of(None)
             .into_iter()
             .filter(|t| created_by_id.is_none_or(|id| t.created_by_id == id))
             .filter(|t| {
-                created_by_username.is_none_or(|name| self.identities.get(&t.created_by_id).is_some_and(|c| c.user_name == name))
+                created_by_username.is_none_or(|name| {
+                    self.identities
+                        .get(&t.created_by_id)
+                        .is_some_and(|c| c.user_name == name)
+                })
             })
             .map(|t| self.managed_info(t))
             .collect();
@@ -409,7 +551,11 @@ impl State {
 
     pub fn get_managed(&self, token_id: &str) -> Result<Value, ApiError> {
         let now = now_ms();
-        let t = self.tokens.get(token_id).filter(|t| t.alive(now)).ok_or_else(|| not_found(token_id))?;
+        let t = self
+            .tokens
+            .get(token_id)
+            .filter(|t| t.alive(now))
+            .ok_or_else(|| not_found(token_id))?;
         Ok(json!({"token_info": self.managed_info(t)}))
     }
 
@@ -442,7 +588,11 @@ impl State {
             .map(|t| LiveToken {
                 token_id: t.token_id.clone(),
                 owner_id: t.owner_id,
-                owner_name: self.identities.get(&t.owner_id).map(|i| i.user_name.clone()).unwrap_or_default(),
+                owner_name: self
+                    .identities
+                    .get(&t.owner_id)
+                    .map(|i| i.user_name.clone())
+                    .unwrap_or_default(),
                 created_by_id: t.created_by_id,
                 comment: (!t.comment.is_empty()).then(|| t.comment.clone()),
                 creation_time: t.creation_time,
@@ -457,18 +607,34 @@ impl State {
     }
 
     /// Client credentials of a Databricks service principal -> an OAuth access token.
-    pub fn oauth_exchange(&mut self, client_id: &str, client_secret: &str) -> Option<(String, u64)> {
+    pub fn oauth_exchange(
+        &mut self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Option<(String, u64)> {
         let identity = self
             .identities
             .values()
-            .find(|i| i.is_service_principal && i.user_name == client_id && i.client_secret.as_deref() == Some(client_secret))?
+            .find(|i| {
+                i.is_service_principal
+                    && i.user_name == client_id
+                    && i.client_secret.as_deref() == Some(client_secret)
+            })?
             .id;
         Some(self.new_session(identity))
     }
 
     /// Entra client credentials -> an Entra access token for the mapped workspace identity.
-    pub fn entra_exchange(&mut self, tenant: &str, client_id: &str, client_secret: &str) -> Result<(String, u64), &'static str> {
-        let app = self.entra_apps.get(client_id).ok_or("unauthorized_client")?;
+    pub fn entra_exchange(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<(String, u64), &'static str> {
+        let app = self
+            .entra_apps
+            .get(client_id)
+            .ok_or("unauthorized_client")?;
         if app.tenant_id != tenant {
             return Err("invalid_tenant");
         }
@@ -482,11 +648,16 @@ impl State {
     fn new_session(&mut self, identity: i64) -> (String, u64) {
         let token = format!("eyJ{}", random_secret());
         let seconds = self.config.access_token_seconds;
-        self.sessions.insert(token.clone(), (identity, now_ms() + seconds as i64 * 1000));
+        self.sessions
+            .insert(token.clone(), (identity, now_ms() + seconds as i64 * 1000));
         (token, seconds)
     }
 }
 
 fn not_found(token_id: &str) -> ApiError {
-    ApiError::new(404, "RESOURCE_DOES_NOT_EXIST", format!("No valid token with ID {token_id} found."))
+    ApiError::new(
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        format!("No valid token with ID {token_id} found."),
+    )
 }

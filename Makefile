@@ -1,0 +1,44 @@
+# The two commands the README opens with: `make demo` and `make test`.
+SHELL := /bin/bash
+# Integration tests wait on I/O (API server, emulator, operator processes): run them wide.
+TEST_THREADS ?= 8
+
+.PHONY: demo test tools python-sdk lint fmt crds control-plane-up control-plane-down bench chaos-long build
+
+## demo: local control plane + Databricks emulator + operator + a sample DatabricksToken that rotates
+demo: tools build
+	hack/demo.sh
+
+## test: the whole suite (unit, emulator + official Python SDK, CRDs, e2e against a real API server, chart)
+test: tools python-sdk
+	cargo test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
+
+tools:
+	hack/build-tools.sh
+
+python-sdk:
+	hack/python-venv.sh
+
+build:
+	cargo build --workspace --bins
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## crds: regenerate crds/*.yaml and the chart's copy from the Rust types
+crds:
+	cargo run -q --bin crdgen
+
+control-plane-up: tools
+	hack/control-plane.sh start
+
+control-plane-down:
+	hack/control-plane.sh stop
+
+## bench: the benchmark figures kept in BENCHMARKS.md
+bench: tools build
+	cargo run --release --bin bench -- $(BENCH_ARGS)
