@@ -279,12 +279,11 @@ impl Workspaces {
         view: &WorkspaceView<'_>,
         secret_ns: &str,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        if let Some(c) = self.lock().get(key) {
-            if c.generation == view.generation
-                && c.built_at.elapsed() < self.settings.credential_ttl
-            {
-                return Ok(c.workspace.clone());
-            }
+        if let Some(c) = self.lock().get(key)
+            && c.generation == view.generation
+            && c.built_at.elapsed() < self.settings.credential_ttl
+        {
+            return Ok(c.workspace.clone());
         }
         let credentials = self.read_credentials(key, view.auth, secret_ns).await?;
         let mut config =

@@ -61,21 +61,21 @@ pub async fn sync(
         observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
         reason = plan::rotation_reason(token, &observed, &desired_hash, now);
     }
-    if let Some(s) = &live {
-        if !secret::is_owned_by(s, token) {
-            return Err(Error::SecretConflict { name });
-        }
+    if let Some(s) = &live
+        && !secret::is_owned_by(s, token)
+    {
+        return Err(Error::SecretConflict { name });
     }
     // A renamed Secret: carry the token over from the old one instead of minting.
     let mut renamed_from = None;
-    if observed.record.is_none() {
-        if let Some(old) = moved_secret(token, &secrets, &name).await? {
-            let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
-            if old_observed.value.is_some() {
-                observed = old_observed;
-                reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-                renamed_from = old.metadata.name.clone();
-            }
+    if observed.record.is_none()
+        && let Some(old) = moved_secret(token, &secrets, &name).await?
+    {
+        let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
+        if old_observed.value.is_some() {
+            observed = old_observed;
+            reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+            renamed_from = old.metadata.name.clone();
         }
     }
 
@@ -89,16 +89,14 @@ pub async fn sync(
             .inventory
             .snapshot(&workspace, &owner, not_before)
             .await?;
-        if reason.is_none() {
-            if let Some(record) = &observed.record {
-                if !snap
-                    .tokens
-                    .iter()
-                    .any(|t| t.token_id == record.current.token_id)
-                {
-                    reason = Some(plan::RotationReason::RevokedOutside);
-                }
-            }
+        if reason.is_none()
+            && let Some(record) = &observed.record
+            && !snap
+                .tokens
+                .iter()
+                .any(|t| t.token_id == record.current.token_id)
+        {
+            reason = Some(plan::RotationReason::RevokedOutside);
         }
         snapshot = Some(snap);
     }
@@ -238,13 +236,13 @@ async fn rotate(
         .map(std::time::Duration::from)
         .unwrap_or(ctx.settings.default_grace_period);
     let mut previous = carried_previous(token, observed);
-    if reason.old_token_may_live() {
-        if let Some(old) = old_current(token, observed) {
-            previous.push(PreviousTokenRecord {
-                revoke_after: schedule::revoke_after(now, grace, old.1),
-                token_id: old.0,
-            });
-        }
+    if reason.old_token_may_live()
+        && let Some(old) = old_current(token, observed)
+    {
+        previous.push(PreviousTokenRecord {
+            revoke_after: schedule::revoke_after(now, grace, old.1),
+            token_id: old.0,
+        });
     }
     previous.retain(|p| p.token_id != created.info.token_id);
     let record = TokenRecord {

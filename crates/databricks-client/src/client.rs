@@ -458,10 +458,9 @@ impl WorkspaceClient {
         if safety == Safety::Create
             && status.is_server_error()
             && status != StatusCode::NOT_IMPLEMENTED
+            && let Error::Unavailable { uncertain, .. } = &mut error
         {
-            if let Error::Unavailable { uncertain, .. } = &mut error {
-                *uncertain = true;
-            }
+            *uncertain = true;
         }
         Err(error)
     }
