@@ -59,15 +59,24 @@ pub async fn list(client: &WorkspaceClient, owner: &Owner) -> Result<Vec<TokenIn
     }
 }
 
+/// What a revocation found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    Now,
+    /// Already gone (revoked, expired): counts as done.
+    AlreadyGone,
+}
+
 /// Revoke a token; one that is already gone counts as revoked.
-pub async fn revoke(client: &WorkspaceClient, owner: &Owner, token_id: &str) -> Result<(), Error> {
+pub async fn revoke(client: &WorkspaceClient, owner: &Owner, token_id: &str) -> Result<Revoked, Error> {
     let result = match owner {
         Owner::Caller => client.delete_token(token_id).await,
         Owner::ServicePrincipal(_) => client.delete_managed_token(token_id).await,
     };
     match result {
-        Err(Error::NotFound { .. }) => Ok(()),
-        other => other,
+        Ok(()) => Ok(Revoked::Now),
+        Err(Error::NotFound { .. }) => Ok(Revoked::AlreadyGone),
+        Err(e) => Err(e),
     }
 }
 

@@ -157,10 +157,12 @@ async fn revoke_all(
     );
 
     for id in &ids {
-        databricks::revoke(&workspace.client, &owner, id)
+        let outcome = databricks::revoke(&workspace.client, &owner, id)
             .await
             .map_err(Error::databricks("revoke token"))?;
-        ctx.metrics.revocation("deleted");
+        if outcome == databricks::Revoked::Now {
+            ctx.metrics.revocation("deleted");
+        }
     }
     let note = format!(
         "Revoked {} token(s) of this resource (deletionPolicy: Revoke)",

@@ -84,7 +84,12 @@ pub async fn sync(
     let verify = interrupted || ctx.verification_due(&uid, now);
     let mut snapshot = None;
     if verify {
-        let not_before = observed.record.as_ref().map_or(0, |r| r.current.creation);
+        // Fresh enough to contain the current token, and recent: shared by a fleet verifying
+        // at once, yet never so old that an outside revocation goes unseen. After an
+        // interrupted mint, only a list taken now can show the token it may have left.
+        let created = observed.record.as_ref().map_or(0, |r| r.current.creation + 1);
+        let recent = now - (ctx.settings.verify_interval.as_millis() as i64) / 4;
+        let not_before = if interrupted { now } else { created.max(recent) };
         let snap = ctx
             .inventory
             .snapshot(&workspace, &owner, not_before)
@@ -385,7 +390,8 @@ async fn sweep_orphans(
             && !record.previous.iter().any(|p| p.token_id == t.token_id)
     }) {
         match databricks::revoke(&workspace.client, owner, &orphan.token_id).await {
-            Ok(()) => {
+            Ok(databricks::Revoked::AlreadyGone) => {}
+            Ok(databricks::Revoked::Now) => {
                 ctx.metrics.orphan_revoked();
                 ctx.metrics.revocation("orphan");
                 let note = format!(
@@ -428,7 +434,7 @@ async fn revoke_due(
             continue;
         }
         match databricks::revoke(&workspace.client, owner, &p.token_id).await {
-            Ok(()) => {
+            Ok(_) => {
                 changed = true;
                 ctx.metrics.revocation("grace_period_over");
                 let note = format!(
