@@ -1,6 +1,7 @@
 //! Credentials and the bearer tokens they yield: a PAT as is, or an OAuth access token from
 //! Databricks (M2M client credentials) or Microsoft Entra ID, cached until shortly before it
-//! expires. One exchange at a time per workspace: concurrent callers wait for it and share it.
+//! expires. Single flight: the cache lock is held across an exchange, so concurrent callers
+//! wait for that one exchange and share its token.
 
 use std::{
     fmt,
@@ -8,30 +9,24 @@ use std::{
 };
 
 use serde::Deserialize;
+use tokio::sync::Mutex;
 
-use crate::{Endpoint, Error, RequestObserver, SecretString, secret::scrub};
+use crate::{Endpoint, Error, RequestObserver, SecretString, error::parse_retry_after, secret::scrub};
 
 /// The Azure Databricks application id, the resource Entra tokens are requested for.
 pub const AZURE_DATABRICKS_SCOPE: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default";
 pub const DEFAULT_ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
-/// Refresh this long before an access token expires (Azure Databricks refuses tokens with 30 s or less left).
+/// Refresh this long before an access token expires (Azure Databricks refuses tokens with 30 s
+/// or less left; the brief asks for 60 s).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// When the token endpoint omits `expires_in`, assume the common one hour.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub enum Credentials {
-    Pat {
-        token: SecretString,
-    },
-    OAuthM2M {
-        client_id: String,
-        client_secret: SecretString,
-    },
-    AzureServicePrincipal {
-        tenant_id: String,
-        client_id: String,
-        client_secret: SecretString,
-        authority_host: String,
-    },
+    Pat { token: SecretString },
+    OAuthM2M { client_id: String, client_secret: SecretString },
+    AzureServicePrincipal { tenant_id: String, client_id: String, client_secret: SecretString, authority_host: String },
 }
 
 impl fmt::Debug for Credentials {
@@ -43,12 +38,7 @@ impl fmt::Debug for Credentials {
                 .field("client_id", client_id)
                 .field("client_secret", &"<redacted>")
                 .finish(),
-            Credentials::AzureServicePrincipal {
-                tenant_id,
-                client_id,
-                authority_host,
-                ..
-            } => f
+            Credentials::AzureServicePrincipal { tenant_id, client_id, authority_host, .. } => f
                 .debug_struct("AzureServicePrincipal")
                 .field("tenant_id", tenant_id)
                 .field("client_id", client_id)
@@ -59,14 +49,16 @@ impl fmt::Debug for Credentials {
     }
 }
 
-struct Cached {
-    token: SecretString,
-    refresh_at: Instant,
+#[derive(Default)]
+struct Cache {
+    /// The OAuth token endpoint found by discovery (it does not change).
+    token_endpoint: Option<String>,
+    token: Option<(SecretString, Instant)>,
 }
 
 pub(crate) struct Authenticator {
     credentials: Credentials,
-    cache: tokio::sync::Mutex<Option<Cached>>,
+    cache: Mutex<Cache>,
 }
 
 #[derive(Deserialize)]
@@ -81,12 +73,18 @@ struct AccessToken {
     expires_in: Option<serde_json::Value>,
 }
 
+/// Where a token exchange talks to, for messages and metrics.
+struct Issuer {
+    name: &'static str,
+    endpoint: Endpoint,
+}
+
+const DATABRICKS: Issuer = Issuer { name: "Databricks OAuth", endpoint: Endpoint::OAuthToken };
+const ENTRA: Issuer = Issuer { name: "Entra ID", endpoint: Endpoint::EntraToken };
+
 impl Authenticator {
     pub fn new(credentials: Credentials) -> Self {
-        Self {
-            credentials,
-            cache: tokio::sync::Mutex::new(None),
-        }
+        Self { credentials, cache: Mutex::new(Cache::default()) }
     }
 
     /// Whether bearer tokens come from an exchange (and can be refreshed after a 401/403).
@@ -94,8 +92,13 @@ impl Authenticator {
         !matches!(self.credentials, Credentials::Pat { .. })
     }
 
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
+    /// Forget `rejected` if it is still the cached token. Callers that failed with an older
+    /// token leave a fresher one alone, so a burst of 401s costs one exchange, not one each.
+    pub async fn invalidate(&self, rejected: &SecretString) {
+        let mut cache = self.cache.lock().await;
+        if cache.token.as_ref().is_some_and(|(t, _)| t == rejected) {
+            cache.token = None;
+        }
     }
 
     pub async fn bearer(
@@ -108,176 +111,139 @@ impl Authenticator {
             return Ok(token.clone());
         }
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref().filter(|c| Instant::now() < c.refresh_at) {
-            return Ok(c.token.clone());
+        if let Some((token, refresh_at)) = &cache.token
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
         }
         let (token, lifetime) = match &self.credentials {
-            Credentials::OAuthM2M {
-                client_id,
-                client_secret,
-            } => {
-                self.exchange_databricks(http, host, client_id, client_secret, observer)
-                    .await?
+            Credentials::OAuthM2M { client_id, client_secret } => {
+                let endpoint = match &cache.token_endpoint {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = discover(http, host, observer).await?;
+                        cache.token_endpoint = Some(e.clone());
+                        e
+                    }
+                };
+                let request = http
+                    .post(&endpoint)
+                    .basic_auth(client_id, Some(client_secret.expose()))
+                    .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]);
+                exchange(request, &DATABRICKS, observer).await?
             }
-            Credentials::AzureServicePrincipal {
-                tenant_id,
-                client_id,
-                client_secret,
-                authority_host,
-            } => {
-                self.exchange_entra(
-                    http,
-                    authority_host,
-                    tenant_id,
-                    client_id,
-                    client_secret,
-                    observer,
-                )
-                .await?
+            Credentials::AzureServicePrincipal { tenant_id, client_id, client_secret, authority_host } => {
+                let url = format!("{}/{tenant_id}/oauth2/v2.0/token", authority_host.trim_end_matches('/'));
+                let request = http.post(&url).form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", client_secret.expose()),
+                    ("scope", AZURE_DATABRICKS_SCOPE),
+                ]);
+                exchange(request, &ENTRA, observer).await?
             }
-            Credentials::Pat { .. } => unreachable!("handled above"),
+            Credentials::Pat { token } => return Ok(token.clone()),
         };
-        let margin = if lifetime > REFRESH_MARGIN * 2 {
-            REFRESH_MARGIN
-        } else {
-            lifetime / 2
-        };
-        *cache = Some(Cached {
-            token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
-        });
+        cache.token = Some((token.clone(), Instant::now() + lifetime - refresh_margin(lifetime)));
         Ok(token)
     }
-
-    async fn exchange_databricks(
-        &self,
-        http: &reqwest::Client,
-        host: &str,
-        client_id: &str,
-        client_secret: &SecretString,
-        observer: Option<&dyn RequestObserver>,
-    ) -> Result<(SecretString, Duration), Error> {
-        let discovery_url = format!("{host}/oidc/.well-known/oauth-authorization-server");
-        let started = Instant::now();
-        let response = http
-            .get(&discovery_url)
-            .send()
-            .await
-            .map_err(flow_error("OIDC discovery"))?;
-        observe(observer, Endpoint::OAuthToken, &response, started);
-        if !response.status().is_success() {
-            return Err(Error::AuthFlow {
-                message: format!(
-                    "OIDC discovery at {discovery_url} answered {}",
-                    response.status()
-                ),
-            });
-        }
-        let discovery: Discovery = response
-            .json()
-            .await
-            .map_err(flow_error("OIDC discovery body"))?;
-        let form = [("grant_type", "client_credentials"), ("scope", "all-apis")];
-        let started = Instant::now();
-        let response = http
-            .post(&discovery.token_endpoint)
-            .basic_auth(client_id, Some(client_secret.expose()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(flow_error("OAuth token request"))?;
-        observe(observer, Endpoint::OAuthToken, &response, started);
-        read_access_token(response, "Databricks OAuth").await
-    }
-
-    async fn exchange_entra(
-        &self,
-        http: &reqwest::Client,
-        authority: &str,
-        tenant_id: &str,
-        client_id: &str,
-        client_secret: &SecretString,
-        observer: Option<&dyn RequestObserver>,
-    ) -> Result<(SecretString, Duration), Error> {
-        let url = format!(
-            "{}/{tenant_id}/oauth2/v2.0/token",
-            authority.trim_end_matches('/')
-        );
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose()),
-            ("scope", AZURE_DATABRICKS_SCOPE),
-        ];
-        let started = Instant::now();
-        let response = http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(flow_error("Entra token request"))?;
-        observe(observer, Endpoint::EntraToken, &response, started);
-        read_access_token(response, "Entra ID").await
-    }
 }
 
-fn observe(
-    observer: Option<&dyn RequestObserver>,
-    endpoint: Endpoint,
-    response: &reqwest::Response,
-    started: Instant,
-) {
-    if let Some(o) = observer {
-        o.observe(endpoint, response.status().as_str(), started.elapsed());
-    }
+/// 60 s, or half the lifetime of a token that lives less than two minutes.
+fn refresh_margin(lifetime: Duration) -> Duration {
+    if lifetime > REFRESH_MARGIN * 2 { REFRESH_MARGIN } else { lifetime / 2 }
 }
 
-fn flow_error(what: &'static str) -> impl FnOnce(reqwest::Error) -> Error {
-    move |e| Error::AuthFlow {
-        message: format!("{what} failed: {}", scrub(&e.to_string())),
-    }
-}
-
-async fn read_access_token(
-    response: reqwest::Response,
-    issuer: &str,
-) -> Result<(SecretString, Duration), Error> {
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(flow_error("token response"))?;
+/// `GET {host}/oidc/.well-known/oauth-authorization-server` -> the token endpoint.
+async fn discover(http: &reqwest::Client, host: &str, observer: Option<&dyn RequestObserver>) -> Result<String, Error> {
+    let issuer = Issuer { name: "OIDC discovery", endpoint: Endpoint::OAuthToken };
+    let url = format!("{host}/oidc/.well-known/oauth-authorization-server");
+    let (status, body) = send(http.get(&url), &issuer, observer).await?;
     if !status.is_success() {
-        // OAuth errors carry `error` and `error_description`; neither holds a secret.
-        let detail: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let error = detail
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("unknown_error");
-        let description = detail
-            .get("error_description")
-            .and_then(|e| e.as_str())
-            .unwrap_or("");
-        return Err(Error::AuthFlow {
-            message: scrub(&format!(
-                "{issuer} refused the client credentials (HTTP {status}): {error} {description}"
-            ))
-            .trim()
-            .to_string(),
-        });
+        return Err(failure(&issuer, status, &body, None));
     }
-    let token: AccessToken = serde_json::from_str(&body).map_err(|e| Error::AuthFlow {
-        message: format!("{issuer} token response unreadable: {e}"),
-    })?;
+    let discovery: Discovery = serde_json::from_str(&body)
+        .map_err(|e| Error::AuthFlow { message: format!("OIDC discovery at {url} is unreadable: {e}") })?;
+    Ok(discovery.token_endpoint)
+}
+
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    issuer: &Issuer,
+    observer: Option<&dyn RequestObserver>,
+) -> Result<(SecretString, Duration), Error> {
+    let (status, body) = send(request, issuer, observer).await?;
+    if !status.is_success() {
+        return Err(failure(issuer, status, &body, None));
+    }
+    let token: AccessToken = serde_json::from_str(&body)
+        .map_err(|_| Error::AuthFlow { message: format!("{} token response is unreadable", issuer.name) })?;
     let seconds = match &token.expires_in {
-        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
-        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
-        _ => 3600,
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        // Entra's v1 endpoint sends numbers as strings.
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
     };
-    Ok((
-        SecretString::from(token.access_token),
-        Duration::from_secs(seconds),
-    ))
+    let lifetime = seconds.map(Duration::from_secs).unwrap_or(DEFAULT_LIFETIME);
+    Ok((SecretString::from(token.access_token), lifetime))
+}
+
+/// Send and read the whole body. A transport failure here happened before the API call it
+/// serves, so it never makes a create uncertain.
+async fn send(
+    request: reqwest::RequestBuilder,
+    issuer: &Issuer,
+    observer: Option<&dyn RequestObserver>,
+) -> Result<(reqwest::StatusCode, String), Error> {
+    let started = Instant::now();
+    let result = async {
+        let response = request.send().await?;
+        let status = response.status();
+        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).cloned();
+        let body = response.text().await?;
+        Ok::<_, reqwest::Error>((status, retry_after, body))
+    }
+    .await;
+    let outcome = match &result {
+        Ok((status, ..)) => status.as_str().to_string(),
+        Err(_) => "transport".to_string(),
+    };
+    if let Some(o) = observer {
+        o.observe(issuer.endpoint, &outcome, started.elapsed());
+    }
+    match result {
+        Ok((status, retry_after, body)) if status.as_u16() == 429 || status.is_server_error() => {
+            let hint = retry_after.and_then(|v| v.to_str().ok().and_then(parse_retry_after));
+            Err(failure(issuer, status, &body, hint))
+        }
+        Ok((status, _, body)) => Ok((status, body)),
+        Err(e) => Err(Error::Transport {
+            message: scrub(&format!("{} request failed: {}", issuer.name, crate::client::describe(&e))),
+            uncertain: false,
+        }),
+    }
+}
+
+/// An unsuccessful answer of a token endpoint: an outage is retryable, a refusal is an
+/// [`Error::AuthFlow`] carrying the OAuth `error` / `error_description` (never a secret).
+fn failure(issuer: &Issuer, status: reqwest::StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+    let detail: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let text = |key: &str| detail.get(key).and_then(|v| v.as_str()).unwrap_or("").trim().to_string();
+    let (error, description) = (text("error"), text("error_description"));
+    let summary = scrub(format!("{error} {description}").trim());
+    let message = format!("{} answered HTTP {}: {summary}", issuer.name, status.as_u16());
+    match status.as_u16() {
+        429 => Error::RateLimited { code: "REQUEST_LIMIT_EXCEEDED".into(), message, retry_after },
+        s if status.is_server_error() => Error::Unavailable {
+            status: s,
+            code: if s == 503 { "TEMPORARILY_UNAVAILABLE" } else { "INTERNAL_ERROR" }.into(),
+            message,
+            retry_after,
+            uncertain: false,
+        },
+        _ if error.is_empty() => Error::AuthFlow { message: message.trim_end_matches(": ").to_string() },
+        _ => Error::AuthFlow { message: format!("{} refused the client credentials (HTTP {}): {summary}", issuer.name, status.as_u16()) },
+    }
 }
 
 #[cfg(test)]
@@ -287,13 +253,8 @@ mod tests {
     #[test]
     fn credentials_debug_never_shows_secrets() {
         let all = [
-            Credentials::Pat {
-                token: "pat-value".into(),
-            },
-            Credentials::OAuthM2M {
-                client_id: "id".into(),
-                client_secret: "m2m-secret".into(),
-            },
+            Credentials::Pat { token: "pat-value".into() },
+            Credentials::OAuthM2M { client_id: "id".into(), client_secret: "m2m-secret".into() },
             Credentials::AzureServicePrincipal {
                 tenant_id: "t".into(),
                 client_id: "id".into(),
@@ -306,6 +267,38 @@ mod tests {
             for secret in ["pat-value", "m2m-secret", "az-secret"] {
                 assert!(!text.contains(secret), "{text}");
             }
+            assert!(text.contains("<redacted>"), "{text}");
         }
+    }
+
+    #[test]
+    fn tokens_refresh_a_minute_early_or_at_half_life() {
+        assert_eq!(refresh_margin(Duration::from_secs(3600)), Duration::from_secs(60));
+        assert_eq!(refresh_margin(Duration::from_secs(100)), Duration::from_secs(50));
+        assert_eq!(refresh_margin(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_refusal_is_an_auth_flow_error_with_the_upstream_text() {
+        let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+        let e = failure(&ENTRA, reqwest::StatusCode::UNAUTHORIZED, body, None);
+        assert!(matches!(e, Error::AuthFlow { .. }), "{e:?}");
+        assert!(e.to_string().contains("invalid_client") && e.to_string().contains("AADSTS7000215"), "{e}");
+    }
+
+    #[test]
+    fn an_outage_of_the_token_endpoint_is_retryable() {
+        let e = failure(&DATABRICKS, reqwest::StatusCode::SERVICE_UNAVAILABLE, "", Some(Duration::from_secs(2)));
+        assert!(e.is_retryable() && !e.create_outcome_uncertain(), "{e:?}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        let e = failure(&DATABRICKS, reqwest::StatusCode::TOO_MANY_REQUESTS, "", None);
+        assert!(matches!(e, Error::RateLimited { .. }));
+    }
+
+    #[test]
+    fn a_missing_discovery_document_is_an_auth_flow_error() {
+        let issuer = Issuer { name: "OIDC discovery", endpoint: Endpoint::OAuthToken };
+        let e = failure(&issuer, reqwest::StatusCode::NOT_FOUND, "<html>", None);
+        assert_eq!(e.to_string(), "AUTH_FLOW: OIDC discovery answered HTTP 404");
     }
 }

@@ -1,107 +1,27 @@
-//! The workspace client: one per workspace, cheap to clone, rate-limited and concurrency-capped
-//! so a fleet of tokens never floods one workspace.
+//! The workspace client: one per workspace, cheap to clone. Every call goes through the same
+//! path: admission (concurrency cap, rate limit), a bearer from the credentials, one HTTP
+//! exchange, error mapping, and the retry rules of its safety class (see `retry.rs`).
 
 use std::{
     fmt,
-    num::NonZeroU32,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
-use tracing::debug;
+use tracing::{Instrument, debug, debug_span, field};
 
 use crate::{
-    CreateTokenRequest, CreatedToken, Credentials, CurrentUser, Error, ManagedTokenFilter,
+    ClientConfig, CreateTokenRequest, CreatedToken, CurrentUser, Endpoint, Error, ManagedTokenFilter, RequestObserver,
     SecretString, TokenInfo,
     auth::Authenticator,
     error::parse_retry_after,
+    limit::Limits,
     retry::{RetryPolicy, Safety},
     secret::scrub,
     types::{CreateTokenResponse, GetTokenResponse, ListTokensResponse},
 };
-
-/// The API calls, as labelled in metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    TokenCreate,
-    TokenList,
-    TokenDelete,
-    ManagedList,
-    ManagedGet,
-    ManagedDelete,
-    OboCreate,
-    CurrentUser,
-    OAuthToken,
-    EntraToken,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::TokenCreate => "token/create",
-            Endpoint::TokenList => "token/list",
-            Endpoint::TokenDelete => "token/delete",
-            Endpoint::ManagedList => "token-management/list",
-            Endpoint::ManagedGet => "token-management/get",
-            Endpoint::ManagedDelete => "token-management/delete",
-            Endpoint::OboCreate => "token-management/on-behalf-of",
-            Endpoint::CurrentUser => "scim/me",
-            Endpoint::OAuthToken => "oidc/token",
-            Endpoint::EntraToken => "entra/token",
-        }
-    }
-}
-
-/// Told of every HTTP exchange (for metrics). `outcome` is the status code, or "transport".
-pub trait RequestObserver: Send + Sync {
-    fn observe(&self, endpoint: Endpoint, outcome: &str, elapsed: Duration);
-}
-
-#[derive(Clone)]
-pub struct ClientConfig {
-    /// Workspace URL without a trailing slash, e.g. `https://adb-1.2.azuredatabricks.net`.
-    pub host: String,
-    pub credentials: Credentials,
-    /// Accept `http://` hosts (local emulator only).
-    pub allow_http: bool,
-    pub request_timeout: Duration,
-    pub max_concurrency: usize,
-    pub requests_per_second: f64,
-    pub retry: RetryPolicy,
-    pub observer: Option<Arc<dyn RequestObserver>>,
-}
-
-impl ClientConfig {
-    pub fn new(host: impl Into<String>, credentials: Credentials) -> Self {
-        Self {
-            host: host.into(),
-            credentials,
-            allow_http: false,
-            request_timeout: Duration::from_secs(30),
-            max_concurrency: 8,
-            // The Go SDK's default; token-management is reported to allow about 40/s.
-            requests_per_second: 15.0,
-            retry: RetryPolicy::default(),
-            observer: None,
-        }
-    }
-}
-
-impl fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("host", &self.host)
-            .field("credentials", &self.credentials)
-            .field("allow_http", &self.allow_http)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("requests_per_second", &self.requests_per_second)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Clone)]
 pub struct WorkspaceClient {
@@ -112,57 +32,57 @@ struct Inner {
     http: reqwest::Client,
     host: String,
     auth: Authenticator,
-    limiter: DefaultDirectRateLimiter,
-    in_flight: Semaphore,
+    limits: Limits,
     retry: RetryPolicy,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl fmt::Debug for WorkspaceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkspaceClient")
-            .field("host", &self.inner.host)
-            .finish_non_exhaustive()
+        f.debug_struct("WorkspaceClient").field("host", &self.inner.host).finish_non_exhaustive()
     }
 }
 
+/// One API call as the retry loop sees it.
+struct Call<'a> {
+    endpoint: Endpoint,
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<serde_json::Value>,
+    safety: Safety,
+}
+
+/// A failed attempt, with the bearer it used (to drop it from the cache if it was refused).
+struct Failed {
+    error: Error,
+    bearer: Option<SecretString>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed { error, bearer: None }
+    }
+}
+
+const TOKEN_MANAGEMENT: &str = "/api/2.0/token-management/tokens";
+
 impl WorkspaceClient {
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let host = config.host.trim_end_matches('/').to_string();
-        let scheme_ok =
-            host.starts_with("https://") || (config.allow_http && host.starts_with("http://"));
-        if !scheme_ok {
-            return Err(Error::Config {
-                message: format!(
-                    "host {host:?} must be an https:// URL (plain http only with the insecure flag)"
-                ),
-            });
-        }
+        let host = config.checked_host()?;
+        let limits = Limits::new(config.max_concurrency, config.requests_per_second)?;
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!(
-                "databricks-token-operator/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("databricks-token-operator/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Config {
-                message: format!("HTTP client: {e}"),
-            })?;
-        let rps = config.requests_per_second.clamp(0.01, 100_000.0);
-        let burst = NonZeroU32::new(rps.ceil() as u32).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rps))
-            .ok_or_else(|| Error::Config {
-                message: "requests_per_second must be positive".into(),
-            })?
-            .allow_burst(burst);
+            .map_err(|e| Error::Config { message: format!("HTTP client: {e}") })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 host,
                 auth: Authenticator::new(config.credentials),
-                limiter: RateLimiter::direct(quota),
-                in_flight: Semaphore::new(config.max_concurrency.max(1)),
+                limits,
                 retry: config.retry,
                 observer: config.observer,
             }),
@@ -173,93 +93,48 @@ impl WorkspaceClient {
         &self.inner.host
     }
 
+    /// `GET /api/2.0/preview/scim/v2/Me`: who the credentials authenticate as.
     pub async fn current_user(&self) -> Result<CurrentUser, Error> {
-        self.call(
-            Endpoint::CurrentUser,
-            Method::GET,
-            "/api/2.0/preview/scim/v2/Me",
-            &[],
-            None,
-            Safety::Idempotent,
-        )
-        .await
+        self.call(Call::read(Endpoint::CurrentUser, "/api/2.0/preview/scim/v2/Me", &[])).await
     }
 
+    /// `POST /api/2.0/token/create`: a token for the authenticated identity.
     pub async fn create_token(&self, request: &CreateTokenRequest) -> Result<CreatedToken, Error> {
         let body = serde_json::to_value(request).map_err(config_error)?;
-        let r: CreateTokenResponse = self
-            .call(
-                Endpoint::TokenCreate,
-                Method::POST,
-                "/api/2.0/token/create",
-                &[],
-                Some(body),
-                Safety::Create,
-            )
-            .await?;
-        Ok(CreatedToken {
-            value: SecretString::from(r.token_value),
-            info: r.token_info,
-        })
+        let call = Call::create(Endpoint::TokenCreate, "/api/2.0/token/create", body);
+        let r: CreateTokenResponse = self.call(call).await?;
+        Ok(r.into())
     }
 
-    pub async fn create_obo_token(
-        &self,
-        application_id: &str,
-        request: &CreateTokenRequest,
-    ) -> Result<CreatedToken, Error> {
+    /// `POST /api/2.0/token-management/on-behalf-of/tokens`: a token for a service principal
+    /// (admin only).
+    pub async fn create_obo_token(&self, application_id: &str, request: &CreateTokenRequest) -> Result<CreatedToken, Error> {
         let mut body = serde_json::to_value(request).map_err(config_error)?;
         body["application_id"] = serde_json::Value::String(application_id.to_string());
-        let path = "/api/2.0/token-management/on-behalf-of/tokens";
-        let r: CreateTokenResponse = self
-            .call(
-                Endpoint::OboCreate,
-                Method::POST,
-                path,
-                &[],
-                Some(body),
-                Safety::Create,
-            )
-            .await?;
-        Ok(CreatedToken {
-            value: SecretString::from(r.token_value),
-            info: r.token_info,
-        })
+        let call = Call::create(Endpoint::OboCreate, "/api/2.0/token-management/on-behalf-of/tokens", body);
+        let r: CreateTokenResponse = self.call(call).await?;
+        Ok(r.into())
     }
 
+    /// `GET /api/2.0/token/list`: the caller's valid tokens.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
-        let r: ListTokensResponse = self
-            .call(
-                Endpoint::TokenList,
-                Method::GET,
-                "/api/2.0/token/list",
-                &[],
-                None,
-                Safety::Idempotent,
-            )
-            .await?;
+        let r: ListTokensResponse = self.call(Call::read(Endpoint::TokenList, "/api/2.0/token/list", &[])).await?;
         Ok(r.token_infos)
     }
 
+    /// `POST /api/2.0/token/delete`. An unknown or expired id is [`Error::NotFound`].
     pub async fn delete_token(&self, token_id: &str) -> Result<(), Error> {
-        let body = serde_json::json!({ "token_id": token_id });
-        let _: serde_json::Value = self
-            .call(
-                Endpoint::TokenDelete,
-                Method::POST,
-                "/api/2.0/token/delete",
-                &[],
-                Some(body),
-                Safety::Idempotent,
-            )
-            .await?;
+        let call = Call {
+            method: Method::POST,
+            body: Some(serde_json::json!({ "token_id": token_id })),
+            ..Call::read(Endpoint::TokenDelete, "/api/2.0/token/delete", &[])
+        };
+        let _: serde_json::Value = self.call(call).await?;
         Ok(())
     }
 
-    pub async fn list_managed_tokens(
-        &self,
-        filter: &ManagedTokenFilter,
-    ) -> Result<Vec<TokenInfo>, Error> {
+    /// `GET /api/2.0/token-management/tokens`: every token of the workspace (admin only).
+    pub async fn list_managed_tokens(&self, filter: &ManagedTokenFilter) -> Result<Vec<TokenInfo>, Error> {
         let mut query = Vec::new();
         if let Some(id) = filter.created_by_id {
             query.push(("created_by_id", id.to_string()));
@@ -267,117 +142,63 @@ impl WorkspaceClient {
         if let Some(name) = &filter.created_by_username {
             query.push(("created_by_username", name.clone()));
         }
-        let path = "/api/2.0/token-management/tokens";
-        let r: ListTokensResponse = self
-            .call(
-                Endpoint::ManagedList,
-                Method::GET,
-                path,
-                &query,
-                None,
-                Safety::Idempotent,
-            )
-            .await?;
+        let r: ListTokensResponse = self.call(Call::read(Endpoint::ManagedList, TOKEN_MANAGEMENT, &query)).await?;
         Ok(r.token_infos)
     }
 
+    /// `GET /api/2.0/token-management/tokens/{id}` (admin only).
     pub async fn get_managed_token(&self, token_id: &str) -> Result<TokenInfo, Error> {
-        let path = format!(
-            "/api/2.0/token-management/tokens/{}",
-            encode_segment(token_id)
-        );
-        let r: GetTokenResponse = self
-            .call(
-                Endpoint::ManagedGet,
-                Method::GET,
-                &path,
-                &[],
-                None,
-                Safety::Idempotent,
-            )
-            .await?;
+        let path = format!("{TOKEN_MANAGEMENT}/{}", encode_segment(token_id));
+        let r: GetTokenResponse = self.call(Call::read(Endpoint::ManagedGet, &path, &[])).await?;
         Ok(r.token_info)
     }
 
+    /// `DELETE /api/2.0/token-management/tokens/{id}` (admin only).
     pub async fn delete_managed_token(&self, token_id: &str) -> Result<(), Error> {
-        let path = format!(
-            "/api/2.0/token-management/tokens/{}",
-            encode_segment(token_id)
-        );
-        let _: serde_json::Value = self
-            .call(
-                Endpoint::ManagedDelete,
-                Method::DELETE,
-                &path,
-                &[],
-                None,
-                Safety::Idempotent,
-            )
-            .await?;
+        let path = format!("{TOKEN_MANAGEMENT}/{}", encode_segment(token_id));
+        let call = Call { method: Method::DELETE, ..Call::read(Endpoint::ManagedDelete, &path, &[]) };
+        let _: serde_json::Value = self.call(call).await?;
         Ok(())
     }
 
     /// One API call with auth, limits and the retry rules of its safety class.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        endpoint: Endpoint,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<serde_json::Value>,
-        safety: Safety,
-    ) -> Result<T, Error> {
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, Error> {
         let inner = &self.inner;
         let started = Instant::now();
-        let mut attempt = 0u32;
         let mut refreshed_auth = false;
+        let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let error = match self
-                .attempt(endpoint, &method, path, query, body.as_ref(), safety)
-                .await
-            {
-                Ok(text) => {
-                    let text = if text.trim().is_empty() {
-                        "{}".to_string()
-                    } else {
-                        text
-                    };
-                    return serde_json::from_str(&text).map_err(|e| Error::Other {
-                        status: 200,
-                        code: "UNREADABLE_RESPONSE".into(),
-                        message: format!("{}: {e}", endpoint.as_str()),
-                    });
-                }
-                Err(e) => e,
+            let span = debug_span!("databricks_request", endpoint = call.endpoint.as_str(), attempt, status = field::Empty);
+            let Failed { error, bearer } = match self.attempt(&call).instrument(span).await {
+                Ok(text) => return decode(&call, &text),
+                Err(failed) => failed,
             };
-            // A cached OAuth token may have been revoked early: exchange again, once.
-            if matches!(error, Error::Unauthenticated { .. })
-                && inner.auth.exchanges()
-                && !refreshed_auth
-            {
-                inner.auth.invalidate().await;
+            // An exchanged token can be revoked before it expires: drop it and try once more.
+            // Safe for creates too: the server refused the request before acting on it.
+            if matches!(error, Error::Unauthenticated { .. }) && inner.auth.exchanges() && !refreshed_auth {
+                if let Some(rejected) = &bearer {
+                    inner.auth.invalidate(rejected).await;
+                }
                 refreshed_auth = true;
+                debug!(endpoint = call.endpoint.as_str(), attempt, "access token refused; exchanging again");
                 continue;
             }
-            let may_retry = error.is_retryable()
-                && match safety {
-                    Safety::Idempotent => true,
-                    // Rate limiting and refused connections happen before the server acts.
-                    Safety::Create => !error.create_outcome_uncertain(),
-                };
-            if !may_retry || attempt >= inner.retry.max_attempts {
+            let Some(delay) = inner.retry.next_delay(call.safety, &error, attempt, started.elapsed()) else {
+                debug!(
+                    endpoint = call.endpoint.as_str(),
+                    attempt,
+                    code = error.error_code(),
+                    uncertain = error.create_outcome_uncertain(),
+                    "giving up"
+                );
                 return Err(error);
-            }
-            let delay = inner.retry.delay(attempt, error.retry_after());
-            if started.elapsed() + delay > inner.retry.overall_deadline {
-                return Err(error);
-            }
+            };
             debug!(
-                endpoint = endpoint.as_str(),
+                endpoint = call.endpoint.as_str(),
                 attempt,
-                delay_ms = delay.as_millis() as u64,
                 code = error.error_code(),
+                delay_ms = delay.as_millis() as u64,
                 "retrying"
             );
             tokio::time::sleep(delay).await;
@@ -385,49 +206,35 @@ impl WorkspaceClient {
     }
 
     /// One HTTP exchange. Returns the body of a 2xx response.
-    async fn attempt(
-        &self,
-        endpoint: Endpoint,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-        safety: Safety,
-    ) -> Result<String, Error> {
+    async fn attempt(&self, call: &Call<'_>) -> Result<String, Failed> {
         let inner = &self.inner;
-        let _permit = inner.in_flight.acquire().await.map_err(|_| Error::Config {
-            message: "client closed".into(),
-        })?;
-        inner.limiter.until_ready().await;
-        let bearer = inner
-            .auth
-            .bearer(&inner.http, &inner.host, inner.observer.as_deref())
-            .await?;
+        let _permit = inner.limits.admit().await?;
+        let bearer = inner.auth.bearer(&inner.http, &inner.host, inner.observer.as_deref()).await?;
+        let failed = |error: Error| Failed { error, bearer: Some(bearer.clone()) };
         let mut request = inner
             .http
-            .request(method.clone(), format!("{}{path}", inner.host))
+            .request(call.method.clone(), format!("{}{}", inner.host, call.path))
             .bearer_auth(bearer.expose());
-        if !query.is_empty() {
-            request = request.query(query);
+        if !call.query.is_empty() {
+            request = request.query(call.query);
         }
-        if let Some(b) = body {
-            request = request.json(b);
+        if let Some(body) = &call.body {
+            request = request.json(body);
         }
+        let creating = call.safety == Safety::Create;
         let sent_at = Instant::now();
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.observe(endpoint, "transport", sent_at);
+                self.observe(call.endpoint, "transport", sent_at);
                 // Only a connection that never opened certainly did not reach the server.
-                let uncertain = safety == Safety::Create && !e.is_connect();
-                debug!(endpoint = endpoint.as_str(), uncertain, "transport error");
-                return Err(Error::Transport {
-                    message: scrub(&without_url(&e)),
-                    uncertain,
-                });
+                let uncertain = creating && !(e.is_connect() || e.is_builder());
+                debug!(uncertain, timeout = e.is_timeout(), "transport error");
+                return Err(failed(Error::Transport { message: describe(&e), uncertain }));
             }
         };
         let status = response.status();
+        tracing::Span::current().record("status", status.as_u16());
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -436,33 +243,23 @@ impl WorkspaceClient {
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
-                self.observe(endpoint, "transport", sent_at);
-                let uncertain = safety == Safety::Create;
-                return Err(Error::Transport {
-                    message: scrub(&without_url(&e)),
-                    uncertain,
-                });
+                self.observe(call.endpoint, "transport", sent_at);
+                // The status line came back, so the server had the request: it may have acted.
+                debug!(uncertain = creating, "response body lost");
+                return Err(failed(Error::Transport { message: describe(&e), uncertain: creating }));
             }
         };
-        self.observe(endpoint, status.as_str(), sent_at);
-        debug!(
-            endpoint = endpoint.as_str(),
-            status = status.as_u16(),
-            "response"
-        );
+        self.observe(call.endpoint, status.as_str(), sent_at);
+        debug!(elapsed_ms = sent_at.elapsed().as_millis() as u64, "response");
         if status.is_success() {
             return Ok(text);
         }
         let mut error = Error::from_response(status.as_u16(), &text, retry_after);
         // A 5xx on a create may come after the token was minted.
-        if safety == Safety::Create
-            && status.is_server_error()
-            && status != StatusCode::NOT_IMPLEMENTED
-            && let Error::Unavailable { uncertain, .. } = &mut error
-        {
-            *uncertain = true;
+        if let Error::Unavailable { uncertain, .. } = &mut error {
+            *uncertain = creating;
         }
-        Err(error)
+        Err(failed(error))
     }
 
     fn observe(&self, endpoint: Endpoint, outcome: &str, since: Instant) {
@@ -472,14 +269,42 @@ impl WorkspaceClient {
     }
 }
 
-fn config_error(e: serde_json::Error) -> Error {
-    Error::Config {
-        message: e.to_string(),
+impl<'a> Call<'a> {
+    fn read(endpoint: Endpoint, path: &'a str, query: &'a [(&'a str, String)]) -> Self {
+        Call { endpoint, method: Method::GET, path, query, body: None, safety: Safety::Idempotent }
+    }
+
+    fn create(endpoint: Endpoint, path: &'a str, body: serde_json::Value) -> Self {
+        Call { endpoint, method: Method::POST, path, query: &[], body: Some(body), safety: Safety::Create }
     }
 }
 
-/// reqwest errors name the URL; keep the message short and free of query strings.
-fn without_url(e: &reqwest::Error) -> String {
+/// Parse a 2xx body (an empty one counts as `{}`). A create answered with a body this client
+/// cannot read may still have minted a token, so that is an uncertain outcome. The parser's
+/// message is left out: it can quote the body, and a create's body holds a token value.
+fn decode<T: DeserializeOwned>(call: &Call<'_>, text: &str) -> Result<T, Error> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| {
+        let message = format!(
+            "unreadable {} response ({:?} error at line {} column {})",
+            call.endpoint.as_str(),
+            e.classify(),
+            e.line(),
+            e.column()
+        );
+        match call.safety {
+            Safety::Create => Error::Transport { message, uncertain: true },
+            Safety::Idempotent => Error::Other { status: 200, code: "UNREADABLE_RESPONSE".into(), message },
+        }
+    })
+}
+
+fn config_error(e: serde_json::Error) -> Error {
+    Error::Config { message: e.to_string() }
+}
+
+/// A reqwest error with its causes, the URL shortened to its path, scrubbed.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
         text = text.replace(url.as_str(), url.path());
@@ -490,16 +315,16 @@ fn without_url(e: &reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    scrub(&text)
 }
 
 fn encode_segment(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.~".contains(c) {
-                c.to_string()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
             } else {
-                format!("%{:02X}", c as u32)
+                format!("%{b:02X}")
             }
         })
         .collect()
@@ -508,35 +333,53 @@ fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Credentials;
 
     #[test]
-    fn plain_http_needs_the_flag() {
+    fn plain_http_hosts_are_refused_without_the_flag() {
         let creds = Credentials::Pat { token: "x".into() };
-        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone()))
-            .unwrap_err();
+        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone())).unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
-        let mut config = ClientConfig::new("http://127.0.0.1:1/", creds);
-        config.allow_http = true;
-        assert_eq!(
-            WorkspaceClient::new(config).unwrap().host(),
-            "http://127.0.0.1:1"
-        );
+        let config = ClientConfig { allow_http: true, ..ClientConfig::new("http://127.0.0.1:1/", creds) };
+        assert_eq!(WorkspaceClient::new(config).unwrap().host(), "http://127.0.0.1:1");
     }
 
     #[test]
-    fn config_debug_hides_credentials() {
-        let config = ClientConfig::new(
-            "https://h",
-            Credentials::Pat {
-                token: "pat-secret".into(),
-            },
-        );
-        assert!(!format!("{config:?}").contains("pat-secret"));
+    fn zero_concurrency_is_a_config_error() {
+        let config = ClientConfig { max_concurrency: 0, ..ClientConfig::new("https://h", Credentials::Pat { token: "x".into() }) };
+        assert!(matches!(WorkspaceClient::new(config), Err(Error::Config { .. })));
     }
 
     #[test]
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("ab-1_2"), "ab-1_2");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn an_unreadable_create_response_is_uncertain_and_quotes_nothing() {
+        let token = format!("dapi{}", "1".repeat(32));
+        let body = format!(r#"{{"token_value": 5, "oops": "{token}"}}"#);
+        let call = Call::create(Endpoint::TokenCreate, "/api/2.0/token/create", serde_json::json!({}));
+        let e = decode::<CreateTokenResponse>(&call, &body).err().unwrap();
+        assert!(e.create_outcome_uncertain(), "{e:?}");
+        assert!(!e.to_string().contains(&token));
+        let e = decode::<CreateTokenResponse>(&call, r#"{"token_value": "abc"}"#).err().unwrap();
+        assert!(e.create_outcome_uncertain());
+    }
+
+    #[test]
+    fn an_unreadable_read_response_is_not_retried_blindly() {
+        let call = Call::read(Endpoint::TokenList, "/api/2.0/token/list", &[]);
+        let e = decode::<ListTokensResponse>(&call, "<html>").err().unwrap();
+        assert_eq!(e.error_code(), "UNREADABLE_RESPONSE");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn an_empty_success_body_is_an_empty_object() {
+        let call = Call::read(Endpoint::TokenDelete, "/api/2.0/token/delete", &[]);
+        assert_eq!(decode::<serde_json::Value>(&call, "").unwrap(), serde_json::json!({}));
     }
 }

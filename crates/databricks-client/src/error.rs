@@ -2,7 +2,8 @@
 //!
 //! The body is `{"error_code", "message", "details"}`; `error_code` is usually a string but
 //! legacy paths send a number (an invalid bearer is HTTP 403 `{"error_code":403,"message":"Invalid
-//! access token."}`), so the HTTP status is the fallback.
+//! access token."}`), so the HTTP status is the fallback. Messages come from the server and are
+//! scrubbed of anything token-shaped before they are kept.
 
 use std::time::Duration;
 
@@ -20,36 +21,26 @@ pub enum Error {
     LifetimeExceeded { code: String, message: String },
     #[error("{code}: {message}")]
     PermissionDenied { code: String, message: String },
+    /// HTTP 401, or the legacy 403 with a numeric code for an invalid or expired bearer.
     #[error("{code}: {message}")]
     Unauthenticated { code: String, message: String },
     #[error("{code}: {message}")]
     QuotaExceeded { code: String, message: String },
     #[error("{code}: {message}")]
-    RateLimited {
-        code: String,
-        message: String,
-        retry_after: Option<Duration>,
-    },
+    RateLimited { code: String, message: String, retry_after: Option<Duration> },
+    /// HTTP 500/502/503/504. `uncertain`: a create that may have been carried out.
     #[error("{code} (HTTP {status}): {message}")]
-    Unavailable {
-        status: u16,
-        code: String,
-        message: String,
-        retry_after: Option<Duration>,
-        uncertain: bool,
-    },
+    Unavailable { status: u16, code: String, message: String, retry_after: Option<Duration>, uncertain: bool },
+    /// No usable HTTP response. `uncertain`: a create whose request may have reached the server.
     #[error("TRANSPORT: {message}")]
     Transport { message: String, uncertain: bool },
+    /// The OAuth / Entra ID token endpoint refused the client credentials.
     #[error("AUTH_FLOW: {message}")]
     AuthFlow { message: String },
     #[error("CONFIG: {message}")]
     Config { message: String },
     #[error("{code} (HTTP {status}): {message}")]
-    Other {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Other { status: u16, code: String, message: String },
 }
 
 #[derive(Deserialize, Default)]
@@ -64,7 +55,7 @@ struct ErrorBody {
 
 impl Error {
     /// The Databricks `error_code` (string codes as sent, numeric ones as digits), or a stable
-    /// name for failures that never reached the API.
+    /// name for failures that never got an API answer.
     pub fn error_code(&self) -> &str {
         match self {
             Error::NotFound { code, .. }
@@ -82,89 +73,77 @@ impl Error {
         }
     }
 
-    /// Worth retrying later (the same request may succeed).
+    /// Worth trying again later (the same request may succeed). For a create whose outcome is
+    /// uncertain, "later" means after looking for the token it may have minted.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Transport { .. }
-        )
+        matches!(self, Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Transport { .. })
     }
 
+    /// The server's requested delay (Retry-After header or google.rpc RetryInfo).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => {
-                *retry_after
-            }
+            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
 
     /// A create that may have been carried out although no token came back.
     pub fn create_outcome_uncertain(&self) -> bool {
-        matches!(
-            self,
-            Error::Unavailable {
-                uncertain: true,
-                ..
-            } | Error::Transport {
-                uncertain: true,
-                ..
-            }
-        )
+        matches!(self, Error::Unavailable { uncertain: true, .. } | Error::Transport { uncertain: true, .. })
     }
 
     /// Map an HTTP error response to a typed error.
     pub fn from_response(status: u16, body: &str, retry_after_header: Option<Duration>) -> Error {
         let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+        let numeric = matches!(parsed.error_code, Some(serde_json::Value::Number(_)));
         let code = match &parsed.error_code {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => default_code(status).to_string(),
         };
-        let message = scrub(parsed.message.as_deref().unwrap_or_else(|| body.trim()));
-        let message = if message.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            message
+        let raw_message = parsed.message.unwrap_or_else(|| short(body.trim()));
+        let message = match scrub(&raw_message) {
+            m if m.is_empty() => format!("HTTP {status}"),
+            m => m,
         };
         let retry_after = retry_after_header.or_else(|| retry_info(&parsed.details));
-        let numeric = matches!(parsed.error_code, Some(serde_json::Value::Number(_)));
         match (status, code.as_str()) {
-            (_, "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND") | (404, _) => {
-                Error::NotFound { code, message }
-            }
             (_, "QUOTA_EXCEEDED") => Error::QuotaExceeded { code, message },
-            (_, "REQUEST_LIMIT_EXCEEDED" | "RESOURCE_EXHAUSTED" | "TOO_MANY_REQUESTS")
-            | (429, _) => Error::RateLimited {
-                code,
-                message,
-                retry_after,
-            },
+            (_, "MAX_TOKEN_LIFETIME_EXCEEDED") => Error::LifetimeExceeded { code, message },
+            (400, "INVALID_PARAMETER_VALUE") if is_lifetime_limit(&message) => {
+                Error::LifetimeExceeded { code, message }
+            }
+            (_, "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND") | (404, _) => Error::NotFound { code, message },
+            (_, "REQUEST_LIMIT_EXCEEDED" | "RESOURCE_EXHAUSTED" | "TOO_MANY_REQUESTS") | (429, _) => {
+                Error::RateLimited { code, message, retry_after }
+            }
             (_, "UNAUTHENTICATED") | (401, _) => Error::Unauthenticated { code, message },
             // Legacy: an invalid or expired bearer is a 403 with a numeric code.
             (403, _) if numeric || message.contains("Invalid access token") => {
                 Error::Unauthenticated { code, message }
             }
             (_, "PERMISSION_DENIED") | (403, _) => Error::PermissionDenied { code, message },
-            (400, "INVALID_PARAMETER_VALUE")
-                if message.to_ascii_lowercase().contains("lifetime") =>
-            {
-                Error::LifetimeExceeded { code, message }
-            }
             (400, _) => Error::InvalidParameter { code, message },
-            (500 | 502 | 503 | 504, _) => Error::Unavailable {
-                status,
-                code,
-                message,
-                retry_after,
-                uncertain: false,
-            },
-            _ => Error::Other {
-                status,
-                code,
-                message,
-            },
+            (500 | 502 | 503 | 504, _) => {
+                Error::Unavailable { status, code, message, retry_after, uncertain: false }
+            }
+            _ => Error::Other { status, code, message },
         }
+    }
+}
+
+/// Older workspaces report a lifetime above maxTokenLifetimeDays as a plain invalid parameter.
+fn is_lifetime_limit(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("lifetime") && (m.contains("exceed") || m.contains("maximum"))
+}
+
+/// A non-JSON body (a proxy's HTML page) is cut short: it is context, not content.
+fn short(body: &str) -> String {
+    const MAX: usize = 200;
+    match body.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_string(),
     }
 }
 
@@ -185,25 +164,36 @@ fn default_code(status: u16) -> &'static str {
     }
 }
 
-/// google.rpc.RetryInfo in `details`: `{"@type": ".../google.rpc.RetryInfo", "retry_delay": "3.5s"}`.
+/// google.rpc.RetryInfo in `details`: `{"@type": ".../google.rpc.RetryInfo", "retry_delay": "3.5s"}`
+/// (proto3 JSON of a Duration); the `{"seconds", "nanos"}` object form is read too.
 fn retry_info(details: &[serde_json::Value]) -> Option<Duration> {
     details.iter().find_map(|d| {
-        let is_retry_info = d
-            .get("@type")
-            .and_then(|t| t.as_str())
-            .is_some_and(|t| t.ends_with("RetryInfo"));
-        let delay = d
-            .get("retry_delay")
-            .or_else(|| d.get("retryDelay"))?
-            .as_str()?;
-        let seconds: f64 = delay.strip_suffix('s')?.parse().ok()?;
-        (is_retry_info && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+        let kind = d.get("@type").and_then(|t| t.as_str())?;
+        if !kind.ends_with("google.rpc.RetryInfo") {
+            return None;
+        }
+        let delay = d.get("retry_delay").or_else(|| d.get("retryDelay"))?;
+        let seconds = match delay {
+            serde_json::Value::String(s) => s.trim().strip_suffix('s')?.parse::<f64>().ok()?,
+            serde_json::Value::Object(o) => {
+                let whole = o.get("seconds").and_then(number)?;
+                whole + o.get("nanos").and_then(number).unwrap_or(0.0) / 1e9
+            }
+            _ => return None,
+        };
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
     })
 }
 
-/// Parse a `Retry-After` header given in seconds (the HTTP-date form is not used by Databricks).
+/// proto3 JSON writes int64 as a string, int32 as a number.
+fn number(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
+}
+
+/// Parse a `Retry-After` header given in seconds (Databricks does not send the HTTP-date form).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
 #[cfg(test)]
@@ -214,49 +204,101 @@ mod tests {
         Error::from_response(status, body, None)
     }
 
-    #[test]
-    fn numeric_403_invalid_token_is_unauthenticated() {
-        let e = map(
-            403,
-            r#"{"error_code":403,"message":"Invalid access token."}"#,
-        );
-        assert!(matches!(e, Error::Unauthenticated { .. }), "{e:?}");
-        assert_eq!(e.error_code(), "403");
+    fn kind(e: &Error) -> &'static str {
+        match e {
+            Error::NotFound { .. } => "NotFound",
+            Error::InvalidParameter { .. } => "InvalidParameter",
+            Error::LifetimeExceeded { .. } => "LifetimeExceeded",
+            Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::Unauthenticated { .. } => "Unauthenticated",
+            Error::QuotaExceeded { .. } => "QuotaExceeded",
+            Error::RateLimited { .. } => "RateLimited",
+            Error::Unavailable { .. } => "Unavailable",
+            Error::Transport { .. } => "Transport",
+            Error::AuthFlow { .. } => "AuthFlow",
+            Error::Config { .. } => "Config",
+            Error::Other { .. } => "Other",
+        }
     }
 
     #[test]
-    fn string_codes_map_to_their_kind() {
+    fn string_error_codes_map_to_their_kind() {
         let cases = [
-            (404, "RESOURCE_DOES_NOT_EXIST", "NotFound"),
             (400, "INVALID_PARAMETER_VALUE", "InvalidParameter"),
-            (403, "PERMISSION_DENIED", "PermissionDenied"),
-            (401, "UNAUTHENTICATED", "Unauthenticated"),
+            (400, "INVALID_STATE", "InvalidParameter"),
+            (400, "BAD_REQUEST", "InvalidParameter"),
+            (400, "MAX_TOKEN_LIFETIME_EXCEEDED", "LifetimeExceeded"),
             (400, "QUOTA_EXCEEDED", "QuotaExceeded"),
-            (429, "REQUEST_LIMIT_EXCEEDED", "RateLimited"),
-            (503, "TEMPORARILY_UNAVAILABLE", "Unavailable"),
-            (500, "INTERNAL_ERROR", "Unavailable"),
+            (409, "QUOTA_EXCEEDED", "QuotaExceeded"),
+            (401, "UNAUTHENTICATED", "Unauthenticated"),
+            (403, "PERMISSION_DENIED", "PermissionDenied"),
+            (404, "RESOURCE_DOES_NOT_EXIST", "NotFound"),
+            (404, "NOT_FOUND", "NotFound"),
             (409, "ALREADY_EXISTS", "Other"),
+            (409, "ABORTED", "Other"),
+            (429, "REQUEST_LIMIT_EXCEEDED", "RateLimited"),
+            (429, "RESOURCE_EXHAUSTED", "RateLimited"),
+            (500, "INTERNAL_ERROR", "Unavailable"),
+            (500, "UNKNOWN", "Unavailable"),
+            (501, "NOT_IMPLEMENTED", "Other"),
+            (503, "TEMPORARILY_UNAVAILABLE", "Unavailable"),
+            (504, "DEADLINE_EXCEEDED", "Unavailable"),
         ];
-        for (status, code, kind) in cases {
-            let e = map(
-                status,
-                &format!(r#"{{"error_code":"{code}","message":"m"}}"#),
-            );
-            assert!(
-                format!("{e:?}").starts_with(kind),
-                "{status} {code} -> {e:?}"
-            );
+        for (status, code, expected) in cases {
+            let e = map(status, &format!(r#"{{"error_code":"{code}","message":"m"}}"#));
+            assert_eq!(kind(&e), expected, "{status} {code}");
             assert_eq!(e.error_code(), code);
         }
     }
 
     #[test]
+    fn numeric_403_invalid_token_is_unauthenticated() {
+        let e = map(403, r#"{"error_code":403,"message":"Invalid access token."}"#);
+        assert_eq!(kind(&e), "Unauthenticated");
+        assert_eq!(e.error_code(), "403");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn numeric_401_for_missing_credentials_is_unauthenticated() {
+        let body = r#"{"error_code":401,"message":"Credential was not sent or was of an unsupported type for this API."}"#;
+        assert_eq!(kind(&map(401, body)), "Unauthenticated");
+    }
+
+    #[test]
+    fn string_permission_denied_on_403_stays_permission_denied() {
+        let e = map(403, r#"{"error_code":"PERMISSION_DENIED","message":"Only Admins can access token management APIs."}"#);
+        assert_eq!(kind(&e), "PermissionDenied");
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_to_the_status() {
+        let cases = [
+            (400, "InvalidParameter"),
+            (401, "Unauthenticated"),
+            (403, "PermissionDenied"),
+            (404, "NotFound"),
+            (429, "RateLimited"),
+            (502, "Unavailable"),
+            (418, "Other"),
+        ];
+        for (status, expected) in cases {
+            let e = map(status, r#"{"error_code":"SOMETHING_NEW","message":"m"}"#);
+            assert_eq!(kind(&e), expected, "{status}");
+            assert_eq!(e.error_code(), "SOMETHING_NEW");
+        }
+    }
+
+    #[test]
     fn lifetime_over_the_maximum_is_its_own_kind() {
-        let e = map(
-            400,
-            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"Token lifetime exceeds the maximum lifetime of 730 days"}"#,
-        );
-        assert!(matches!(e, Error::LifetimeExceeded { .. }));
+        let e = map(400, r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"Token lifetime exceeds the maximum lifetime of 730 days"}"#);
+        assert_eq!(kind(&e), "LifetimeExceeded");
+    }
+
+    #[test]
+    fn other_lifetime_complaints_stay_invalid_parameter() {
+        let e = map(400, r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"lifetime_seconds must be a positive number of seconds"}"#);
+        assert_eq!(kind(&e), "InvalidParameter");
     }
 
     #[test]
@@ -264,45 +306,84 @@ mod tests {
         let e = map(502, "<html>bad gateway</html>");
         assert_eq!(e.error_code(), "BAD_GATEWAY");
         assert!(e.is_retryable());
+        assert!(e.to_string().contains("bad gateway"));
         let e = map(418, "");
         assert_eq!(e.error_code(), "UNKNOWN");
         assert!(e.to_string().contains("HTTP 418"));
     }
 
     #[test]
-    fn retry_after_header_and_retry_info_are_read() {
-        let e = Error::from_response(
-            429,
-            r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow"}"#,
-            Some(Duration::from_secs(7)),
-        );
+    fn long_non_json_bodies_are_cut_short() {
+        let e = map(502, &"x".repeat(5_000));
+        assert!(e.to_string().len() < 300);
+    }
+
+    #[test]
+    fn display_has_code_and_message() {
+        let e = map(404, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"No valid token with ID abc found."}"#);
+        assert_eq!(e.to_string(), "RESOURCE_DOES_NOT_EXIST: No valid token with ID abc found.");
+        let e = map(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"later"}"#);
+        assert_eq!(e.to_string(), "TEMPORARILY_UNAVAILABLE (HTTP 503): later");
+    }
+
+    #[test]
+    fn retry_after_header_is_read() {
+        let body = r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow"}"#;
+        let e = Error::from_response(429, body, Some(Duration::from_secs(7)));
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
-        let body = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":"3.5s"}]}"#;
-        assert_eq!(
-            map(503, body).retry_after(),
-            Some(Duration::from_millis(3_500))
-        );
         assert_eq!(parse_retry_after(" 12 "), Some(Duration::from_secs(12)));
+        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1_500)));
+        assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn retry_info_in_details_is_a_retry_hint() {
+        let body = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"x"},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":"3.5s"}]}"#;
+        assert_eq!(map(503, body).retry_after(), Some(Duration::from_millis(3_500)));
+        let body = r#"{"error_code":"RESOURCE_EXHAUSTED","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":{"seconds":"2","nanos":500000000}}]}"#;
+        assert_eq!(map(429, body).retry_after(), Some(Duration::from_millis(2_500)));
+    }
+
+    #[test]
+    fn the_retry_after_header_wins_over_retry_info() {
+        let body = r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":"9s"}]}"#;
+        let e = Error::from_response(429, body, Some(Duration::from_secs(1)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn retry_delay_outside_retry_info_is_ignored() {
+        let body = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","retry_delay":"3s"}]}"#;
+        assert_eq!(map(503, body).retry_after(), None);
     }
 
     #[test]
     fn messages_are_scrubbed_of_token_values() {
         let token = format!("dapi{}", "0f".repeat(16));
-        let e = map(
-            400,
-            &format!(r#"{{"error_code":"BAD_REQUEST","message":"bad {token}"}}"#),
-        );
+        let e = map(400, &format!(r#"{{"error_code":"BAD_REQUEST","message":"bad {token}"}}"#));
+        assert!(!e.to_string().contains(&token));
+        assert!(!format!("{e:?}").contains(&token));
+        let e = map(502, &format!("<html>Authorization: Bearer {token}</html>"));
         assert!(!e.to_string().contains(&token));
     }
 
     #[test]
     fn only_uncertain_creates_say_so() {
-        let e = Error::Transport {
-            message: "reset".into(),
-            uncertain: true,
-        };
+        let e = Error::Transport { message: "reset".into(), uncertain: true };
         assert!(e.create_outcome_uncertain());
         assert!(!map(503, "{}").create_outcome_uncertain());
+        assert!(!map(429, "{}").create_outcome_uncertain());
+    }
+
+    #[test]
+    fn only_transient_kinds_are_retryable() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(map(status, "{}").is_retryable(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 501] {
+            assert!(!map(status, "{}").is_retryable(), "{status}");
+        }
+        assert!(!Error::AuthFlow { message: "x".into() }.is_retryable());
     }
 }

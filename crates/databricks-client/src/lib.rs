@@ -9,13 +9,16 @@
 
 mod auth;
 mod client;
+mod config;
 mod error;
+mod limit;
 mod retry;
 mod secret;
 mod types;
 
 pub use auth::{AZURE_DATABRICKS_SCOPE, Credentials, DEFAULT_ENTRA_AUTHORITY};
-pub use client::{ClientConfig, Endpoint, RequestObserver, WorkspaceClient};
+pub use client::WorkspaceClient;
+pub use config::{ClientConfig, Endpoint, RequestObserver};
 pub use error::Error;
 pub use retry::RetryPolicy;
 pub use secret::{SecretString, scrub};

@@ -1,5 +1,7 @@
 //! Request and response shapes of the token and token-management APIs.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::SecretString;
@@ -41,10 +43,22 @@ fn no_expiry() -> i64 {
 }
 
 /// A freshly minted token: the value (shown once by Databricks) and its description.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CreatedToken {
     pub value: SecretString,
     pub info: TokenInfo,
+}
+
+impl fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedToken").field("value", &"<redacted>").field("info", &self.info).finish()
+    }
+}
+
+impl From<CreateTokenResponse> for CreatedToken {
+    fn from(r: CreateTokenResponse) -> Self {
+        CreatedToken { value: SecretString::from(r.token_value), info: r.token_info }
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,6 +126,7 @@ mod tests {
             value: SecretString::from("the-value"),
             info: serde_json::from_str(r#"{"token_id":"t"}"#).unwrap(),
         };
-        assert!(!format!("{t:?}").contains("the-value"));
+        let text = format!("{t:?}");
+        assert!(!text.contains("the-value") && text.contains("<redacted>"), "{text}");
     }
 }
