@@ -56,6 +56,12 @@ pub fn routes() -> Router<Shared> {
                 Json(json!({"values": s.lock().minted_values()}))
             }),
         )
+        .route(
+            "/_emulator/access-tokens",
+            get(|State(s): State<Shared>| async move {
+                Json(json!({"values": s.lock().access_tokens()}))
+            }),
+        )
         .route("/_emulator/accepts", post(accepts))
         .route(
             "/_emulator/faults",
@@ -70,7 +76,7 @@ pub fn routes() -> Router<Shared> {
         )
         .route(
             "/_emulator/stats",
-            get(|State(s): State<Shared>| async move { Json(s.lock().stats.clone()) }),
+            get(|State(s): State<Shared>| async move { Json(s.lock().stats()) }),
         )
 }
 

@@ -2,10 +2,35 @@
 //! token-management APIs, SCIM Me, Databricks OAuth (M2M) and an Entra-like token endpoint, with
 //! fault injection. Rust tests run it in-process; the `databricks-emulator` binary serves the
 //! demo and the official Python SDK test.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use databricks_emulator::{Emulator, EmulatorConfig, FaultRule, Faults};
+//! let emulator = Emulator::start(EmulatorConfig::default()).await?;
+//! let admin = emulator.add_user("admin@example.com", true);
+//! // Point a client at emulator.base_url() with `Authorization: Bearer {admin.pat}`.
+//! emulator.set_faults(Faults::new(vec![FaultRule {
+//!     error_rate: 1.0,
+//!     limit: Some(1),
+//!     ..FaultRule::on("token/create")
+//! }]));
+//! # let _ = admin; Ok(()) }
+//! ```
+//!
+//! Wire endpoints: `POST /api/2.0/token/create`, `GET /api/2.0/token/list`,
+//! `POST /api/2.0/token/delete`, `GET /api/2.0/token-management/tokens`,
+//! `GET|DELETE /api/2.0/token-management/tokens/{id}`,
+//! `POST /api/2.0/token-management/on-behalf-of/tokens`, `GET /api/2.0/preview/scim/v2/Me`,
+//! `GET /.well-known/databricks-config`, `GET /oidc/.well-known/oauth-authorization-server`,
+//! `POST /oidc/v1/token`, `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token`.
+//! Control API: `/_emulator/...` (see the `admin` module), mirroring [`EmulatorHandle`].
 
 mod admin;
 mod api;
 mod faults;
+mod oauth;
+mod respond;
+mod server;
 mod state;
 
 use std::{
@@ -13,9 +38,11 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-pub use faults::{FaultRule, Faults};
+pub use faults::{DropMode, FaultRule, Faults, Latency};
+pub use oauth::AZURE_DATABRICKS_RESOURCE;
 pub use state::{
-    EmulatorConfig, LiveToken, SeededEntraApp, SeededServicePrincipal, SeededUser, Stats,
+    EmulatorConfig, LiveToken, RequestCount, SeededEntraApp, SeededServicePrincipal, SeededUser,
+    Stats,
 };
 
 /// Endpoint names used by fault rules and stats.
@@ -28,6 +55,8 @@ pub const ENDPOINTS: &[&str] = &[
     "token-management/delete",
     "obo/create",
     "scim/me",
+    "host-metadata",
+    "oidc/discovery",
     "oidc/token",
     "entra/token",
 ];
@@ -46,9 +75,10 @@ pub struct Emulator;
 impl Emulator {
     /// Serve on 127.0.0.1 with a free port, in the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
-        Self::serve("127.0.0.1:0".parse().expect("address"), config).await
+        Self::serve(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
     }
 
+    /// Serve on `addr`, in the current tokio runtime.
     pub async fn serve(
         addr: SocketAddr,
         config: EmulatorConfig,
@@ -57,11 +87,12 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let shared = Shared(Arc::new(Mutex::new(state::State::new(config))));
         let app = api::routes()
+            .merge(oauth::routes())
             .merge(admin::routes())
+            .fallback(api::not_found)
+            .method_not_allowed_fallback(api::not_found)
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = tokio::spawn(server::run(listener, app));
         Ok(EmulatorHandle {
             shared,
             addr,
@@ -93,7 +124,7 @@ impl EmulatorHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-    /// A user with a non-expiring PAT (the bootstrap credential).
+    /// A user with a non-expiring PAT (the bootstrap credential, comment "bootstrap").
     pub fn add_user(&self, user_name: &str, is_admin: bool) -> SeededUser {
         self.shared.lock().add_user(user_name, is_admin)
     }
@@ -108,6 +139,9 @@ impl EmulatorHandle {
             .add_service_principal(display_name, is_admin)
     }
     /// Entra ID credentials (in `tenant_id`) that authenticate as the given service principal.
+    ///
+    /// # Panics
+    /// When no service principal has `sp_application_id` (a mistake in the calling test).
     pub fn add_entra_app(&self, tenant_id: &str, sp_application_id: &str) -> SeededEntraApp {
         self.shared
             .lock()
@@ -121,9 +155,13 @@ impl EmulatorHandle {
     pub fn live_tokens(&self) -> Vec<LiveToken> {
         self.shared.lock().live_tokens()
     }
-    /// Every token value ever minted, for leak checks.
+    /// Every PAT value ever minted (bootstrap PATs included), for leak checks.
     pub fn minted_values(&self) -> Vec<String> {
         self.shared.lock().minted_values()
+    }
+    /// Every OAuth and Entra access token handed out, for leak checks.
+    pub fn access_tokens(&self) -> Vec<String> {
+        self.shared.lock().access_tokens()
     }
     /// Whether this bearer would authenticate now.
     pub fn accepts(&self, token_value: &str) -> bool {
@@ -133,19 +171,25 @@ impl EmulatorHandle {
     pub fn revoke(&self, token_id: &str) -> bool {
         self.shared.lock().revoke(token_id)
     }
+    /// Replace the fault rules (and reseed the RNG from `faults.seed`).
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults.set(faults);
     }
     pub fn clear_faults(&self) {
         self.shared.lock().faults.set(Faults::default());
     }
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().faults.current()
+    }
+    /// Change workspace settings (limits, OBO, lifetimes); applies to the next request.
     pub fn set_settings(&self, config: EmulatorConfig) {
         self.shared.lock().config = config;
     }
     pub fn settings(&self) -> EmulatorConfig {
         self.shared.lock().config.clone()
     }
+    /// Request counts by (endpoint, method, status); endpoint names as in [`ENDPOINTS`].
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats.clone()
+        self.shared.lock().stats()
     }
 }

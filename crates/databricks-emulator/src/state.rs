@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use crate::faults::FaultState;
 
+/// The emulated workspace's id.
+pub const WORKSPACE_ID: i64 = 1_234_567_890_123_456;
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -44,7 +47,7 @@ impl Default for EmulatorConfig {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Identity {
     pub id: i64,
     /// userName for users, the application id for service principals.
@@ -55,7 +58,7 @@ pub struct Identity {
     pub client_secret: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Token {
     pub token_id: String,
     pub value: String,
@@ -66,6 +69,8 @@ pub struct Token {
     pub creation_time: i64,
     /// -1: never expires.
     pub expiry_time: i64,
+    /// Epoch ms of the start of the (UTC) day the token last authenticated.
+    pub last_used_day: Option<i64>,
 }
 
 impl Token {
@@ -87,32 +92,65 @@ pub struct LiveToken {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A seeded user and its bootstrap PAT. Debug is redacted.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SeededUser {
     pub id: i64,
     pub user_name: String,
     pub pat: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A Databricks-managed service principal and its OAuth secret. Debug is redacted.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SeededServicePrincipal {
     pub id: i64,
     pub application_id: String,
     pub client_secret: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Entra client credentials mapped to a workspace service principal. Debug is redacted.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SeededEntraApp {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct EntraApp {
     tenant_id: String,
     client_secret: String,
     identity_id: i64,
+}
+
+impl std::fmt::Debug for SeededUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededUser")
+            .field("id", &self.id)
+            .field("user_name", &self.user_name)
+            .field("pat", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SeededServicePrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededServicePrincipal")
+            .field("id", &self.id)
+            .field("application_id", &self.application_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SeededEntraApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededEntraApp")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// An error answered in the Databricks shape.
@@ -138,29 +176,45 @@ impl ApiError {
     }
 }
 
-/// Requests counted per (endpoint, status).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Requests of one (endpoint, method, status). Status 0: the connection was closed without a
+/// response (a dropped create).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestCount {
+    pub endpoint: String,
+    pub method: String,
+    pub status: u16,
+    pub count: u64,
+}
+
+/// Request counts by (endpoint, method, status), in that order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
-    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    pub requests: Vec<RequestCount>,
 }
 
 impl Stats {
-    /// Workspace API requests of every endpoint and status.
+    /// Requests of every endpoint, method and status.
     pub fn total_requests(&self) -> u64 {
-        self.requests.values().flat_map(|m| m.values()).sum()
+        self.requests.iter().map(|r| r.count).sum()
     }
+    /// Requests to `endpoint`, any method or status.
     pub fn count(&self, endpoint: &str) -> u64 {
-        self.requests
-            .get(endpoint)
-            .map(|m| m.values().sum())
-            .unwrap_or(0)
+        self.sum(|r| r.endpoint == endpoint)
     }
+    /// Requests to `endpoint` answered with `status`.
     pub fn count_status(&self, endpoint: &str, status: u16) -> u64 {
+        self.sum(|r| r.endpoint == endpoint && r.status == status)
+    }
+    /// Requests to `endpoint` with `method` (e.g. "POST") answered with `status`.
+    pub fn count_request(&self, endpoint: &str, method: &str, status: u16) -> u64 {
+        self.sum(|r| r.endpoint == endpoint && r.method == method && r.status == status)
+    }
+    fn sum(&self, keep: impl Fn(&RequestCount) -> bool) -> u64 {
         self.requests
-            .get(endpoint)
-            .and_then(|m| m.get(&status))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.count)
+            .sum()
     }
 }
 
@@ -175,7 +229,9 @@ pub struct State {
     minted: Vec<String>,
     next_id: i64,
     pub faults: FaultState,
-    pub stats: Stats,
+    counts: BTreeMap<(String, String, u16), u64>,
+    /// OAuth and Entra access tokens handed out, for leak checks.
+    access_tokens: Vec<String>,
 }
 
 fn random_hex(len: usize) -> String {
@@ -185,7 +241,7 @@ fn random_hex(len: usize) -> String {
         .collect()
 }
 
-fn random_uuid() -> String {
+pub(crate) fn random_uuid() -> String {
     let h = random_hex(32);
     format!(
         "{}-{}-{}-{}-{}",
@@ -217,18 +273,35 @@ impl State {
             minted: Vec::new(),
             next_id: 1_000_000_000_000_001,
             faults: FaultState::default(),
-            stats: Stats::default(),
+            counts: BTreeMap::new(),
+            access_tokens: Vec::new(),
         }
     }
 
-    pub fn count(&mut self, endpoint: &str, status: u16) {
+    pub fn record(&mut self, endpoint: &str, method: &str, status: u16) {
         *self
-            .stats
-            .requests
-            .entry(endpoint.to_string())
-            .or_default()
-            .entry(status)
+            .counts
+            .entry((endpoint.to_string(), method.to_string(), status))
             .or_default() += 1;
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            requests: self
+                .counts
+                .iter()
+                .map(|((endpoint, method, status), count)| RequestCount {
+                    endpoint: endpoint.clone(),
+                    method: method.clone(),
+                    status: *status,
+                    count: *count,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn access_tokens(&self) -> Vec<String> {
+        self.access_tokens.clone()
     }
 
     fn new_id(&mut self) -> i64 {
@@ -328,6 +401,7 @@ impl State {
             scopes,
             creation_time: now_ms(),
             expiry_time: expiry,
+            last_used_day: None,
         };
         self.by_value
             .insert(token.value.clone(), token.token_id.clone());
@@ -350,10 +424,10 @@ impl State {
                 )
             })?;
         let identity_id = if let Some(id) = self.by_value.get(bearer) {
-            self.tokens
-                .get(id)
-                .filter(|t| t.alive(now))
-                .map(|t| t.owner_id)
+            self.tokens.get_mut(id).filter(|t| t.alive(now)).map(|t| {
+                t.last_used_day = Some(now - now.rem_euclid(86_400_000));
+                t.owner_id
+            })
         } else {
             self.sessions
                 .get(bearer)
@@ -412,16 +486,20 @@ impl State {
         creator: &Identity,
         body: &Value,
     ) -> Result<Value, ApiError> {
-        let lifetime = match body.get("lifetime_seconds") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    "INVALID_PARAMETER_VALUE",
-                    "lifetime_seconds must be an integer",
-                )
-            })?),
-        };
+        let lifetime =
+            match body.get("lifetime_seconds") {
+                None | Some(Value::Null) => None,
+                // int64 fields also arrive as JSON strings (proto3 JSON mapping).
+                Some(v) => Some(v.as_i64().or_else(|| v.as_str()?.parse().ok()).ok_or_else(
+                    || {
+                        ApiError::new(
+                            400,
+                            "INVALID_PARAMETER_VALUE",
+                            "lifetime_seconds must be an integer",
+                        )
+                    },
+                )?),
+            };
         let expiry = self.lifetime_to_expiry(lifetime)?;
         let now = now_ms();
         let live = self
@@ -452,6 +530,37 @@ impl State {
         Ok(json!({"token_value": token.value, "token_info": self.public_info(&token)}))
     }
 
+    /// `POST /api/2.0/token-management/on-behalf-of/tokens` by an admin.
+    /// The status of the "not enabled" and "unknown application" errors is unverified.
+    pub fn create_obo_token(&mut self, admin: &Identity, body: &Value) -> Result<Value, ApiError> {
+        if !self.config.obo_enabled {
+            return Err(ApiError::new(
+                403,
+                "PERMISSION_DENIED",
+                "On-behalf-of token creation for service principals is not enabled for this workspace",
+            ));
+        }
+        let app_id = body
+            .get("application_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if app_id.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "Missing required field: application_id",
+            ));
+        }
+        let sp = self.service_principal(app_id).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "RESOURCE_DOES_NOT_EXIST",
+                format!("Service principal with application ID {app_id} does not exist in this workspace"),
+            )
+        })?;
+        self.create_token(&sp, admin, body)
+    }
+
     pub fn service_principal(&self, application_id: &str) -> Option<Identity> {
         self.identities
             .values()
@@ -479,7 +588,10 @@ impl State {
         info["created_by_username"] =
             json!(creator.map(|c| c.user_name.clone()).unwrap_or_default());
         info["owner_id"] = json!(t.owner_id);
-        info["workspace_id"] = json!(1234567890123456i64);
+        info["workspace_id"] = json!(WORKSPACE_ID);
+        if let Some(day) = t.last_used_day {
+            info["last_used_day"] = json!(day);
+        }
         info
     }
 
@@ -630,16 +742,17 @@ impl State {
         tenant: &str,
         client_id: &str,
         client_secret: &str,
-    ) -> Result<(String, u64), &'static str> {
+    ) -> Result<(String, u64), EntraRefusal> {
+        if !self.entra_apps.values().any(|a| a.tenant_id == tenant) {
+            return Err(EntraRefusal::UnknownTenant);
+        }
         let app = self
             .entra_apps
             .get(client_id)
-            .ok_or("unauthorized_client")?;
-        if app.tenant_id != tenant {
-            return Err("invalid_tenant");
-        }
+            .filter(|a| a.tenant_id == tenant)
+            .ok_or(EntraRefusal::UnknownApplication)?;
         if app.client_secret != client_secret {
-            return Err("invalid_client");
+            return Err(EntraRefusal::BadSecret);
         }
         let id = app.identity_id;
         Ok(self.new_session(id))
@@ -650,8 +763,17 @@ impl State {
         let seconds = self.config.access_token_seconds;
         self.sessions
             .insert(token.clone(), (identity, now_ms() + seconds as i64 * 1000));
+        self.access_tokens.push(token.clone());
         (token, seconds)
     }
+}
+
+/// Why the Entra-like endpoint refused client credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntraRefusal {
+    UnknownTenant,
+    UnknownApplication,
+    BadSecret,
 }
 
 fn not_found(token_id: &str) -> ApiError {

@@ -1,0 +1,274 @@
+//! Token endpoints: Databricks OAuth M2M (OIDC discovery + client credentials) and an
+//! Entra-like authority (v2.0 with `scope`, v1 with `resource`, as the SDKs use).
+
+use std::collections::HashMap;
+
+use axum::{
+    Form, Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine;
+use serde_json::json;
+
+use crate::{
+    Shared,
+    respond::{self, Dialect},
+    state::{EntraRefusal, now_ms},
+};
+
+/// The Azure Databricks first-party application (the Entra resource / scope).
+pub const AZURE_DATABRICKS_RESOURCE: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d";
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/oidc/.well-known/oauth-authorization-server",
+            get(oidc_discovery),
+        )
+        .route("/oidc/v1/token", post(oidc_token))
+        .route("/{tenant}/oauth2/v2.0/token", post(entra_token_v2))
+        .route("/{tenant}/oauth2/token", post(entra_token_v1))
+}
+
+/// The emulator's own base URL as the client addressed it.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+async fn oidc_discovery(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    app.lock().record("oidc/discovery", "GET", 200);
+    let base = base_url(&headers);
+    Json(json!({
+        "issuer": format!("{base}/oidc"),
+        "authorization_endpoint": format!("{base}/oidc/v1/authorize"),
+        "token_endpoint": format!("{base}/oidc/v1/token"),
+        "jwks_uri": format!("{base}/oidc/jwks.json"),
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "response_types_supported": ["code"],
+        "scopes_supported": ["all-apis", "offline_access", "openid", "profile", "email"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+    }))
+    .into_response()
+}
+
+/// Faults for a token endpoint: latency, then maybe an error in its dialect.
+async fn injected(app: &Shared, endpoint: &str, dialect: Dialect) -> Option<Response> {
+    let decision = app.lock().faults.decide(endpoint, false);
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    decision.outcome.map(|o| respond::fault(dialect, o))
+}
+
+fn counted(app: &Shared, endpoint: &str, response: Response) -> Response {
+    app.lock()
+        .record(endpoint, "POST", respond::counted_status(&response));
+    response
+}
+
+async fn oidc_token(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let response = match injected(&app, "oidc/token", Dialect::OAuth).await {
+        Some(r) => r,
+        None => oidc_exchange(&app, &headers, &form),
+    };
+    counted(&app, "oidc/token", response)
+}
+
+fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+    let (id, secret) = basic_credentials(headers)
+        .or_else(|| {
+            Some((
+                form.get("client_id")?.clone(),
+                form.get("client_secret")?.clone(),
+            ))
+        })
+        .unwrap_or_default();
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return respond::oauth_error(
+            400,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        );
+    }
+    if !form
+        .get("scope")
+        .is_some_and(|s| s.split(' ').any(|x| x == "all-apis"))
+    {
+        return respond::oauth_error(400, "invalid_scope", "scope must include all-apis");
+    }
+    match app.lock().oauth_exchange(&id, &secret) {
+        Some((token, seconds)) => Json(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": seconds,
+            "scope": "all-apis",
+        }))
+        .into_response(),
+        None => respond::oauth_error(401, "invalid_client", "Client authentication failed"),
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+/// Which token endpoint version was called: they name the target and type `expires_in` apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EntraVersion {
+    /// `scope=<resource>/.default`; numbers in the response.
+    V2,
+    /// `resource=<resource>`; strings in the response (as AAD v1 sends them).
+    V1,
+}
+
+async fn entra_token_v2(
+    State(app): State<Shared>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    entra_token(&app, &tenant, &form, EntraVersion::V2).await
+}
+
+async fn entra_token_v1(
+    State(app): State<Shared>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    entra_token(&app, &tenant, &form, EntraVersion::V1).await
+}
+
+async fn entra_token(
+    app: &Shared,
+    tenant: &str,
+    form: &HashMap<String, String>,
+    version: EntraVersion,
+) -> Response {
+    let response = match injected(app, "entra/token", Dialect::Entra).await {
+        Some(r) => r,
+        None => entra_exchange(app, tenant, form, version),
+    };
+    counted(app, "entra/token", response)
+}
+
+fn entra_exchange(
+    app: &Shared,
+    tenant: &str,
+    form: &HashMap<String, String>,
+    version: EntraVersion,
+) -> Response {
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return respond::entra_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
+    }
+    if let Some(refusal) = target_refusal(form, version) {
+        return refusal;
+    }
+    let id = form.get("client_id").map(String::as_str).unwrap_or("");
+    let secret = form.get("client_secret").map(String::as_str).unwrap_or("");
+    let exchanged = app.lock().entra_exchange(tenant, id, secret);
+    match exchanged {
+        Ok((token, seconds)) => entra_success(version, token, seconds),
+        Err(EntraRefusal::UnknownTenant) => respond::entra_error(
+            400,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        ),
+        Err(EntraRefusal::UnknownApplication) => respond::entra_error(
+            400,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{id}' was not found in the directory."),
+        ),
+        Err(EntraRefusal::BadSecret) => respond::entra_error(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+        ),
+    }
+}
+
+/// The requested audience must be Azure Databricks.
+fn target_refusal(form: &HashMap<String, String>, version: EntraVersion) -> Option<Response> {
+    let (given, ok) = match version {
+        EntraVersion::V2 => {
+            let scope = form.get("scope").map(String::as_str).unwrap_or("");
+            let ok = scope
+                .split(' ')
+                .any(|s| s == format!("{AZURE_DATABRICKS_RESOURCE}/.default"));
+            if !ok && !scope.ends_with("/.default") {
+                return Some(respond::entra_error(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    &format!(
+                        "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    ),
+                ));
+            }
+            (scope, ok)
+        }
+        EntraVersion::V1 => {
+            let resource = form.get("resource").map(String::as_str).unwrap_or("");
+            (resource, resource == AZURE_DATABRICKS_RESOURCE)
+        }
+    };
+    (!ok).then(|| {
+        respond::entra_error(
+            400,
+            "invalid_resource",
+            500011,
+            &format!("The resource principal named {given} was not found in the tenant."),
+        )
+    })
+}
+
+fn entra_success(version: EntraVersion, token: String, seconds: u64) -> Response {
+    match version {
+        EntraVersion::V2 => Json(json!({
+            "token_type": "Bearer",
+            "expires_in": seconds,
+            "ext_expires_in": seconds,
+            "access_token": token,
+        })),
+        EntraVersion::V1 => {
+            let now = now_ms() / 1000;
+            Json(json!({
+                "token_type": "Bearer",
+                "expires_in": seconds.to_string(),
+                "ext_expires_in": seconds.to_string(),
+                "expires_on": (now + seconds as i64).to_string(),
+                "not_before": now.to_string(),
+                "resource": AZURE_DATABRICKS_RESOURCE,
+                "access_token": token,
+            }))
+        }
+    }
+    .into_response()
+}
