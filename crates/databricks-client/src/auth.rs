@@ -11,7 +11,9 @@ use std::{
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::{Endpoint, Error, RequestObserver, SecretString, error::parse_retry_after, secret::scrub};
+use crate::{
+    Endpoint, Error, RequestObserver, SecretString, error::parse_retry_after, secret::scrub,
+};
 
 /// The Azure Databricks application id, the resource Entra tokens are requested for.
 pub const AZURE_DATABRICKS_SCOPE: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default";
@@ -24,9 +26,19 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub enum Credentials {
-    Pat { token: SecretString },
-    OAuthM2M { client_id: String, client_secret: SecretString },
-    AzureServicePrincipal { tenant_id: String, client_id: String, client_secret: SecretString, authority_host: String },
+    Pat {
+        token: SecretString,
+    },
+    OAuthM2M {
+        client_id: String,
+        client_secret: SecretString,
+    },
+    AzureServicePrincipal {
+        tenant_id: String,
+        client_id: String,
+        client_secret: SecretString,
+        authority_host: String,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -38,7 +50,12 @@ impl fmt::Debug for Credentials {
                 .field("client_id", client_id)
                 .field("client_secret", &"<redacted>")
                 .finish(),
-            Credentials::AzureServicePrincipal { tenant_id, client_id, authority_host, .. } => f
+            Credentials::AzureServicePrincipal {
+                tenant_id,
+                client_id,
+                authority_host,
+                ..
+            } => f
                 .debug_struct("AzureServicePrincipal")
                 .field("tenant_id", tenant_id)
                 .field("client_id", client_id)
@@ -79,12 +96,21 @@ struct Issuer {
     endpoint: Endpoint,
 }
 
-const DATABRICKS: Issuer = Issuer { name: "Databricks OAuth", endpoint: Endpoint::OAuthToken };
-const ENTRA: Issuer = Issuer { name: "Entra ID", endpoint: Endpoint::EntraToken };
+const DATABRICKS: Issuer = Issuer {
+    name: "Databricks OAuth",
+    endpoint: Endpoint::OAuthToken,
+};
+const ENTRA: Issuer = Issuer {
+    name: "Entra ID",
+    endpoint: Endpoint::EntraToken,
+};
 
 impl Authenticator {
     pub fn new(credentials: Credentials) -> Self {
-        Self { credentials, cache: Mutex::new(Cache::default()) }
+        Self {
+            credentials,
+            cache: Mutex::new(Cache::default()),
+        }
     }
 
     /// Whether bearer tokens come from an exchange (and can be refreshed after a 401/403).
@@ -117,7 +143,10 @@ impl Authenticator {
             return Ok(token.clone());
         }
         let (token, lifetime) = match &self.credentials {
-            Credentials::OAuthM2M { client_id, client_secret } => {
+            Credentials::OAuthM2M {
+                client_id,
+                client_secret,
+            } => {
                 let endpoint = match &cache.token_endpoint {
                     Some(e) => e.clone(),
                     None => {
@@ -132,8 +161,16 @@ impl Authenticator {
                     .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]);
                 exchange(request, &DATABRICKS, observer).await?
             }
-            Credentials::AzureServicePrincipal { tenant_id, client_id, client_secret, authority_host } => {
-                let url = format!("{}/{tenant_id}/oauth2/v2.0/token", authority_host.trim_end_matches('/'));
+            Credentials::AzureServicePrincipal {
+                tenant_id,
+                client_id,
+                client_secret,
+                authority_host,
+            } => {
+                let url = format!(
+                    "{}/{tenant_id}/oauth2/v2.0/token",
+                    authority_host.trim_end_matches('/')
+                );
                 let request = http.post(&url).form(&[
                     ("grant_type", "client_credentials"),
                     ("client_id", client_id.as_str()),
@@ -144,26 +181,41 @@ impl Authenticator {
             }
             Credentials::Pat { token } => return Ok(token.clone()),
         };
-        cache.token = Some((token.clone(), Instant::now() + lifetime - refresh_margin(lifetime)));
+        cache.token = Some((
+            token.clone(),
+            Instant::now() + lifetime - refresh_margin(lifetime),
+        ));
         Ok(token)
     }
 }
 
 /// 60 s, or half the lifetime of a token that lives less than two minutes.
 fn refresh_margin(lifetime: Duration) -> Duration {
-    if lifetime > REFRESH_MARGIN * 2 { REFRESH_MARGIN } else { lifetime / 2 }
+    if lifetime > REFRESH_MARGIN * 2 {
+        REFRESH_MARGIN
+    } else {
+        lifetime / 2
+    }
 }
 
 /// `GET {host}/oidc/.well-known/oauth-authorization-server` -> the token endpoint.
-async fn discover(http: &reqwest::Client, host: &str, observer: Option<&dyn RequestObserver>) -> Result<String, Error> {
-    let issuer = Issuer { name: "OIDC discovery", endpoint: Endpoint::OAuthToken };
+async fn discover(
+    http: &reqwest::Client,
+    host: &str,
+    observer: Option<&dyn RequestObserver>,
+) -> Result<String, Error> {
+    let issuer = Issuer {
+        name: "OIDC discovery",
+        endpoint: Endpoint::OAuthToken,
+    };
     let url = format!("{host}/oidc/.well-known/oauth-authorization-server");
     let (status, body) = send(http.get(&url), &issuer, observer).await?;
     if !status.is_success() {
         return Err(failure(&issuer, status, &body, None));
     }
-    let discovery: Discovery = serde_json::from_str(&body)
-        .map_err(|e| Error::AuthFlow { message: format!("OIDC discovery at {url} is unreadable: {e}") })?;
+    let discovery: Discovery = serde_json::from_str(&body).map_err(|e| Error::AuthFlow {
+        message: format!("OIDC discovery at {url} is unreadable: {e}"),
+    })?;
     Ok(discovery.token_endpoint)
 }
 
@@ -176,8 +228,9 @@ async fn exchange(
     if !status.is_success() {
         return Err(failure(issuer, status, &body, None));
     }
-    let token: AccessToken = serde_json::from_str(&body)
-        .map_err(|_| Error::AuthFlow { message: format!("{} token response is unreadable", issuer.name) })?;
+    let token: AccessToken = serde_json::from_str(&body).map_err(|_| Error::AuthFlow {
+        message: format!("{} token response is unreadable", issuer.name),
+    })?;
     let seconds = match &token.expires_in {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
         // Entra's v1 endpoint sends numbers as strings.
@@ -199,7 +252,10 @@ async fn send(
     let result = async {
         let response = request.send().await?;
         let status = response.status();
-        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).cloned();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .cloned();
         let body = response.text().await?;
         Ok::<_, reqwest::Error>((status, retry_after, body))
     }
@@ -218,7 +274,11 @@ async fn send(
         }
         Ok((status, _, body)) => Ok((status, body)),
         Err(e) => Err(Error::Transport {
-            message: scrub(&format!("{} request failed: {}", issuer.name, crate::client::describe(&e))),
+            message: scrub(&format!(
+                "{} request failed: {}",
+                issuer.name,
+                crate::client::describe(&e)
+            )),
             uncertain: false,
         }),
     }
@@ -226,23 +286,56 @@ async fn send(
 
 /// An unsuccessful answer of a token endpoint: an outage is retryable, a refusal is an
 /// [`Error::AuthFlow`] carrying the OAuth `error` / `error_description` (never a secret).
-fn failure(issuer: &Issuer, status: reqwest::StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+fn failure(
+    issuer: &Issuer,
+    status: reqwest::StatusCode,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Error {
     let detail: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let text = |key: &str| detail.get(key).and_then(|v| v.as_str()).unwrap_or("").trim().to_string();
+    let text = |key: &str| {
+        detail
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
     let (error, description) = (text("error"), text("error_description"));
     let summary = scrub(format!("{error} {description}").trim());
-    let message = format!("{} answered HTTP {}: {summary}", issuer.name, status.as_u16());
+    let message = format!(
+        "{} answered HTTP {}: {summary}",
+        issuer.name,
+        status.as_u16()
+    );
     match status.as_u16() {
-        429 => Error::RateLimited { code: "REQUEST_LIMIT_EXCEEDED".into(), message, retry_after },
+        429 => Error::RateLimited {
+            code: "REQUEST_LIMIT_EXCEEDED".into(),
+            message,
+            retry_after,
+        },
         s if status.is_server_error() => Error::Unavailable {
             status: s,
-            code: if s == 503 { "TEMPORARILY_UNAVAILABLE" } else { "INTERNAL_ERROR" }.into(),
+            code: if s == 503 {
+                "TEMPORARILY_UNAVAILABLE"
+            } else {
+                "INTERNAL_ERROR"
+            }
+            .into(),
             message,
             retry_after,
             uncertain: false,
         },
-        _ if error.is_empty() => Error::AuthFlow { message: message.trim_end_matches(": ").to_string() },
-        _ => Error::AuthFlow { message: format!("{} refused the client credentials (HTTP {}): {summary}", issuer.name, status.as_u16()) },
+        _ if error.is_empty() => Error::AuthFlow {
+            message: message.trim_end_matches(": ").to_string(),
+        },
+        _ => Error::AuthFlow {
+            message: format!(
+                "{} refused the client credentials (HTTP {}): {summary}",
+                issuer.name,
+                status.as_u16()
+            ),
+        },
     }
 }
 
@@ -253,8 +346,13 @@ mod tests {
     #[test]
     fn credentials_debug_never_shows_secrets() {
         let all = [
-            Credentials::Pat { token: "pat-value".into() },
-            Credentials::OAuthM2M { client_id: "id".into(), client_secret: "m2m-secret".into() },
+            Credentials::Pat {
+                token: "pat-value".into(),
+            },
+            Credentials::OAuthM2M {
+                client_id: "id".into(),
+                client_secret: "m2m-secret".into(),
+            },
             Credentials::AzureServicePrincipal {
                 tenant_id: "t".into(),
                 client_id: "id".into(),
@@ -273,8 +371,14 @@ mod tests {
 
     #[test]
     fn tokens_refresh_a_minute_early_or_at_half_life() {
-        assert_eq!(refresh_margin(Duration::from_secs(3600)), Duration::from_secs(60));
-        assert_eq!(refresh_margin(Duration::from_secs(100)), Duration::from_secs(50));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(100)),
+            Duration::from_secs(50)
+        );
         assert_eq!(refresh_margin(Duration::ZERO), Duration::ZERO);
     }
 
@@ -283,21 +387,37 @@ mod tests {
         let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
         let e = failure(&ENTRA, reqwest::StatusCode::UNAUTHORIZED, body, None);
         assert!(matches!(e, Error::AuthFlow { .. }), "{e:?}");
-        assert!(e.to_string().contains("invalid_client") && e.to_string().contains("AADSTS7000215"), "{e}");
+        assert!(
+            e.to_string().contains("invalid_client") && e.to_string().contains("AADSTS7000215"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_outage_of_the_token_endpoint_is_retryable() {
-        let e = failure(&DATABRICKS, reqwest::StatusCode::SERVICE_UNAVAILABLE, "", Some(Duration::from_secs(2)));
+        let e = failure(
+            &DATABRICKS,
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "",
+            Some(Duration::from_secs(2)),
+        );
         assert!(e.is_retryable() && !e.create_outcome_uncertain(), "{e:?}");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
-        let e = failure(&DATABRICKS, reqwest::StatusCode::TOO_MANY_REQUESTS, "", None);
+        let e = failure(
+            &DATABRICKS,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            "",
+            None,
+        );
         assert!(matches!(e, Error::RateLimited { .. }));
     }
 
     #[test]
     fn a_missing_discovery_document_is_an_auth_flow_error() {
-        let issuer = Issuer { name: "OIDC discovery", endpoint: Endpoint::OAuthToken };
+        let issuer = Issuer {
+            name: "OIDC discovery",
+            endpoint: Endpoint::OAuthToken,
+        };
         let e = failure(&issuer, reqwest::StatusCode::NOT_FOUND, "<html>", None);
         assert_eq!(e.to_string(), "AUTH_FLOW: OIDC discovery answered HTTP 404");
     }

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug, debug_span, field};
 
 use crate::{
-    ClientConfig, CreateTokenRequest, CreatedToken, CurrentUser, Endpoint, Error, ManagedTokenFilter, RequestObserver,
-    SecretString, TokenInfo,
+    ClientConfig, CreateTokenRequest, CreatedToken, CurrentUser, Endpoint, Error,
+    ManagedTokenFilter, RequestObserver, SecretString, TokenInfo,
     auth::Authenticator,
     error::parse_retry_after,
     limit::Limits,
@@ -39,7 +39,9 @@ struct Inner {
 
 impl fmt::Debug for WorkspaceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkspaceClient").field("host", &self.inner.host).finish_non_exhaustive()
+        f.debug_struct("WorkspaceClient")
+            .field("host", &self.inner.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,10 @@ struct Failed {
 
 impl From<Error> for Failed {
     fn from(error: Error) -> Self {
-        Failed { error, bearer: None }
+        Failed {
+            error,
+            bearer: None,
+        }
     }
 }
 
@@ -74,9 +79,14 @@ impl WorkspaceClient {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("databricks-token-operator/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "databricks-token-operator/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
-            .map_err(|e| Error::Config { message: format!("HTTP client: {e}") })?;
+            .map_err(|e| Error::Config {
+                message: format!("HTTP client: {e}"),
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -95,7 +105,12 @@ impl WorkspaceClient {
 
     /// `GET /api/2.0/preview/scim/v2/Me`: who the credentials authenticate as.
     pub async fn current_user(&self) -> Result<CurrentUser, Error> {
-        self.call(Call::read(Endpoint::CurrentUser, "/api/2.0/preview/scim/v2/Me", &[])).await
+        self.call(Call::read(
+            Endpoint::CurrentUser,
+            "/api/2.0/preview/scim/v2/Me",
+            &[],
+        ))
+        .await
     }
 
     /// `POST /api/2.0/token/create`: a token for the authenticated identity.
@@ -108,17 +123,27 @@ impl WorkspaceClient {
 
     /// `POST /api/2.0/token-management/on-behalf-of/tokens`: a token for a service principal
     /// (admin only).
-    pub async fn create_obo_token(&self, application_id: &str, request: &CreateTokenRequest) -> Result<CreatedToken, Error> {
+    pub async fn create_obo_token(
+        &self,
+        application_id: &str,
+        request: &CreateTokenRequest,
+    ) -> Result<CreatedToken, Error> {
         let mut body = serde_json::to_value(request).map_err(config_error)?;
         body["application_id"] = serde_json::Value::String(application_id.to_string());
-        let call = Call::create(Endpoint::OboCreate, "/api/2.0/token-management/on-behalf-of/tokens", body);
+        let call = Call::create(
+            Endpoint::OboCreate,
+            "/api/2.0/token-management/on-behalf-of/tokens",
+            body,
+        );
         let r: CreateTokenResponse = self.call(call).await?;
         Ok(r.into())
     }
 
     /// `GET /api/2.0/token/list`: the caller's valid tokens.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
-        let r: ListTokensResponse = self.call(Call::read(Endpoint::TokenList, "/api/2.0/token/list", &[])).await?;
+        let r: ListTokensResponse = self
+            .call(Call::read(Endpoint::TokenList, "/api/2.0/token/list", &[]))
+            .await?;
         Ok(r.token_infos)
     }
 
@@ -134,7 +159,10 @@ impl WorkspaceClient {
     }
 
     /// `GET /api/2.0/token-management/tokens`: every token of the workspace (admin only).
-    pub async fn list_managed_tokens(&self, filter: &ManagedTokenFilter) -> Result<Vec<TokenInfo>, Error> {
+    pub async fn list_managed_tokens(
+        &self,
+        filter: &ManagedTokenFilter,
+    ) -> Result<Vec<TokenInfo>, Error> {
         let mut query = Vec::new();
         if let Some(id) = filter.created_by_id {
             query.push(("created_by_id", id.to_string()));
@@ -142,21 +170,28 @@ impl WorkspaceClient {
         if let Some(name) = &filter.created_by_username {
             query.push(("created_by_username", name.clone()));
         }
-        let r: ListTokensResponse = self.call(Call::read(Endpoint::ManagedList, TOKEN_MANAGEMENT, &query)).await?;
+        let r: ListTokensResponse = self
+            .call(Call::read(Endpoint::ManagedList, TOKEN_MANAGEMENT, &query))
+            .await?;
         Ok(r.token_infos)
     }
 
     /// `GET /api/2.0/token-management/tokens/{id}` (admin only).
     pub async fn get_managed_token(&self, token_id: &str) -> Result<TokenInfo, Error> {
         let path = format!("{TOKEN_MANAGEMENT}/{}", encode_segment(token_id));
-        let r: GetTokenResponse = self.call(Call::read(Endpoint::ManagedGet, &path, &[])).await?;
+        let r: GetTokenResponse = self
+            .call(Call::read(Endpoint::ManagedGet, &path, &[]))
+            .await?;
         Ok(r.token_info)
     }
 
     /// `DELETE /api/2.0/token-management/tokens/{id}` (admin only).
     pub async fn delete_managed_token(&self, token_id: &str) -> Result<(), Error> {
         let path = format!("{TOKEN_MANAGEMENT}/{}", encode_segment(token_id));
-        let call = Call { method: Method::DELETE, ..Call::read(Endpoint::ManagedDelete, &path, &[]) };
+        let call = Call {
+            method: Method::DELETE,
+            ..Call::read(Endpoint::ManagedDelete, &path, &[])
+        };
         let _: serde_json::Value = self.call(call).await?;
         Ok(())
     }
@@ -169,22 +204,37 @@ impl WorkspaceClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let span = debug_span!("databricks_request", endpoint = call.endpoint.as_str(), attempt, status = field::Empty);
+            let span = debug_span!(
+                "databricks_request",
+                endpoint = call.endpoint.as_str(),
+                attempt,
+                status = field::Empty
+            );
             let Failed { error, bearer } = match self.attempt(&call).instrument(span).await {
                 Ok(text) => return decode(&call, &text),
                 Err(failed) => failed,
             };
             // An exchanged token can be revoked before it expires: drop it and try once more.
             // Safe for creates too: the server refused the request before acting on it.
-            if matches!(error, Error::Unauthenticated { .. }) && inner.auth.exchanges() && !refreshed_auth {
+            if matches!(error, Error::Unauthenticated { .. })
+                && inner.auth.exchanges()
+                && !refreshed_auth
+            {
                 if let Some(rejected) = &bearer {
                     inner.auth.invalidate(rejected).await;
                 }
                 refreshed_auth = true;
-                debug!(endpoint = call.endpoint.as_str(), attempt, "access token refused; exchanging again");
+                debug!(
+                    endpoint = call.endpoint.as_str(),
+                    attempt, "access token refused; exchanging again"
+                );
                 continue;
             }
-            let Some(delay) = inner.retry.next_delay(call.safety, &error, attempt, started.elapsed()) else {
+            let Some(delay) =
+                inner
+                    .retry
+                    .next_delay(call.safety, &error, attempt, started.elapsed())
+            else {
                 debug!(
                     endpoint = call.endpoint.as_str(),
                     attempt,
@@ -209,8 +259,14 @@ impl WorkspaceClient {
     async fn attempt(&self, call: &Call<'_>) -> Result<String, Failed> {
         let inner = &self.inner;
         let _permit = inner.limits.admit().await?;
-        let bearer = inner.auth.bearer(&inner.http, &inner.host, inner.observer.as_deref()).await?;
-        let failed = |error: Error| Failed { error, bearer: Some(bearer.clone()) };
+        let bearer = inner
+            .auth
+            .bearer(&inner.http, &inner.host, inner.observer.as_deref())
+            .await?;
+        let failed = |error: Error| Failed {
+            error,
+            bearer: Some(bearer.clone()),
+        };
         let mut request = inner
             .http
             .request(call.method.clone(), format!("{}{}", inner.host, call.path))
@@ -230,7 +286,10 @@ impl WorkspaceClient {
                 // Only a connection that never opened certainly did not reach the server.
                 let uncertain = creating && !(e.is_connect() || e.is_builder());
                 debug!(uncertain, timeout = e.is_timeout(), "transport error");
-                return Err(failed(Error::Transport { message: describe(&e), uncertain }));
+                return Err(failed(Error::Transport {
+                    message: describe(&e),
+                    uncertain,
+                }));
             }
         };
         let status = response.status();
@@ -246,11 +305,17 @@ impl WorkspaceClient {
                 self.observe(call.endpoint, "transport", sent_at);
                 // The status line came back, so the server had the request: it may have acted.
                 debug!(uncertain = creating, "response body lost");
-                return Err(failed(Error::Transport { message: describe(&e), uncertain: creating }));
+                return Err(failed(Error::Transport {
+                    message: describe(&e),
+                    uncertain: creating,
+                }));
             }
         };
         self.observe(call.endpoint, status.as_str(), sent_at);
-        debug!(elapsed_ms = sent_at.elapsed().as_millis() as u64, "response");
+        debug!(
+            elapsed_ms = sent_at.elapsed().as_millis() as u64,
+            "response"
+        );
         if status.is_success() {
             return Ok(text);
         }
@@ -271,11 +336,25 @@ impl WorkspaceClient {
 
 impl<'a> Call<'a> {
     fn read(endpoint: Endpoint, path: &'a str, query: &'a [(&'a str, String)]) -> Self {
-        Call { endpoint, method: Method::GET, path, query, body: None, safety: Safety::Idempotent }
+        Call {
+            endpoint,
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+            safety: Safety::Idempotent,
+        }
     }
 
     fn create(endpoint: Endpoint, path: &'a str, body: serde_json::Value) -> Self {
-        Call { endpoint, method: Method::POST, path, query: &[], body: Some(body), safety: Safety::Create }
+        Call {
+            endpoint,
+            method: Method::POST,
+            path,
+            query: &[],
+            body: Some(body),
+            safety: Safety::Create,
+        }
     }
 }
 
@@ -293,14 +372,23 @@ fn decode<T: DeserializeOwned>(call: &Call<'_>, text: &str) -> Result<T, Error> 
             e.column()
         );
         match call.safety {
-            Safety::Create => Error::Transport { message, uncertain: true },
-            Safety::Idempotent => Error::Other { status: 200, code: "UNREADABLE_RESPONSE".into(), message },
+            Safety::Create => Error::Transport {
+                message,
+                uncertain: true,
+            },
+            Safety::Idempotent => Error::Other {
+                status: 200,
+                code: "UNREADABLE_RESPONSE".into(),
+                message,
+            },
         }
     })
 }
 
 fn config_error(e: serde_json::Error) -> Error {
-    Error::Config { message: e.to_string() }
+    Error::Config {
+        message: e.to_string(),
+    }
 }
 
 /// A reqwest error with its causes, the URL shortened to its path, scrubbed.
@@ -338,16 +426,29 @@ mod tests {
     #[test]
     fn plain_http_hosts_are_refused_without_the_flag() {
         let creds = Credentials::Pat { token: "x".into() };
-        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone())).unwrap_err();
+        let err = WorkspaceClient::new(ClientConfig::new("http://127.0.0.1:1", creds.clone()))
+            .unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
-        let config = ClientConfig { allow_http: true, ..ClientConfig::new("http://127.0.0.1:1/", creds) };
-        assert_eq!(WorkspaceClient::new(config).unwrap().host(), "http://127.0.0.1:1");
+        let config = ClientConfig {
+            allow_http: true,
+            ..ClientConfig::new("http://127.0.0.1:1/", creds)
+        };
+        assert_eq!(
+            WorkspaceClient::new(config).unwrap().host(),
+            "http://127.0.0.1:1"
+        );
     }
 
     #[test]
     fn zero_concurrency_is_a_config_error() {
-        let config = ClientConfig { max_concurrency: 0, ..ClientConfig::new("https://h", Credentials::Pat { token: "x".into() }) };
-        assert!(matches!(WorkspaceClient::new(config), Err(Error::Config { .. })));
+        let config = ClientConfig {
+            max_concurrency: 0,
+            ..ClientConfig::new("https://h", Credentials::Pat { token: "x".into() })
+        };
+        assert!(matches!(
+            WorkspaceClient::new(config),
+            Err(Error::Config { .. })
+        ));
     }
 
     #[test]
@@ -361,11 +462,17 @@ mod tests {
     fn an_unreadable_create_response_is_uncertain_and_quotes_nothing() {
         let token = format!("dapi{}", "1".repeat(32));
         let body = format!(r#"{{"token_value": 5, "oops": "{token}"}}"#);
-        let call = Call::create(Endpoint::TokenCreate, "/api/2.0/token/create", serde_json::json!({}));
+        let call = Call::create(
+            Endpoint::TokenCreate,
+            "/api/2.0/token/create",
+            serde_json::json!({}),
+        );
         let e = decode::<CreateTokenResponse>(&call, &body).err().unwrap();
         assert!(e.create_outcome_uncertain(), "{e:?}");
         assert!(!e.to_string().contains(&token));
-        let e = decode::<CreateTokenResponse>(&call, r#"{"token_value": "abc"}"#).err().unwrap();
+        let e = decode::<CreateTokenResponse>(&call, r#"{"token_value": "abc"}"#)
+            .err()
+            .unwrap();
         assert!(e.create_outcome_uncertain());
     }
 
@@ -380,6 +487,9 @@ mod tests {
     #[test]
     fn an_empty_success_body_is_an_empty_object() {
         let call = Call::read(Endpoint::TokenDelete, "/api/2.0/token/delete", &[]);
-        assert_eq!(decode::<serde_json::Value>(&call, "").unwrap(), serde_json::json!({}));
+        assert_eq!(
+            decode::<serde_json::Value>(&call, "").unwrap(),
+            serde_json::json!({})
+        );
     }
 }

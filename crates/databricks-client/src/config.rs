@@ -78,7 +78,11 @@ impl ClientConfig {
     /// The host without a trailing slash, if it is a URL this client may talk to.
     pub(crate) fn checked_host(&self) -> Result<String, Error> {
         let host = self.host.trim().trim_end_matches('/').to_string();
-        let refuse = |why: &str| Err(Error::Config { message: format!("host {host:?} {why}") });
+        let refuse = |why: &str| {
+            Err(Error::Config {
+                message: format!("host {host:?} {why}"),
+            })
+        };
         let url = match reqwest::Url::parse(&host) {
             Ok(url) => url,
             Err(e) => return refuse(&format!("is not a URL: {e}")),
@@ -86,13 +90,21 @@ impl ClientConfig {
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => return refuse("uses plain http; only https is allowed unless the insecure flag is set"),
+            "http" => {
+                return refuse(
+                    "uses plain http; only https is allowed unless the insecure flag is set",
+                );
+            }
             _ => return refuse("must be an https:// URL"),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return refuse("has no host name");
         }
-        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return refuse("must not carry credentials, a query or a fragment");
         }
         Ok(host)
@@ -119,7 +131,10 @@ mod tests {
     use super::*;
 
     fn config(host: &str, allow_http: bool) -> ClientConfig {
-        ClientConfig { allow_http, ..ClientConfig::new(host, Credentials::Pat { token: "x".into() }) }
+        ClientConfig {
+            allow_http,
+            ..ClientConfig::new(host, Credentials::Pat { token: "x".into() })
+        }
     }
 
     #[test]
@@ -133,20 +148,37 @@ mod tests {
 
     #[test]
     fn plain_http_needs_the_flag() {
-        let err = config("http://127.0.0.1:1", false).checked_host().unwrap_err();
+        let err = config("http://127.0.0.1:1", false)
+            .checked_host()
+            .unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
         assert!(err.to_string().contains("insecure"), "{err}");
-        assert_eq!(config("http://127.0.0.1:1/", true).checked_host().unwrap(), "http://127.0.0.1:1");
+        assert_eq!(
+            config("http://127.0.0.1:1/", true).checked_host().unwrap(),
+            "http://127.0.0.1:1"
+        );
     }
 
     #[test]
     fn https_hosts_lose_their_trailing_slash() {
-        assert_eq!(config(" https://adb-1.2.azuredatabricks.net/ ", false).checked_host().unwrap(), "https://adb-1.2.azuredatabricks.net");
+        assert_eq!(
+            config(" https://adb-1.2.azuredatabricks.net/ ", false)
+                .checked_host()
+                .unwrap(),
+            "https://adb-1.2.azuredatabricks.net"
+        );
     }
 
     #[test]
     fn malformed_hosts_are_refused() {
-        for host in ["", "adb-1.azuredatabricks.net", "ftp://h", "https://", "https://u:p@h", "https://h?x=1"] {
+        for host in [
+            "",
+            "adb-1.azuredatabricks.net",
+            "ftp://h",
+            "https://",
+            "https://u:p@h",
+            "https://h?x=1",
+        ] {
             assert!(config(host, true).checked_host().is_err(), "{host}");
         }
     }
@@ -154,12 +186,20 @@ mod tests {
     #[test]
     fn config_debug_hides_credentials() {
         let all = [
-            Credentials::Pat { token: "pat-secret".into() },
-            Credentials::OAuthM2M { client_id: "id".into(), client_secret: "pat-secret".into() },
+            Credentials::Pat {
+                token: "pat-secret".into(),
+            },
+            Credentials::OAuthM2M {
+                client_id: "id".into(),
+                client_secret: "pat-secret".into(),
+            },
         ];
         for credentials in all {
             let text = format!("{:?}", ClientConfig::new("https://h", credentials));
-            assert!(!text.contains("pat-secret") && text.contains("<redacted>"), "{text}");
+            assert!(
+                !text.contains("pat-secret") && text.contains("<redacted>"),
+                "{text}"
+            );
         }
     }
 }

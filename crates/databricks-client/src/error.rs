@@ -27,10 +27,20 @@ pub enum Error {
     #[error("{code}: {message}")]
     QuotaExceeded { code: String, message: String },
     #[error("{code}: {message}")]
-    RateLimited { code: String, message: String, retry_after: Option<Duration> },
+    RateLimited {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// HTTP 500/502/503/504. `uncertain`: a create that may have been carried out.
     #[error("{code} (HTTP {status}): {message}")]
-    Unavailable { status: u16, code: String, message: String, retry_after: Option<Duration>, uncertain: bool },
+    Unavailable {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+        uncertain: bool,
+    },
     /// No usable HTTP response. `uncertain`: a create whose request may have reached the server.
     #[error("TRANSPORT: {message}")]
     Transport { message: String, uncertain: bool },
@@ -40,7 +50,11 @@ pub enum Error {
     #[error("CONFIG: {message}")]
     Config { message: String },
     #[error("{code} (HTTP {status}): {message}")]
-    Other { status: u16, code: String, message: String },
+    Other {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -76,20 +90,34 @@ impl Error {
     /// Worth trying again later (the same request may succeed). For a create whose outcome is
     /// uncertain, "later" means after looking for the token it may have minted.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Transport { .. })
+        matches!(
+            self,
+            Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Transport { .. }
+        )
     }
 
     /// The server's requested delay (Retry-After header or google.rpc RetryInfo).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => *retry_after,
+            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
 
     /// A create that may have been carried out although no token came back.
     pub fn create_outcome_uncertain(&self) -> bool {
-        matches!(self, Error::Unavailable { uncertain: true, .. } | Error::Transport { uncertain: true, .. })
+        matches!(
+            self,
+            Error::Unavailable {
+                uncertain: true,
+                ..
+            } | Error::Transport {
+                uncertain: true,
+                ..
+            }
+        )
     }
 
     /// Map an HTTP error response to a typed error.
@@ -113,10 +141,15 @@ impl Error {
             (400, "INVALID_PARAMETER_VALUE") if is_lifetime_limit(&message) => {
                 Error::LifetimeExceeded { code, message }
             }
-            (_, "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND") | (404, _) => Error::NotFound { code, message },
-            (_, "REQUEST_LIMIT_EXCEEDED" | "RESOURCE_EXHAUSTED" | "TOO_MANY_REQUESTS") | (429, _) => {
-                Error::RateLimited { code, message, retry_after }
+            (_, "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND") | (404, _) => {
+                Error::NotFound { code, message }
             }
+            (_, "REQUEST_LIMIT_EXCEEDED" | "RESOURCE_EXHAUSTED" | "TOO_MANY_REQUESTS")
+            | (429, _) => Error::RateLimited {
+                code,
+                message,
+                retry_after,
+            },
             (_, "UNAUTHENTICATED") | (401, _) => Error::Unauthenticated { code, message },
             // Legacy: an invalid or expired bearer is a 403 with a numeric code.
             (403, _) if numeric || message.contains("Invalid access token") => {
@@ -124,10 +157,18 @@ impl Error {
             }
             (_, "PERMISSION_DENIED") | (403, _) => Error::PermissionDenied { code, message },
             (400, _) => Error::InvalidParameter { code, message },
-            (500 | 502 | 503 | 504, _) => {
-                Error::Unavailable { status, code, message, retry_after, uncertain: false }
-            }
-            _ => Error::Other { status, code, message },
+            (500 | 502 | 503 | 504, _) => Error::Unavailable {
+                status,
+                code,
+                message,
+                retry_after,
+                uncertain: false,
+            },
+            _ => Error::Other {
+                status,
+                code,
+                message,
+            },
         }
     }
 }
@@ -181,7 +222,8 @@ fn retry_info(details: &[serde_json::Value]) -> Option<Duration> {
             }
             _ => return None,
         };
-        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+        (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
     })
 }
 
@@ -245,7 +287,10 @@ mod tests {
             (504, "DEADLINE_EXCEEDED", "Unavailable"),
         ];
         for (status, code, expected) in cases {
-            let e = map(status, &format!(r#"{{"error_code":"{code}","message":"m"}}"#));
+            let e = map(
+                status,
+                &format!(r#"{{"error_code":"{code}","message":"m"}}"#),
+            );
             assert_eq!(kind(&e), expected, "{status} {code}");
             assert_eq!(e.error_code(), code);
         }
@@ -253,7 +298,10 @@ mod tests {
 
     #[test]
     fn numeric_403_invalid_token_is_unauthenticated() {
-        let e = map(403, r#"{"error_code":403,"message":"Invalid access token."}"#);
+        let e = map(
+            403,
+            r#"{"error_code":403,"message":"Invalid access token."}"#,
+        );
         assert_eq!(kind(&e), "Unauthenticated");
         assert_eq!(e.error_code(), "403");
         assert!(!e.is_retryable());
@@ -267,7 +315,10 @@ mod tests {
 
     #[test]
     fn string_permission_denied_on_403_stays_permission_denied() {
-        let e = map(403, r#"{"error_code":"PERMISSION_DENIED","message":"Only Admins can access token management APIs."}"#);
+        let e = map(
+            403,
+            r#"{"error_code":"PERMISSION_DENIED","message":"Only Admins can access token management APIs."}"#,
+        );
         assert_eq!(kind(&e), "PermissionDenied");
     }
 
@@ -291,13 +342,19 @@ mod tests {
 
     #[test]
     fn lifetime_over_the_maximum_is_its_own_kind() {
-        let e = map(400, r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"Token lifetime exceeds the maximum lifetime of 730 days"}"#);
+        let e = map(
+            400,
+            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"Token lifetime exceeds the maximum lifetime of 730 days"}"#,
+        );
         assert_eq!(kind(&e), "LifetimeExceeded");
     }
 
     #[test]
     fn other_lifetime_complaints_stay_invalid_parameter() {
-        let e = map(400, r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"lifetime_seconds must be a positive number of seconds"}"#);
+        let e = map(
+            400,
+            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"lifetime_seconds must be a positive number of seconds"}"#,
+        );
         assert_eq!(kind(&e), "InvalidParameter");
     }
 
@@ -320,9 +377,18 @@ mod tests {
 
     #[test]
     fn display_has_code_and_message() {
-        let e = map(404, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"No valid token with ID abc found."}"#);
-        assert_eq!(e.to_string(), "RESOURCE_DOES_NOT_EXIST: No valid token with ID abc found.");
-        let e = map(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"later"}"#);
+        let e = map(
+            404,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"No valid token with ID abc found."}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "RESOURCE_DOES_NOT_EXIST: No valid token with ID abc found."
+        );
+        let e = map(
+            503,
+            r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"later"}"#,
+        );
         assert_eq!(e.to_string(), "TEMPORARILY_UNAVAILABLE (HTTP 503): later");
     }
 
@@ -340,9 +406,15 @@ mod tests {
     #[test]
     fn retry_info_in_details_is_a_retry_hint() {
         let body = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"x"},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":"3.5s"}]}"#;
-        assert_eq!(map(503, body).retry_after(), Some(Duration::from_millis(3_500)));
+        assert_eq!(
+            map(503, body).retry_after(),
+            Some(Duration::from_millis(3_500))
+        );
         let body = r#"{"error_code":"RESOURCE_EXHAUSTED","message":"m","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":{"seconds":"2","nanos":500000000}}]}"#;
-        assert_eq!(map(429, body).retry_after(), Some(Duration::from_millis(2_500)));
+        assert_eq!(
+            map(429, body).retry_after(),
+            Some(Duration::from_millis(2_500))
+        );
     }
 
     #[test]
@@ -361,7 +433,10 @@ mod tests {
     #[test]
     fn messages_are_scrubbed_of_token_values() {
         let token = format!("dapi{}", "0f".repeat(16));
-        let e = map(400, &format!(r#"{{"error_code":"BAD_REQUEST","message":"bad {token}"}}"#));
+        let e = map(
+            400,
+            &format!(r#"{{"error_code":"BAD_REQUEST","message":"bad {token}"}}"#),
+        );
         assert!(!e.to_string().contains(&token));
         assert!(!format!("{e:?}").contains(&token));
         let e = map(502, &format!("<html>Authorization: Bearer {token}</html>"));
@@ -370,7 +445,10 @@ mod tests {
 
     #[test]
     fn only_uncertain_creates_say_so() {
-        let e = Error::Transport { message: "reset".into(), uncertain: true };
+        let e = Error::Transport {
+            message: "reset".into(),
+            uncertain: true,
+        };
         assert!(e.create_outcome_uncertain());
         assert!(!map(503, "{}").create_outcome_uncertain());
         assert!(!map(429, "{}").create_outcome_uncertain());
@@ -384,6 +462,11 @@ mod tests {
         for status in [400, 401, 403, 404, 409, 501] {
             assert!(!map(status, "{}").is_retryable(), "{status}");
         }
-        assert!(!Error::AuthFlow { message: "x".into() }.is_retryable());
+        assert!(
+            !Error::AuthFlow {
+                message: "x".into()
+            }
+            .is_retryable()
+        );
     }
 }

@@ -20,15 +20,21 @@ pub(crate) struct Limits {
 impl Limits {
     pub fn new(max_concurrency: usize, requests_per_second: f64) -> Result<Self, Error> {
         if max_concurrency == 0 {
-            return Err(Error::Config { message: "max_concurrency must be at least 1".into() });
+            return Err(Error::Config {
+                message: "max_concurrency must be at least 1".into(),
+            });
         }
         if !(requests_per_second.is_finite() && requests_per_second > 0.0) {
-            return Err(Error::Config { message: "requests_per_second must be a positive number".into() });
+            return Err(Error::Config {
+                message: "requests_per_second must be a positive number".into(),
+            });
         }
         let rps = requests_per_second.clamp(0.001, 1_000_000.0);
         let burst = NonZeroU32::new(rps.ceil() as u32).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rps))
-            .ok_or_else(|| Error::Config { message: "requests_per_second is too large".into() })?
+            .ok_or_else(|| Error::Config {
+                message: "requests_per_second is too large".into(),
+            })?
             .allow_burst(burst);
         Ok(Self {
             in_flight: Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS)),
@@ -39,11 +45,9 @@ impl Limits {
 
     /// Wait for a concurrency slot, then for the bucket. The slot is held until the permit drops.
     pub async fn admit(&self) -> Result<SemaphorePermit<'_>, Error> {
-        let permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| Error::Config { message: "client is shut down".into() })?;
+        let permit = self.in_flight.acquire().await.map_err(|_| Error::Config {
+            message: "client is shut down".into(),
+        })?;
         let _turn = self.bucket_queue.lock().await;
         self.bucket.until_ready().await;
         Ok(permit)
@@ -73,7 +77,9 @@ mod tests {
     #[test]
     fn the_bucket_allows_one_second_of_burst_then_refuses() {
         let limits = Limits::new(8, 5.0).unwrap();
-        let admitted = (0..20).take_while(|_| limits.bucket.check().is_ok()).count();
+        let admitted = (0..20)
+            .take_while(|_| limits.bucket.check().is_ok())
+            .count();
         assert_eq!(admitted, 5);
     }
 
@@ -92,7 +98,11 @@ mod tests {
             drop(limits.admit().await.unwrap());
         }
         // 20 at once, then 10 more at 20/s: at least 0.5 s (a lower bound, safe on slow machines).
-        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,17 +63,26 @@ impl RetryPolicy {
         if let Some(d) = server_delay {
             return d;
         }
-        self.ceiling(attempt).mul_f64(rand::rng().random_range(0.0..=1.0))
+        self.ceiling(attempt)
+            .mul_f64(rand::rng().random_range(0.0..=1.0))
     }
 
     fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
     }
 
     /// After failed attempt number `attempt`, `elapsed` since the first began: how long to
     /// wait before the next, or None to give up and return the error.
-    pub(crate) fn next_delay(&self, safety: Safety, error: &Error, attempt: u32, elapsed: Duration) -> Option<Duration> {
+    pub(crate) fn next_delay(
+        &self,
+        safety: Safety,
+        error: &Error,
+        attempt: u32,
+        elapsed: Duration,
+    ) -> Option<Duration> {
         if !may_repeat(safety, error) || attempt >= self.max_attempts {
             return None;
         }
@@ -106,11 +115,18 @@ mod tests {
     }
 
     fn rate_limited(retry_after: Option<Duration>) -> Error {
-        Error::RateLimited { code: "REQUEST_LIMIT_EXCEEDED".into(), message: "m".into(), retry_after }
+        Error::RateLimited {
+            code: "REQUEST_LIMIT_EXCEEDED".into(),
+            message: "m".into(),
+            retry_after,
+        }
     }
 
     fn transport(uncertain: bool) -> Error {
-        Error::Transport { message: "m".into(), uncertain }
+        Error::Transport {
+            message: "m".into(),
+            uncertain,
+        }
     }
 
     #[test]
@@ -138,7 +154,10 @@ mod tests {
     #[test]
     fn the_server_delay_wins() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]
@@ -165,26 +184,52 @@ mod tests {
 
     #[test]
     fn permanent_errors_never_repeat() {
-        let e = Error::NotFound { code: "RESOURCE_DOES_NOT_EXIST".into(), message: "m".into() };
+        let e = Error::NotFound {
+            code: "RESOURCE_DOES_NOT_EXIST".into(),
+            message: "m".into(),
+        };
         assert!(!may_repeat(Safety::Idempotent, &e));
-        assert!(!may_repeat(Safety::Idempotent, &Error::AuthFlow { message: "m".into() }));
+        assert!(!may_repeat(
+            Safety::Idempotent,
+            &Error::AuthFlow {
+                message: "m".into()
+            }
+        ));
     }
 
     #[test]
     fn attempts_are_capped() {
         let p = RetryPolicy::default();
         let e = unavailable(false);
-        assert!(p.next_delay(Safety::Idempotent, &e, 4, Duration::ZERO).is_some());
-        assert!(p.next_delay(Safety::Idempotent, &e, 5, Duration::ZERO).is_none());
+        assert!(
+            p.next_delay(Safety::Idempotent, &e, 4, Duration::ZERO)
+                .is_some()
+        );
+        assert!(
+            p.next_delay(Safety::Idempotent, &e, 5, Duration::ZERO)
+                .is_none()
+        );
     }
 
     #[test]
     fn no_retry_starts_after_the_deadline() {
-        let p = RetryPolicy { overall_deadline: Duration::from_secs(10), ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            overall_deadline: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        };
         let e = rate_limited(Some(Duration::from_secs(3)));
-        assert_eq!(p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(7)), Some(Duration::from_secs(3)));
-        assert_eq!(p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(8)), None);
+        assert_eq!(
+            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(7)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(8)),
+            None
+        );
         let far = rate_limited(Some(Duration::from_secs(60)));
-        assert_eq!(p.next_delay(Safety::Idempotent, &far, 1, Duration::ZERO), None);
+        assert_eq!(
+            p.next_delay(Safety::Idempotent, &far, 1, Duration::ZERO),
+            None
+        );
     }
 }

@@ -50,7 +50,9 @@ pub fn scrub(text: &str) -> String {
         } else if let Some(prefix_len) = bearer_prefix_len(rest) {
             out.push_str(&rest[..prefix_len]);
             out.push_str("<redacted>");
-            let value_len = rest[prefix_len..].find(|c: char| !is_token68(c)).unwrap_or(rest.len() - prefix_len);
+            let value_len = rest[prefix_len..]
+                .find(|c: char| !is_token68(c))
+                .unwrap_or(rest.len() - prefix_len);
             rest = &rest[prefix_len + value_len..];
         } else {
             out.push(ch);
@@ -103,8 +105,14 @@ mod tests {
     #[test]
     fn scrub_removes_bearer_values() {
         let text = "header was Authorization: Bearer eyJabc.def-ghi end; bearer  spaced";
-        assert_eq!(scrub(text), "header was Authorization: Bearer <redacted> end; bearer  spaced");
-        assert_eq!(scrub(r#"{"h":"Bearer xyz"}"#), r#"{"h":"Bearer <redacted>"}"#);
+        assert_eq!(
+            scrub(text),
+            "header was Authorization: Bearer <redacted> end; bearer  spaced"
+        );
+        assert_eq!(
+            scrub(r#"{"h":"Bearer xyz"}"#),
+            r#"{"h":"Bearer <redacted>"}"#
+        );
     }
 
     #[test]

@@ -51,13 +51,19 @@ pub struct CreatedToken {
 
 impl fmt::Debug for CreatedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreatedToken").field("value", &"<redacted>").field("info", &self.info).finish()
+        f.debug_struct("CreatedToken")
+            .field("value", &"<redacted>")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
 impl From<CreateTokenResponse> for CreatedToken {
     fn from(r: CreateTokenResponse) -> Self {
-        CreatedToken { value: SecretString::from(r.token_value), info: r.token_info }
+        CreatedToken {
+            value: SecretString::from(r.token_value),
+            info: r.token_info,
+        }
     }
 }
 
@@ -127,6 +133,9 @@ mod tests {
             info: serde_json::from_str(r#"{"token_id":"t"}"#).unwrap(),
         };
         let text = format!("{t:?}");
-        assert!(!text.contains("the-value") && text.contains("<redacted>"), "{text}");
+        assert!(
+            !text.contains("the-value") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 }

@@ -13,10 +13,18 @@ use serde_json::json;
 use crate::support::{Reply, StubRequest, client, config, emulator, eventually, stub};
 
 fn m2m(client_id: &str, client_secret: &str) -> Credentials {
-    Credentials::OAuthM2M { client_id: client_id.into(), client_secret: client_secret.to_string().into() }
+    Credentials::OAuthM2M {
+        client_id: client_id.into(),
+        client_secret: client_secret.to_string().into(),
+    }
 }
 
-fn entra(emulator_or_authority: &str, tenant_id: &str, client_id: &str, client_secret: &str) -> Credentials {
+fn entra(
+    emulator_or_authority: &str,
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> Credentials {
     Credentials::AzureServicePrincipal {
         tenant_id: tenant_id.into(),
         client_id: client_id.into(),
@@ -26,24 +34,52 @@ fn entra(emulator_or_authority: &str, tenant_id: &str, client_id: &str, client_s
 }
 
 fn request(comment: &str) -> CreateTokenRequest {
-    CreateTokenRequest { lifetime_seconds: Some(600), comment: Some(comment.into()), scopes: None }
+    CreateTokenRequest {
+        lifetime_seconds: Some(600),
+        comment: Some(comment.into()),
+        scopes: None,
+    }
 }
 
 fn entra_app(emulator: &EmulatorHandle, tenant: &str) -> (String, Credentials) {
     let sp = emulator.add_service_principal("azure-sp", false);
     let app = emulator.add_entra_app(tenant, &sp.application_id);
-    (sp.application_id, entra(&emulator.entra_authority(), &app.tenant_id, &app.client_id, &app.client_secret))
+    (
+        sp.application_id,
+        entra(
+            &emulator.entra_authority(),
+            &app.tenant_id,
+            &app.client_id,
+            &app.client_secret,
+        ),
+    )
 }
 
 #[tokio::test]
 async fn oauth_m2m_service_principal_mints_and_lists_its_tokens() {
     let emulator = emulator().await;
     let sp = emulator.add_service_principal("operator", false);
-    let c = client(config(&emulator.base_url(), m2m(&sp.application_id, &sp.client_secret)));
-    assert_eq!(c.current_user().await.unwrap().user_name.as_deref(), Some(sp.application_id.as_str()));
+    let c = client(config(
+        &emulator.base_url(),
+        m2m(&sp.application_id, &sp.client_secret),
+    ));
+    assert_eq!(
+        c.current_user().await.unwrap().user_name.as_deref(),
+        Some(sp.application_id.as_str())
+    );
     let created = c.create_token(&request("m2m")).await.unwrap();
-    assert!(c.list_tokens().await.unwrap().iter().any(|t| t.token_id == created.info.token_id));
-    let live = emulator.live_tokens().into_iter().find(|t| t.token_id == created.info.token_id).unwrap();
+    assert!(
+        c.list_tokens()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.token_id == created.info.token_id)
+    );
+    let live = emulator
+        .live_tokens()
+        .into_iter()
+        .find(|t| t.token_id == created.info.token_id)
+        .unwrap();
     assert_eq!(live.owner_id, sp.id);
 }
 
@@ -51,7 +87,10 @@ async fn oauth_m2m_service_principal_mints_and_lists_its_tokens() {
 async fn oauth_m2m_with_a_wrong_secret_is_an_auth_flow_error() {
     let emulator = emulator().await;
     let sp = emulator.add_service_principal("operator", false);
-    let c = client(config(&emulator.base_url(), m2m(&sp.application_id, "wrong-secret-value")));
+    let c = client(config(
+        &emulator.base_url(),
+        m2m(&sp.application_id, "wrong-secret-value"),
+    ));
     let err = c.list_tokens().await.unwrap_err();
     assert!(matches!(err, Error::AuthFlow { .. }), "{err:?}");
     assert!(err.to_string().contains("invalid_client"), "{err}");
@@ -67,7 +106,10 @@ async fn entra_service_principal_mints_its_own_token() {
     let emulator = emulator().await;
     let (application_id, credentials) = entra_app(&emulator, "tenant-1");
     let c = client(config(&emulator.base_url(), credentials));
-    assert_eq!(c.current_user().await.unwrap().user_name.as_deref(), Some(application_id.as_str()));
+    assert_eq!(
+        c.current_user().await.unwrap().user_name.as_deref(),
+        Some(application_id.as_str())
+    );
     let created = c.create_token(&request("entra")).await.unwrap();
     assert!(emulator.accepts(created.value.expose()));
     assert_eq!(emulator.stats().count("entra/token"), 1);
@@ -78,10 +120,21 @@ async fn entra_with_a_wrong_secret_is_an_auth_flow_error() {
     let emulator = emulator().await;
     let sp = emulator.add_service_principal("azure-sp", false);
     let app = emulator.add_entra_app("tenant-1", &sp.application_id);
-    let credentials = entra(&emulator.entra_authority(), "tenant-1", &app.client_id, "not-the-secret");
-    let err = client(config(&emulator.base_url(), credentials)).current_user().await.unwrap_err();
+    let credentials = entra(
+        &emulator.entra_authority(),
+        "tenant-1",
+        &app.client_id,
+        "not-the-secret",
+    );
+    let err = client(config(&emulator.base_url(), credentials))
+        .current_user()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AuthFlow { .. }), "{err:?}");
-    assert!(err.to_string().contains("invalid_client") && err.to_string().contains("AADSTS"), "{err}");
+    assert!(
+        err.to_string().contains("invalid_client") && err.to_string().contains("AADSTS"),
+        "{err}"
+    );
     assert!(!err.to_string().contains("not-the-secret"));
     assert_eq!(emulator.stats().count("scim/me"), 0);
 }
@@ -91,8 +144,16 @@ async fn entra_with_the_wrong_tenant_is_an_auth_flow_error() {
     let emulator = emulator().await;
     let sp = emulator.add_service_principal("azure-sp", false);
     let app = emulator.add_entra_app("tenant-1", &sp.application_id);
-    let credentials = entra(&emulator.entra_authority(), "tenant-2", &app.client_id, &app.client_secret);
-    let err = client(config(&emulator.base_url(), credentials)).current_user().await.unwrap_err();
+    let credentials = entra(
+        &emulator.entra_authority(),
+        "tenant-2",
+        &app.client_id,
+        &app.client_secret,
+    );
+    let err = client(config(&emulator.base_url(), credentials))
+        .current_user()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AuthFlow { .. }), "{err:?}");
     assert!(!err.to_string().contains(&app.client_secret));
 }
@@ -101,8 +162,18 @@ async fn entra_with_the_wrong_tenant_is_an_auth_flow_error() {
 async fn concurrent_calls_share_one_oauth_exchange() {
     let emulator = emulator().await;
     let sp = emulator.add_service_principal("operator", false);
-    let c = client(config(&emulator.base_url(), m2m(&sp.application_id, &sp.client_secret)));
-    let calls: Vec<_> = (0..20).map(|_| tokio::spawn({ let c = c.clone(); async move { c.list_tokens().await } })).collect();
+    let c = client(config(
+        &emulator.base_url(),
+        m2m(&sp.application_id, &sp.client_secret),
+    ));
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn({
+                let c = c.clone();
+                async move { c.list_tokens().await }
+            })
+        })
+        .collect();
     for call in calls {
         call.await.unwrap().unwrap();
     }
@@ -118,7 +189,14 @@ async fn concurrent_calls_share_one_entra_exchange() {
     let emulator = emulator().await;
     let (_, credentials) = entra_app(&emulator, "tenant-1");
     let c = client(config(&emulator.base_url(), credentials));
-    let calls: Vec<_> = (0..20).map(|_| tokio::spawn({ let c = c.clone(); async move { c.current_user().await } })).collect();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn({
+                let c = c.clone();
+                async move { c.current_user().await }
+            })
+        })
+        .collect();
     for call in calls {
         call.await.unwrap().unwrap();
     }
@@ -128,9 +206,15 @@ async fn concurrent_calls_share_one_entra_exchange() {
 #[tokio::test]
 async fn a_short_lived_access_token_is_replaced_before_it_expires() {
     let emulator = emulator().await;
-    emulator.set_settings(EmulatorConfig { access_token_seconds: 2, ..EmulatorConfig::default() });
+    emulator.set_settings(EmulatorConfig {
+        access_token_seconds: 2,
+        ..EmulatorConfig::default()
+    });
     let sp = emulator.add_service_principal("operator", false);
-    let c = client(config(&emulator.base_url(), m2m(&sp.application_id, &sp.client_secret)));
+    let c = client(config(
+        &emulator.base_url(),
+        m2m(&sp.application_id, &sp.client_secret),
+    ));
     eventually(Duration::from_secs(10), "a second OAuth exchange", || {
         let c = c.clone();
         let emulator = emulator.clone();
@@ -148,16 +232,21 @@ async fn a_short_lived_access_token_is_replaced_before_it_expires() {
 fn revoking_workspace(refuse_all: bool) -> impl Fn(&StubRequest) -> Reply + Send + Sync + 'static {
     let issued = AtomicUsize::new(0);
     move |req| match req.path.as_str() {
-        "/oidc/.well-known/oauth-authorization-server" => {
-            Reply::json(200, json!({"token_endpoint": format!("{}/oidc/v1/token", req.base_url)}))
-        }
+        "/oidc/.well-known/oauth-authorization-server" => Reply::json(
+            200,
+            json!({"token_endpoint": format!("{}/oidc/v1/token", req.base_url)}),
+        ),
         "/oidc/v1/token" => {
             let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
-            Reply::json(200, json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}))
+            Reply::json(
+                200,
+                json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+            )
         }
-        _ if refuse_all || req.authorization.as_deref() == Some("Bearer tok-1") => {
-            Reply::json(403, json!({"error_code": 403, "message": "Invalid access token."}))
-        }
+        _ if refuse_all || req.authorization.as_deref() == Some("Bearer tok-1") => Reply::json(
+            403,
+            json!({"error_code": 403, "message": "Invalid access token."}),
+        ),
         _ => Reply::json(200, json!({"id": "7", "userName": "sp"})),
     }
 }
@@ -176,7 +265,14 @@ async fn a_refused_cached_oauth_token_is_exchanged_again_once() {
 async fn a_burst_of_refusals_costs_one_new_exchange() {
     let server = stub(revoking_workspace(false)).await;
     let c = client(config(&server.base_url, m2m("id", "secret")));
-    let calls: Vec<_> = (0..10).map(|_| tokio::spawn({ let c = c.clone(); async move { c.current_user().await } })).collect();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            tokio::spawn({
+                let c = c.clone();
+                async move { c.current_user().await }
+            })
+        })
+        .collect();
     for call in calls {
         call.await.unwrap().unwrap();
     }

@@ -10,11 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use databricks_client::{ClientConfig, Credentials, Endpoint, RequestObserver, RetryPolicy, WorkspaceClient};
+use databricks_client::{
+    ClientConfig, Credentials, Endpoint, RequestObserver, RetryPolicy, WorkspaceClient,
+};
 use databricks_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 
 pub async fn emulator() -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default()).await.expect("start emulator")
+    Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("start emulator")
 }
 
 /// Retries quick enough for tests; still five attempts.
@@ -39,7 +43,9 @@ pub fn config(base_url: &str, credentials: Credentials) -> ClientConfig {
 }
 
 pub fn pat(token: &str) -> Credentials {
-    Credentials::Pat { token: token.to_string().into() }
+    Credentials::Pat {
+        token: token.to_string().into(),
+    }
 }
 
 pub fn client(config: ClientConfig) -> WorkspaceClient {
@@ -47,9 +53,16 @@ pub fn client(config: ClientConfig) -> WorkspaceClient {
 }
 
 /// A client authenticated with a new user's bootstrap PAT.
-pub fn user_client(emulator: &EmulatorHandle, name: &str, is_admin: bool) -> (i64, WorkspaceClient) {
+pub fn user_client(
+    emulator: &EmulatorHandle,
+    name: &str,
+    is_admin: bool,
+) -> (i64, WorkspaceClient) {
     let user = emulator.add_user(name, is_admin);
-    (user.id, client(config(&emulator.base_url(), pat(&user.pat))))
+    (
+        user.id,
+        client(config(&emulator.base_url(), pat(&user.pat))),
+    )
 }
 
 /// One recorded HTTP exchange.
@@ -60,23 +73,19 @@ pub struct Seen {
     pub at: Instant,
 }
 
-type Hook = Box<dyn Fn(Endpoint, &str) + Send + Sync>;
-
-/// Records what the client reports, and can run a hook on each report (e.g. to lift a fault
-/// after the first failure, so a retry can succeed).
+/// Records what the client reports.
 #[derive(Default)]
 pub struct Recorder {
     seen: Mutex<Vec<Seen>>,
-    hook: Option<Hook>,
 }
 
 impl Recorder {
-    pub fn with_hook(hook: impl Fn(Endpoint, &str) + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Recorder { seen: Mutex::default(), hook: Some(Box::new(hook)) })
-    }
-
     pub fn outcomes(&self, endpoint: Endpoint) -> Vec<String> {
-        self.seen().into_iter().filter(|s| s.endpoint == endpoint).map(|s| s.outcome).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.endpoint == endpoint)
+            .map(|s| s.outcome)
+            .collect()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -86,10 +95,11 @@ impl Recorder {
 
 impl RequestObserver for Recorder {
     fn observe(&self, endpoint: Endpoint, outcome: &str, _elapsed: Duration) {
-        self.seen.lock().unwrap().push(Seen { endpoint, outcome: outcome.to_string(), at: Instant::now() });
-        if let Some(hook) = &self.hook {
-            hook(endpoint, outcome);
-        }
+        self.seen.lock().unwrap().push(Seen {
+            endpoint,
+            outcome: outcome.to_string(),
+            at: Instant::now(),
+        });
     }
 }
 
@@ -124,7 +134,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: serde_json::Value) -> Self {
-        Reply { status, headers: Vec::new(), body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -143,7 +158,13 @@ impl StubLog {
     }
     /// Arrival times of requests whose path starts with `prefix`.
     pub fn arrivals(&self, prefix: &str) -> Vec<Instant> {
-        self.requests.lock().unwrap().iter().filter(|(_, p)| p.starts_with(prefix)).map(|(t, _)| *t).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| p.starts_with(prefix))
+            .map(|(t, _)| *t)
+            .collect()
     }
     pub fn count(&self, prefix: &str) -> usize {
         self.arrivals(prefix).len()
@@ -166,7 +187,9 @@ impl Drop for Stub {
 pub async fn stub(script: impl Fn(&StubRequest) -> Reply + Send + Sync + 'static) -> Stub {
     use axum::{body::Bytes, extract::Request, http::StatusCode, response::IntoResponse};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("addr"));
     let log = Arc::new(StubLog::default());
     let script = Arc::new(script);
@@ -178,20 +201,32 @@ pub async fn stub(script: impl Fn(&StubRequest) -> Reply + Send + Sync + 'static
             log.peak.fetch_max(now, Ordering::SeqCst);
             let (parts, body) = request.into_parts();
             let path = parts.uri.path().to_string();
-            log.requests.lock().unwrap().push((Instant::now(), path.clone()));
-            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_else(|_| Bytes::new());
+            log.requests
+                .lock()
+                .unwrap()
+                .push((Instant::now(), path.clone()));
+            let body = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_else(|_| Bytes::new());
             let req = StubRequest {
                 base_url,
                 method: parts.method.to_string(),
                 path,
-                authorization: parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(String::from),
+                authorization: parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from),
                 body: String::from_utf8_lossy(&body).into_owned(),
             };
             let reply = script(&req);
             tokio::time::sleep(reply.delay).await;
             log.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-            response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            let mut response =
+                (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+            response
+                .headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
             for (name, value) in reply.headers {
                 response.headers_mut().insert(name, value.parse().unwrap());
             }
@@ -201,5 +236,9 @@ pub async fn stub(script: impl Fn(&StubRequest) -> Reply + Send + Sync + 'static
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Stub { base_url, log, _server: server }
+    Stub {
+        base_url,
+        log,
+        _server: server,
+    }
 }
