@@ -527,7 +527,13 @@ impl State {
             .get("scopes")
             .and_then(|s| serde_json::from_value(s.clone()).ok());
         let token = self.mint(owner.id, creator.id, comment, scopes, expiry);
-        Ok(json!({"token_value": token.value, "token_info": self.public_info(&token)}))
+        // On-behalf-of answers carry the management view (owner, creator, workspace).
+        let info = if owner.id == creator.id {
+            self.public_info(&token)
+        } else {
+            self.managed_info(&token)
+        };
+        Ok(json!({"token_value": token.value, "token_info": info}))
     }
 
     /// `POST /api/2.0/token-management/on-behalf-of/tokens` by an admin.

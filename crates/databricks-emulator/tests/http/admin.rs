@@ -1,0 +1,177 @@
+//! The /_emulator/ control API, which mirrors the handle for the demo and the Python tests.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{World, world};
+
+async fn admin(
+    w: &World,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> crate::support::Reply {
+    w.call(method, path, None, body).await
+}
+
+#[tokio::test]
+async fn seeding_returns_working_credentials() {
+    let w = world().await;
+    let user = admin(
+        &w,
+        Method::POST,
+        "/_emulator/users",
+        Some(json!({"user_name": "a@b.c", "is_admin": true})),
+    )
+    .await;
+    assert_eq!(user.status, StatusCode::OK);
+    let pat = user.body["pat"].as_str().unwrap();
+    assert_eq!(
+        w.get("/api/2.0/token-management/tokens", pat).await.status,
+        StatusCode::OK
+    );
+
+    let sp = admin(
+        &w,
+        Method::POST,
+        "/_emulator/service-principals",
+        Some(json!({"display_name": "bot"})),
+    )
+    .await;
+    let app_id = sp.body["application_id"].as_str().unwrap();
+    assert!(sp.body["client_secret"].is_string() && sp.body["id"].is_i64());
+
+    let app = admin(
+        &w,
+        Method::POST,
+        "/_emulator/entra-apps",
+        Some(json!({"tenant_id": "t", "sp_application_id": app_id})),
+    )
+    .await;
+    assert_eq!(app.status, StatusCode::OK);
+    assert_eq!(app.body["tenant_id"], "t");
+    let unknown = admin(
+        &w,
+        Method::POST,
+        "/_emulator/entra-apps",
+        Some(json!({"tenant_id": "t", "sp_application_id": "nope"})),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tokens_minted_values_accepts_and_revoke_mirror_the_handle() {
+    let w = world().await;
+    let (value, info) = w
+        .create(&w.user.pat, json!({"lifetime_seconds": 60, "comment": "c"}))
+        .await;
+    let id = info["token_id"].as_str().unwrap();
+    let tokens = admin(&w, Method::GET, "/_emulator/tokens", None).await;
+    let listed = tokens.body["tokens"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    let entry = listed.iter().find(|t| t["token_id"] == id).unwrap();
+    assert_eq!(entry["owner_name"], "user@example.com");
+    assert_eq!(entry["comment"], "c");
+    assert!(
+        !tokens.body.to_string().contains(&value),
+        "no values in the token list"
+    );
+
+    let minted = admin(&w, Method::GET, "/_emulator/minted-values", None).await;
+    assert!(
+        minted.body["values"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(value))
+    );
+
+    let accepts = admin(
+        &w,
+        Method::POST,
+        "/_emulator/accepts",
+        Some(json!({"token_value": value})),
+    )
+    .await;
+    assert_eq!(accepts.body, json!({"accepts": true}));
+    let revoked = admin(
+        &w,
+        Method::POST,
+        &format!("/_emulator/tokens/{id}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.body, json!({"revoked": true}));
+    let accepts = admin(
+        &w,
+        Method::POST,
+        "/_emulator/accepts",
+        Some(json!({"token_value": value})),
+    )
+    .await;
+    assert_eq!(accepts.body, json!({"accepts": false}));
+}
+
+#[tokio::test]
+async fn faults_can_be_put_read_and_deleted() {
+    let w = world().await;
+    let rule = json!({"rules": [{"endpoint": "token/list", "error_rate": 1.0, "error_status": 500, "latency_ms": [1, 2]}], "seed": 3});
+    assert_eq!(
+        admin(&w, Method::PUT, "/_emulator/faults", Some(rule))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let current = admin(&w, Method::GET, "/_emulator/faults", None).await;
+    assert_eq!(current.body["rules"][0]["error_status"], 500);
+    assert_eq!(
+        w.get("/api/2.0/token/list", &w.user.pat).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        admin(&w, Method::DELETE, "/_emulator/faults", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        w.get("/api/2.0/token/list", &w.user.pat).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn settings_and_stats_are_exposed() {
+    let w = world().await;
+    let settings = admin(&w, Method::GET, "/_emulator/settings", None).await;
+    assert_eq!(settings.body["quota_per_owner"], 600);
+    assert_eq!(settings.body["max_token_lifetime_days"], 730);
+    let put = admin(
+        &w,
+        Method::PUT,
+        "/_emulator/settings",
+        Some(json!({"obo_enabled": false})),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT);
+    assert!(!w.emulator.settings().obo_enabled);
+    assert_eq!(
+        w.emulator.settings().quota_per_owner,
+        600,
+        "omitted fields take defaults"
+    );
+
+    w.get("/api/2.0/token/list", &w.user.pat).await;
+    let stats = admin(&w, Method::GET, "/_emulator/stats", None).await;
+    assert_eq!(
+        stats.body["requests"],
+        json!([{"endpoint": "token/list", "method": "GET", "status": 200, "count": 1}])
+    );
+}
+
+#[tokio::test]
+async fn the_control_api_is_not_counted_as_workspace_traffic() {
+    let w = world().await;
+    admin(&w, Method::GET, "/_emulator/tokens", None).await;
+    assert_eq!(w.emulator.stats().total_requests(), 0);
+}
