@@ -1,5 +1,16 @@
 //! The inspection and control API under `/_emulator/`, for the demo and non-Rust tests
-//! (Rust tests use [`crate::EmulatorHandle`] directly).
+//! (Rust tests use [`crate::EmulatorHandle`] directly). No authentication; not counted in stats.
+//!
+//! - `POST /_emulator/users` {user_name, is_admin} -> {id, user_name, pat}
+//! - `POST /_emulator/service-principals` {display_name, is_admin} -> {id, application_id, client_secret}
+//! - `POST /_emulator/entra-apps` {tenant_id, sp_application_id} -> {tenant_id, client_id, client_secret}
+//! - `GET /_emulator/tokens` -> {tokens: [LiveToken]} (never values)
+//! - `POST /_emulator/tokens/{id}/revoke` -> {revoked: bool}
+//! - `GET /_emulator/minted-values`, `GET /_emulator/access-tokens` -> {values: [...]}
+//! - `POST /_emulator/accepts` {token_value} -> {accepts: bool}
+//! - `GET|PUT|DELETE /_emulator/faults` (Faults JSON), `POST /_emulator/faults/rules` (one FaultRule)
+//! - `GET|PUT /_emulator/settings` (EmulatorConfig JSON; omitted fields take defaults)
+//! - `GET /_emulator/stats` -> {requests: [{endpoint, method, status, count}]}
 
 use axum::{
     Json, Router,
@@ -11,7 +22,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{EmulatorConfig, Shared, faults::Faults};
+use crate::{
+    EmulatorConfig, Shared,
+    faults::{FaultRule, Faults},
+};
 
 #[derive(Deserialize)]
 struct NewUser {
@@ -69,6 +83,7 @@ pub fn routes() -> Router<Shared> {
                 .delete(clear_faults)
                 .get(|State(s): State<Shared>| async move { Json(s.lock().faults.current()) }),
         )
+        .route("/_emulator/faults/rules", post(add_fault))
         .route(
             "/_emulator/settings",
             put(set_settings)
@@ -113,6 +128,11 @@ async fn accepts(State(s): State<Shared>, Json(c): Json<Check>) -> Response {
 
 async fn set_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Response {
     s.lock().faults.set(f);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn add_fault(State(s): State<Shared>, Json(rule): Json<FaultRule>) -> Response {
+    s.lock().faults.add(rule);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -127,6 +127,12 @@ impl FaultState {
         self.faults = faults;
     }
 
+    /// Add a rule, keeping the others and their hit counts.
+    pub fn add(&mut self, rule: FaultRule) {
+        self.faults.rules.push(rule);
+        self.hits.push(0);
+    }
+
     pub fn current(&self) -> Faults {
         self.faults.clone()
     }
@@ -248,6 +254,22 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn an_added_rule_keeps_the_others_hit_counts() {
+        let mut s = state(Faults::new(vec![FaultRule {
+            error_rate: 1.0,
+            limit: Some(1),
+            ..FaultRule::on("token/list")
+        }]));
+        assert!(s.decide("token/list", false).outcome.is_some());
+        s.add(FaultRule {
+            rate_limit_rate: 1.0,
+            ..FaultRule::on("token/create")
+        });
+        assert_eq!(s.decide("token/list", false).outcome, None);
+        assert!(s.decide("token/create", true).outcome.is_some());
     }
 
     #[test]

@@ -178,6 +178,10 @@ impl EmulatorHandle {
     pub fn clear_faults(&self) {
         self.shared.lock().faults.set(Faults::default());
     }
+    /// Add one rule, keeping the current ones and how often they have fired.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.lock().faults.add(rule);
+    }
     pub fn faults(&self) -> Faults {
         self.shared.lock().faults.current()
     }

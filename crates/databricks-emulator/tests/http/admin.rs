@@ -141,6 +141,22 @@ async fn faults_can_be_put_read_and_deleted() {
 }
 
 #[tokio::test]
+async fn a_rule_can_be_added_to_the_current_ones() {
+    let w = world().await;
+    let rule = json!({"endpoint": "token/list", "rate_limit_rate": 1.0, "limit": 1});
+    let r = admin(&w, Method::POST, "/_emulator/faults/rules", Some(rule)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        w.get("/api/2.0/token/list", &w.user.pat).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        w.get("/api/2.0/token/list", &w.user.pat).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn settings_and_stats_are_exposed() {
     let w = world().await;
     let settings = admin(&w, Method::GET, "/_emulator/settings", None).await;
