@@ -323,7 +323,7 @@ impl State {
             },
         );
         // The bootstrap PAT never expires, like an old token created before lifetimes were enforced.
-        let pat = self.mint(id, id, "bootstrap".into(), None, -1);
+        let pat = self.mint(id, id, "bootstrap".into(), None, None);
         SeededUser {
             id,
             user_name: user_name.into(),
@@ -390,8 +390,9 @@ impl State {
         created_by_id: i64,
         comment: String,
         scopes: Option<Vec<String>>,
-        expiry: i64,
+        lifetime_seconds: Option<i64>,
     ) -> Token {
+        let now = now_ms();
         let token = Token {
             token_id: random_hex(64),
             value: format!("dapi{}", random_hex(32)),
@@ -399,8 +400,9 @@ impl State {
             created_by_id,
             comment,
             scopes,
-            creation_time: now_ms(),
-            expiry_time: expiry,
+            creation_time: now,
+            // One clock reading, so expiry - creation is exactly the lifetime.
+            expiry_time: lifetime_seconds.map_or(-1, |s| now + s * 1000),
             last_used_day: None,
         };
         self.by_value
@@ -448,7 +450,8 @@ impl State {
             || self.sessions.get(value).is_some_and(|(_, exp)| *exp > now)
     }
 
-    fn lifetime_to_expiry(&self, lifetime_seconds: Option<i64>) -> Result<i64, ApiError> {
+    /// The lifetime a create asks for, checked against the workspace's limits.
+    fn checked_lifetime(&self, lifetime_seconds: Option<i64>) -> Result<i64, ApiError> {
         let max_seconds = i64::from(self.config.max_token_lifetime_days) * 86_400;
         let seconds = match lifetime_seconds {
             Some(s) if s <= 0 => {
@@ -476,7 +479,7 @@ impl State {
                 ),
             ));
         }
-        Ok(now_ms() + seconds * 1000)
+        Ok(seconds)
     }
 
     /// `POST /api/2.0/token/create` or the on-behalf-of create, for `owner`.
@@ -500,7 +503,7 @@ impl State {
                     },
                 )?),
             };
-        let expiry = self.lifetime_to_expiry(lifetime)?;
+        let lifetime = self.checked_lifetime(lifetime)?;
         let now = now_ms();
         let live = self
             .tokens
@@ -526,7 +529,7 @@ impl State {
         let scopes = body
             .get("scopes")
             .and_then(|s| serde_json::from_value(s.clone()).ok());
-        let token = self.mint(owner.id, creator.id, comment, scopes, expiry);
+        let token = self.mint(owner.id, creator.id, comment, scopes, Some(lifetime));
         // On-behalf-of answers carry the management view (owner, creator, workspace).
         let info = if owner.id == creator.id {
             self.public_info(&token)
