@@ -11,13 +11,14 @@ demo: tools build
 
 ## test: the whole suite (unit, emulator + official Python SDK, CRDs, e2e against a real API server, chart)
 test: tools python-sdk
+	cargo test --workspace --doc
 	cargo test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 tools:
 	hack/build-tools.sh
 
 python-sdk:
-	hack/python-venv.sh
+	if [[ -x hack/python-venv.sh ]]; then hack/python-venv.sh; fi
 
 build:
 	cargo build --workspace --bins
@@ -33,6 +34,7 @@ fmt:
 crds:
 	cargo run -q --bin crdgen
 
+## control-plane-up: a local API server for kubectl/helm; KUBECONFIG=.cache/control-plane/kubeconfig
 control-plane-up: tools
 	hack/control-plane.sh start
 

@@ -11,6 +11,7 @@
 # DIR defaults to .cache/control-plane. The admin kubeconfig is DIR/kubeconfig; DIR/ready appears
 # when /readyz answers ok and the default namespace exists.
 set -euo pipefail
+umask 077 # the directory holds the admin token and the CA key
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.cache/bin"
 cmd="${1:-}"
@@ -18,12 +19,19 @@ dir="${2:-$root/.cache/control-plane}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-pids_alive() {
+pids_alive() { # any process of this control plane still running
   local any=1
   for f in "$dir"/*.pid; do
     [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && any=0
   done
   return $any
+}
+
+all_alive() { # both etcd and kube-apiserver running
+  local name
+  for name in etcd kube-apiserver; do
+    [[ -f "$dir/$name.pid" ]] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null || return 1
+  done
 }
 
 stop() {
@@ -35,6 +43,14 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$f"
   done
+}
+
+clear_dir() { # only ever delete a directory this script made
+  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -f "$dir/.dbtoken-control-plane" ]]; then
+    echo "control-plane: $dir is not empty and not a control plane directory; not touching it" >&2
+    exit 1
+  fi
+  rm -rf "$dir"
 }
 
 make_pki() {
@@ -56,7 +72,8 @@ start() {
     [[ -x "$bin/$b" ]] || { echo "control-plane: $bin/$b missing; run hack/build-tools.sh" >&2; exit 1; }
   done
   if pids_alive; then echo "control-plane: already running in $dir" >&2; exit 1; fi
-  rm -rf "$dir"; mkdir -p "$dir"
+  clear_dir
+  mkdir -p "$dir"; touch "$dir/.dbtoken-control-plane"
   make_pki
   local etcd_port peer_port api_port token
   etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"
@@ -66,7 +83,7 @@ start() {
   "$bin/etcd" --name local --data-dir "$dir/etcd" --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "local=http://127.0.0.1:$peer_port" --log-level warn > "$dir/etcd.log" 2>&1 &
+    --initial-cluster "local=http://127.0.0.1:$peer_port" --log-level warn </dev/null >"$dir/etcd.log" 2>&1 &
   echo $! > "$dir/etcd.pid"
 
   "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -79,7 +96,7 @@ start() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
-    --cert-dir "$dir/pki" > "$dir/kube-apiserver.log" 2>&1 &
+    --cert-dir "$dir/pki" </dev/null >"$dir/kube-apiserver.log" 2>&1 &
   echo $! > "$dir/kube-apiserver.pid"
 
   cat > "$dir/kubeconfig" <<KUBECONFIG
@@ -105,7 +122,7 @@ KUBECONFIG
         "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 &&
         curl -sf --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $token" \
         "https://127.0.0.1:$api_port/api/v1/namespaces/default" >/dev/null 2>&1; do
-    if (( SECONDS > deadline )) || ! pids_alive; then
+    if (( SECONDS > deadline )) || ! all_alive; then
       echo "control-plane: not ready; last log lines:" >&2
       tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
       stop; exit 1
@@ -118,13 +135,18 @@ KUBECONFIG
 
 case "$cmd" in
   start) start ;;
-  stop) stop; rm -rf "$dir" ;;
-  status) if pids_alive; then echo "running: $dir/kubeconfig"; else echo "stopped"; exit 1; fi ;;
+  stop) stop; clear_dir ;;
+  status)
+    if all_alive && [[ -f "$dir/ready" ]]; then echo "running: $dir/kubeconfig"
+    elif pids_alive; then echo "degraded or starting (see $dir/*.log)"; exit 1
+    else echo "stopped"; exit 1; fi ;;
   run)
-    trap 'stop; rm -rf "$dir"; exit 0' TERM INT HUP
+    trap 'stop; clear_dir; exit 0' TERM INT HUP
     start
     # Stay up until told to stop; exit (and clean up) if either process dies.
-    while pids_alive; do sleep 1 & wait $!; done
+    while all_alive; do sleep 1 & wait $!; done
+    echo "control-plane: a process exited; last log lines:" >&2
+    tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
     stop; exit 1 ;;
   *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

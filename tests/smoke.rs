@@ -2,7 +2,10 @@
 
 mod support;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{
+    api::rbac::v1::{Role, RoleBinding},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, CustomResource, CustomResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -10,6 +13,7 @@ use kube::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Duration;
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -96,40 +100,78 @@ async fn kubectl_works_against_the_control_plane() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Active");
 }
 
+/// `kubectl --as IDENTITY get secrets -n NS`, returning (succeeded, stderr).
+fn kubectl_get_secrets_as(
+    kubeconfig: &std::path::Path,
+    ns: &str,
+    identity: &str,
+) -> (bool, String) {
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(["get", "secrets", "-n", ns, "--as", identity])
+        .output()
+        .expect("kubectl on PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
-async fn rbac_forbids_an_identity_without_bindings() {
+async fn rbac_forbids_an_identity_until_a_role_binding_allows_it() {
     let ns = support::cluster::namespace("rbac").await;
-    let kubeconfig = support::cluster::cluster()
+    let kubeconfig = support::cluster::cluster().await.kubeconfig_path();
+    let identity = format!("system:serviceaccount:{}:nobody", ns.name);
+
+    let (ok, stderr) = kubectl_get_secrets_as(kubeconfig, &ns.name, &identity);
+    assert!(!ok, "an identity without bindings listed secrets");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+
+    let roles: Api<Role> = Api::namespaced(ns.client.clone(), &ns.name);
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "read-secrets"},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
+            }))
+            .unwrap(),
+        )
         .await
-        .kubeconfig_path()
-        .to_path_buf();
-    let out = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "auth",
-            "can-i",
-            "list",
-            "secrets",
-            "-n",
-            &ns.name,
-            "--as",
-            "system:serviceaccount:x:nobody",
-        ])
-        .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
-    let out = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "get",
-            "secrets",
-            "-n",
-            &ns.name,
-            "--as",
-            "system:serviceaccount:x:nobody",
-        ])
-        .output()
+    let bindings: Api<RoleBinding> = Api::namespaced(ns.client.clone(), &ns.name);
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "nobody-reads-secrets"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-secrets"},
+                "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": ns.name}],
+            }))
+            .unwrap(),
+        )
+        .await
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+
+    let (ok, stderr) = kubectl_get_secrets_as(kubeconfig, &ns.name, &identity);
+    assert!(ok, "the bound identity was refused: {stderr}");
+    let (ok, stderr) = kubectl_get_secrets_as(kubeconfig, "default", &identity);
+    assert!(
+        !ok && stderr.contains("forbidden"),
+        "binding leaked: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_reports_the_kubernetes_version_it_was_built_from() {
+    let client = support::cluster::cluster().await.client().await;
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(
+        (
+            version.git_version.as_str(),
+            version.major.as_str(),
+            version.minor.as_str()
+        ),
+        ("v1.35.4", "1", "35")
+    );
 }

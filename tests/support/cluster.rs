@@ -1,9 +1,22 @@
 //! One real control plane (etcd + kube-apiserver from hack/build-tools.sh) per test process,
 //! and a fresh namespace per test so tests run in parallel without stepping on each other.
 //!
-//! The control plane runs as `hack/control-plane.sh run DIR`, spawned from a thread that lives
-//! as long as the process, with PR_SET_PDEATHSIG: when the test process exits, however it exits,
-//! the kernel sends the script SIGTERM and its trap stops etcd and kube-apiserver.
+//! ```ignore
+//! let ns = support::cluster::namespace("rotate").await; // TestNamespace { name, client }
+//! let kubeconfig = support::cluster::cluster().await.kubeconfig_path();
+//! ```
+//!
+//! Lifetime: the control plane runs as `hack/control-plane.sh run DIR`, spawned from a thread
+//! that lives as long as the test process, with PR_SET_PDEATHSIG. When the test process exits,
+//! however it exits (success, panic, abort, SIGKILL), the kernel sends the script SIGTERM and its
+//! trap stops etcd and kube-apiserver and deletes DIR. A static destructor or Drop would not run
+//! on abort or SIGKILL, and Rust runs no destructors of statics at all. The signal is tied to the
+//! spawning *thread*, so that thread must never end: it waits on the script for the whole run.
+//!
+//! `DBTOKEN_TEST_KUBECONFIG=path` makes the tests use an existing cluster instead.
+//!
+//! No kube-controller-manager runs: namespaces never finish deleting and owned objects are not
+//! garbage-collected. Tests must not rely on either.
 
 #![allow(dead_code)]
 
@@ -13,6 +26,7 @@ use std::{
     sync::{
         OnceLock,
         atomic::{AtomicU32, Ordering},
+        mpsc,
     },
     time::{Duration, Instant},
 };
@@ -24,12 +38,17 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
+/// Starting takes ~5-15 s; the bound is generous for two busy cores.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
 pub struct Cluster {
+    /// Empty for an external cluster (DBTOKEN_TEST_KUBECONFIG).
     dir: PathBuf,
     kubeconfig: PathBuf,
 }
 
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// The outcome of the one start attempt: a failure is kept so every test fails fast with it.
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NAMESPACES: AtomicU32 = AtomicU32::new(0);
 
 pub fn repo_root() -> PathBuf {
@@ -37,11 +56,18 @@ pub fn repo_root() -> PathBuf {
 }
 
 impl Cluster {
+    /// An admin kubeconfig (group system:masters) for kubectl, helm or the operator process.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
     }
 
-    /// A new client (kube clients belong to the runtime that made them; each test has its own).
+    /// The control plane's state and logs (etcd.log, kube-apiserver.log); empty if external.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new admin client. kube clients belong to the tokio runtime that made them and each
+    /// `#[tokio::test]` has its own runtime, so tests get a fresh one rather than a shared one.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config =
@@ -59,63 +85,89 @@ pub async fn cluster() -> &'static Cluster {
         .expect("start control plane")
 }
 
+/// Same as [`cluster`], for code outside an async context (or already past the first start).
 pub fn cluster_sync() -> &'static Cluster {
-    CLUSTER.get_or_init(|| {
-        if let Ok(path) = std::env::var("DBTOKEN_TEST_KUBECONFIG") {
-            return Cluster {
-                dir: PathBuf::new(),
-                kubeconfig: PathBuf::from(path),
-            };
-        }
-        ensure_binaries();
-        let dir = std::env::temp_dir().join(format!("dbtoken-cp-{}", std::process::id()));
-        let script = repo_root().join("hack/control-plane.sh");
-        let dir_arg = dir.clone();
-        // The spawning thread must outlive the tests: PDEATHSIG fires when it ends.
-        std::thread::spawn(move || {
+    match CLUSTER.get_or_init(start) {
+        Ok(cluster) => cluster,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn start() -> Result<Cluster, String> {
+    if let Ok(path) = std::env::var("DBTOKEN_TEST_KUBECONFIG") {
+        return Ok(Cluster {
+            dir: PathBuf::new(),
+            kubeconfig: PathBuf::from(path),
+        });
+    }
+    ensure_binaries()?;
+    let dir = std::env::temp_dir().join(format!("dbtoken-cp-{}", std::process::id()));
+    let script = repo_root().join("hack/control-plane.sh");
+    let (exited_tx, exited_rx) = mpsc::channel();
+    let dir_arg = dir.clone();
+    std::thread::Builder::new()
+        .name("control-plane".into())
+        .spawn(move || {
             let mut cmd = Command::new("bash");
             cmd.arg(script).arg("run").arg(&dir_arg);
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
             unsafe {
                 use std::os::unix::process::CommandExt;
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                     Ok(())
                 });
             }
             let status = cmd.status();
+            // Only reached if the control plane died under the tests (or never started).
+            let _ = exited_tx.send(format!("{status:?}"));
             eprintln!("control plane exited: {status:?}");
-        });
-        let ready = dir.join("ready");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !ready.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "control plane not ready in 180 s; see {}",
+        })
+        .map_err(|e| format!("spawn control plane thread: {e}"))?;
+
+    let ready = dir.join("ready");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !ready.exists() {
+        if let Ok(status) = exited_rx.try_recv() {
+            return Err(format!(
+                "control plane failed to start ({status}); its logs were in {}",
                 dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            ));
         }
-        Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
+        if Instant::now() > deadline {
+            return Err(format!(
+                "control plane not ready in {READY_TIMEOUT:?}; see the logs in {}",
+                dir.display()
+            ));
         }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Cluster {
+        kubeconfig: dir.join("kubeconfig"),
+        dir,
     })
 }
 
 /// Build the binaries if missing: a test never skips for want of them.
-fn ensure_binaries() {
+fn ensure_binaries() -> Result<(), String> {
     let bin = repo_root().join(".cache/bin");
     if bin.join("kube-apiserver").exists() && bin.join("etcd").exists() {
-        return;
+        return Ok(());
     }
+    eprintln!("control plane binaries missing: running hack/build-tools.sh (cold: ~10 min)");
     let status = Command::new("bash")
         .arg(repo_root().join("hack/build-tools.sh"))
         .status()
-        .expect("run hack/build-tools.sh");
-    assert!(
-        status.success(),
-        "hack/build-tools.sh failed: the control plane binaries are needed"
-    );
+        .map_err(|e| format!("run hack/build-tools.sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "hack/build-tools.sh failed ({status}): the tests need kube-apiserver and etcd in .cache/bin"
+        ))
+    }
 }
 
 pub struct TestNamespace {
@@ -123,8 +175,8 @@ pub struct TestNamespace {
     pub client: kube::Client,
 }
 
-/// A namespace of its own for one test. Namespaces are not deleted: without a
-/// kube-controller-manager they would never finish terminating anyway.
+/// A namespace of its own for one test, named `{prefix}-{pid}-{n}`. Namespaces are not deleted:
+/// without a kube-controller-manager they would never finish terminating anyway.
 pub async fn namespace(prefix: &str) -> TestNamespace {
     let cluster = cluster().await;
     let client = cluster.client().await;
