@@ -451,6 +451,9 @@ impl State {
     }
 
     /// The lifetime a create asks for, checked against the workspace's limits.
+    /// Over the maximum: 400 INVALID_PARAMETER_VALUE naming the maximum. The real code is
+    /// unverified (one third-party page says MAX_TOKEN_LIFETIME_EXCEEDED); clients should key on
+    /// the status and the message, as the SDKs do.
     fn checked_lifetime(&self, lifetime_seconds: Option<i64>) -> Result<i64, ApiError> {
         let max_seconds = i64::from(self.config.max_token_lifetime_days) * 86_400;
         let seconds = match lifetime_seconds {
@@ -511,7 +514,8 @@ impl State {
             .filter(|t| t.owner_id == owner.id && t.alive(now))
             .count();
         if live >= self.config.quota_per_owner {
-            // The HTTP status of this error is not confirmed by any public source.
+            // QUOTA_EXCEEDED is documented (SDK docs); its HTTP status is not confirmed by any
+            // public source (400 here; one third-party page says 409).
             return Err(ApiError::new(
                 400,
                 "QUOTA_EXCEEDED",
