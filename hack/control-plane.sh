@@ -45,8 +45,9 @@ stop() {
   done
 }
 
-clear_dir() { # only ever delete a directory this script made
-  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -f "$dir/.dbtoken-control-plane" ]]; then
+clear_dir() { # only ever delete a directory this script made (older ones had no marker)
+  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -f "$dir/.dbtoken-control-plane" &&
+        ! (-f "$dir/tokens.csv" && -f "$dir/pki/ca.crt") ]]; then
     echo "control-plane: $dir is not empty and not a control plane directory; not touching it" >&2
     exit 1
   fi
