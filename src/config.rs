@@ -68,7 +68,7 @@ pub struct Config {
     pub default_grace_period: Duration,
 
     /// Reconciles running at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
     /// Microsoft Entra ID authority for azureServicePrincipal workspaces that do not set one.
@@ -87,8 +87,14 @@ impl Config {
     }
 }
 
+/// Host name and process id: unique per process even when two share a host (outside a pod).
 fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "operator".into());
     format!("{host}-{}", std::process::id())
 }
 
@@ -121,11 +127,25 @@ mod tests {
     fn defaults_watch_everything_with_leader_election() {
         let c = Config::parse_from(["op"]);
         assert!(c.watched_namespaces().is_empty());
+        assert_eq!(c.metrics_addr, "0.0.0.0:8080");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.log_filter, "info");
         assert!(c.leader_election);
+        assert_eq!(c.lease_name, "databricks-token-operator");
+        assert_eq!(c.lease_duration, Duration::from_secs(15));
+        assert!(!c.insecure_allow_http);
         assert_eq!(c.verify_interval, Duration::from_secs(600));
         assert_eq!(c.default_grace_period, Duration::from_secs(3600));
-        assert_eq!(c.log_format, LogFormat::Text);
-        assert!(!c.insecure_allow_http);
+        assert_eq!(c.concurrency, 32);
+        assert_eq!(c.entra_authority_host, "https://login.microsoftonline.com");
+    }
+
+    #[test]
+    fn default_identity_names_the_host_and_process() {
+        let c = Config::parse_from(["op"]);
+        let pid = format!("-{}", std::process::id());
+        assert!(c.identity.ends_with(&pid), "{}", c.identity);
+        assert!(c.identity.len() > pid.len(), "{}", c.identity);
     }
 
     #[test]
@@ -138,17 +158,110 @@ mod tests {
             "false",
             "--verify-interval",
             "2s",
+            "--lease-duration=1m",
+            "--default-grace-period",
+            "1h30m",
             "--log-format",
             "json",
+            "--insecure-allow-http",
+            "--identity",
+            "pod-0",
+            "--concurrency",
+            "4",
         ]);
         assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
         assert!(!c.leader_election);
         assert_eq!(c.verify_interval, Duration::from_secs(2));
+        assert_eq!(c.lease_duration, Duration::from_secs(60));
+        assert_eq!(c.default_grace_period, Duration::from_secs(5400));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.insecure_allow_http);
+        assert_eq!(c.identity, "pod-0");
+        assert_eq!(c.concurrency, 4);
+    }
+
+    #[test]
+    fn blank_namespace_entries_are_ignored() {
+        let c = Config::parse_from(["op", "--namespaces", " a ,,b,"]);
+        assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
     }
 
     #[test]
     fn a_bad_duration_is_refused() {
         assert!(Config::try_parse_from(["op", "--verify-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn zero_concurrency_is_refused() {
+        assert!(Config::try_parse_from(["op", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused() {
+        assert!(Config::try_parse_from(["op", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_refused() {
+        assert!(init_tracing(LogFormat::Text, "info,[").is_err());
+    }
+
+    /// Set in the child process that `environment_variables_set_every_flag` runs.
+    const CHILD: &str = "DBTOKEN_CONFIG_ENV_CHILD";
+
+    /// Environment variables are process-wide: the check runs in a child process (this same
+    /// test binary, this one test) so that no other test sees them.
+    #[test]
+    fn environment_variables_set_every_flag() {
+        if std::env::var_os(CHILD).is_some() {
+            let c = Config::parse_from(["op"]);
+            assert_eq!(c.watched_namespaces(), vec!["team-a", "team-b"]);
+            assert_eq!(c.metrics_addr, "127.0.0.1:9090");
+            assert_eq!(c.log_format, LogFormat::Json);
+            assert_eq!(c.log_filter, "debug");
+            assert!(!c.leader_election);
+            assert_eq!(c.lease_name, "my-lease");
+            assert_eq!(c.lease_namespace, "ops");
+            assert_eq!(c.lease_duration, Duration::from_secs(30));
+            assert_eq!(c.identity, "operator-abc");
+            assert!(c.insecure_allow_http);
+            assert_eq!(c.verify_interval, Duration::from_secs(300));
+            assert_eq!(c.default_grace_period, Duration::from_secs(7200));
+            assert_eq!(c.concurrency, 8);
+            assert_eq!(c.entra_authority_host, "https://login.microsoftonline.us");
+            // A flag still wins over its variable.
+            let c = Config::parse_from(["op", "--namespaces", "x"]);
+            assert_eq!(c.watched_namespaces(), vec!["x"]);
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "config::tests::environment_variables_set_every_flag",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env("WATCH_NAMESPACES", "team-a,team-b")
+            .env("METRICS_ADDR", "127.0.0.1:9090")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_FILTER", "debug")
+            .env("LEADER_ELECTION", "false")
+            .env("LEASE_NAME", "my-lease")
+            .env("POD_NAMESPACE", "ops")
+            .env("LEASE_DURATION", "30s")
+            .env("POD_NAME", "operator-abc")
+            .env("INSECURE_ALLOW_HTTP", "true")
+            .env("VERIFY_INTERVAL", "5m")
+            .env("DEFAULT_GRACE_PERIOD", "2h")
+            .env("CONCURRENCY", "8")
+            .env("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.us")
+            .output()
+            .expect("run child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

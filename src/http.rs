@@ -58,7 +58,14 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    async fn start(ready: bool) -> String {
+    struct Server {
+        base: String,
+        ready: Arc<AtomicBool>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    async fn start(ready: bool) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = HttpState {
@@ -66,41 +73,71 @@ mod tests {
             ready: Arc::new(AtomicBool::new(ready)),
         };
         state.metrics.rotation("Renewal");
-        tokio::spawn(serve(listener, state, std::future::pending()));
-        format!("http://{addr}")
+        let ready = state.ready.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            base: format!("http://{addr}"),
+            ready,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn get(server: &Server, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
-    async fn probes_and_metrics_answer() {
-        let base = start(false).await;
-        assert_eq!(
-            reqwest::get(format!("{base}/healthz"))
-                .await
-                .unwrap()
-                .status(),
-            200
+    async fn healthz_answers_while_the_process_runs() {
+        let server = start(false).await;
+        assert_eq!(get(&server, "/healthz").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_until_ready_then_ok() {
+        let server = start(false).await;
+        assert_eq!(get(&server, "/readyz").await.status(), 503);
+        server.ready.store(true, Ordering::SeqCst);
+        assert_eq!(get(&server, "/readyz").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_openmetrics_text_format() {
+        let server = start(true).await;
+        let response = get(&server, "/metrics").await;
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(
+            content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+            "{content_type}"
         );
-        assert_eq!(
-            reqwest::get(format!("{base}/readyz"))
-                .await
-                .unwrap()
-                .status(),
-            503
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(r#"dbtoken_rotations_total{reason="Renewal"} 1"#),
+            "{body}"
         );
-        let metrics = reqwest::get(format!("{base}/metrics"))
+        assert!(body.ends_with("# EOF\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_not_found() {
+        let server = start(true).await;
+        assert_eq!(get(&server, "/debug").await.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn serve_returns_once_shutdown_resolves() {
+        let mut server = start(true).await;
+        let _ = server.stop.take().unwrap().send(());
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), server.task)
             .await
-            .unwrap()
-            .text()
-            .await
+            .expect("server stops in time")
             .unwrap();
-        assert!(metrics.contains("dbtoken_rotations_total"), "{metrics}");
-        let ready = start(true).await;
-        assert_eq!(
-            reqwest::get(format!("{ready}/readyz"))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert!(result.is_ok(), "{result:?}");
     }
 }

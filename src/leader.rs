@@ -142,7 +142,7 @@ struct Campaign {
 }
 
 enum Renewal {
-    Renewed(Lease),
+    Renewed(Box<Lease>),
     /// Someone else holds the Lease, or it is gone.
     Lost,
     /// Could not tell; try again until the deadline.
@@ -204,7 +204,7 @@ impl Campaign {
                     warn!(lease = %self.name, "renewal deadline passed");
                     return None;
                 }
-                Ok(Renewal::Renewed(renewed)) => return Some((renewed, sent)),
+                Ok(Renewal::Renewed(renewed)) => return Some((*renewed, sent)),
                 Ok(Renewal::Lost) => return None,
                 Ok(Renewal::Failed(e)) => {
                     warn!(error = %e, lease = %self.name, "cannot renew the Lease; retrying");
@@ -271,11 +271,11 @@ impl Campaign {
         spec.lease_duration_seconds = Some(self.lease_seconds);
         lease.spec = Some(spec);
         match self.replace(&lease).await {
-            Ok(Ok(renewed)) => Renewal::Renewed(renewed),
+            Ok(Ok(renewed)) => Renewal::Renewed(Box::new(renewed)),
             Ok(Err(Conflict)) => match self.api.get_opt(&self.name).await {
                 // Still ours (someone touched e.g. its labels): retry on the fresh copy.
                 Ok(Some(fresh)) if self.holds(&fresh) => match self.replace_renewed(fresh).await {
-                    Ok(Ok(renewed)) => Renewal::Renewed(renewed),
+                    Ok(Ok(renewed)) => Renewal::Renewed(Box::new(renewed)),
                     Ok(Err(Conflict)) => Renewal::Lost,
                     Err(e) => Renewal::Failed(e),
                 },

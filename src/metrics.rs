@@ -241,14 +241,18 @@ impl RequestObserver for Metrics {
 mod tests {
     use super::*;
 
+    fn line_of<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
     #[test]
-    fn token_gauges_are_encoded_and_forgotten() {
+    fn token_gauges_carry_namespace_and_name_in_seconds() {
         let m = Metrics::new();
         m.observe_token(
             "ns",
             "a",
             true,
-            Some(1_700_000_000_000),
+            Some(1_700_000_000_500),
             Some(1_690_000_000_000),
         );
         let text = m.encode();
@@ -258,28 +262,151 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"dbtoken_token_expiry_timestamp_seconds{namespace="ns",name="a"} 1700000000.0"#
+                r#"dbtoken_token_expiry_timestamp_seconds{namespace="ns",name="a"} 1700000000.5"#
             ),
             "{text}"
         );
-        m.forget_token("ns", "a");
-        assert!(!m.encode().contains(r#"name="a""#));
+        assert!(
+            text.contains(
+                r#"dbtoken_token_renewal_timestamp_seconds{namespace="ns",name="a"} 1690000000.0"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]
-    fn counters_carry_reasons_and_endpoints() {
+    fn a_token_without_a_known_expiry_has_no_expiry_series() {
         let m = Metrics::new();
-        m.rotation("Renewal");
-        m.reconcile_error("QUOTA_EXCEEDED");
-        m.observe(Endpoint::TokenCreate, "200", Duration::from_millis(5));
+        m.observe_token("ns", "a", true, Some(1_700_000_000_000), Some(1));
+        m.observe_token("ns", "a", false, None, None);
         let text = m.encode();
         assert!(
-            text.contains(r#"dbtoken_rotations_total{reason="Renewal"} 1"#),
+            text.contains(r#"dbtoken_token_ready{namespace="ns",name="a"} 0"#),
             "{text}"
         );
-        assert!(text.contains(r#"dbtoken_reconcile_errors_total{reason="QUOTA_EXCEEDED"} 1"#));
-        assert!(text.contains(
-            r#"dbtoken_databricks_requests_total{endpoint="token/create",status="200"} 1"#
-        ));
+        assert!(
+            line_of(&text, "dbtoken_token_expiry_timestamp_seconds{").is_none(),
+            "{text}"
+        );
+        assert!(
+            line_of(&text, "dbtoken_token_renewal_timestamp_seconds{").is_none(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn forgetting_a_token_removes_only_its_series() {
+        let m = Metrics::new();
+        m.observe_token("ns", "a", true, Some(1_000), Some(500));
+        m.observe_token("ns", "b", true, Some(2_000), Some(1_000));
+        m.forget_token("ns", "a");
+        let text = m.encode();
+        assert!(!text.contains(r#"name="a""#), "{text}");
+        assert!(
+            text.contains(r#"dbtoken_token_ready{namespace="ns",name="b"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counters_count_by_reason_and_outcome() {
+        let m = Metrics::new();
+        m.rotation("Renewal");
+        m.rotation("Renewal");
+        m.rotation("SecretDeleted");
+        m.mint();
+        m.revocation("grace_period_over");
+        m.orphan_revoked();
+        m.reconcile_error("QUOTA_EXCEEDED");
+        let text = m.encode();
+        for expected in [
+            r#"dbtoken_rotations_total{reason="Renewal"} 2"#,
+            r#"dbtoken_rotations_total{reason="SecretDeleted"} 1"#,
+            "dbtoken_mints_total 1",
+            r#"dbtoken_revocations_total{outcome="grace_period_over"} 1"#,
+            "dbtoken_orphans_revoked_total 1",
+            r#"dbtoken_reconcile_errors_total{reason="QUOTA_EXCEEDED"} 1"#,
+            "# TYPE dbtoken_rotations counter",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in {text}");
+        }
+    }
+
+    #[test]
+    fn reconcile_durations_fill_the_histogram() {
+        let m = Metrics::new();
+        m.reconcile_duration(Duration::from_millis(30));
+        m.reconcile_duration(Duration::from_secs(2));
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE dbtoken_reconcile_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dbtoken_reconcile_duration_seconds_count 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dbtoken_reconcile_duration_seconds_bucket{le="0.05"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dbtoken_reconcile_duration_seconds_bucket{le="2.5"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn databricks_requests_are_counted_by_endpoint_and_status() {
+        let m = Metrics::new();
+        m.observe(Endpoint::TokenCreate, "200", Duration::from_millis(5));
+        m.observe(Endpoint::TokenCreate, "429", Duration::from_millis(5));
+        m.observe(Endpoint::TokenList, "transport", Duration::from_secs(1));
+        let text = m.encode();
+        for expected in [
+            r#"dbtoken_databricks_requests_total{endpoint="token/create",status="200"} 1"#,
+            r#"dbtoken_databricks_requests_total{endpoint="token/create",status="429"} 1"#,
+            r#"dbtoken_databricks_requests_total{endpoint="token/list",status="transport"} 1"#,
+            r#"dbtoken_databricks_request_duration_seconds_count{endpoint="token/create"} 2"#,
+            r#"dbtoken_databricks_request_duration_seconds_count{endpoint="token/list"} 1"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in {text}");
+        }
+    }
+
+    #[test]
+    fn only_known_label_names_are_ever_exported() {
+        let m = Metrics::new();
+        m.observe_token("ns", "a", true, Some(1), Some(1));
+        m.rotation("Renewal");
+        m.revocation("orphan");
+        m.reconcile_error("x");
+        m.observe(Endpoint::TokenDelete, "404", Duration::from_millis(1));
+        m.reconcile_duration(Duration::from_millis(1));
+        let allowed = [
+            "namespace",
+            "name",
+            "reason",
+            "outcome",
+            "endpoint",
+            "status",
+            "le",
+        ];
+        let text = m.encode();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(labels) = line.split_once('{').map(|(_, rest)| rest) else {
+                continue;
+            };
+            let labels = labels.split_once('}').map_or("", |(l, _)| l);
+            for pair in labels.split(',') {
+                let key = pair.split_once('=').map_or("", |(k, _)| k);
+                assert!(allowed.contains(&key), "label {key:?} in {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_ends_with_the_openmetrics_eof_marker() {
+        assert!(Metrics::new().encode().ends_with("# EOF\n"));
     }
 }
