@@ -109,7 +109,11 @@ fn start() -> Result<Cluster, String> {
         .name("control-plane".into())
         .spawn(move || {
             let mut cmd = Command::new("bash");
-            cmd.arg(script).arg("run").arg(&dir_arg);
+            // stdout only repeats the kubeconfig path; stderr carries the logs of a failure.
+            cmd.arg(script)
+                .arg("run")
+                .arg(&dir_arg)
+                .stdout(std::process::Stdio::null());
             // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
             unsafe {
                 use std::os::unix::process::CommandExt;
