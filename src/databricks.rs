@@ -68,7 +68,11 @@ pub enum Revoked {
 }
 
 /// Revoke a token; one that is already gone counts as revoked.
-pub async fn revoke(client: &WorkspaceClient, owner: &Owner, token_id: &str) -> Result<Revoked, Error> {
+pub async fn revoke(
+    client: &WorkspaceClient,
+    owner: &Owner,
+    token_id: &str,
+) -> Result<Revoked, Error> {
     let result = match owner {
         Owner::Caller => client.delete_token(token_id).await,
         Owner::ServicePrincipal(_) => client.delete_managed_token(token_id).await,

@@ -12,7 +12,7 @@ mod support;
 
 use std::{collections::HashMap, time::Duration};
 
-use databricks_emulator::{FaultRule, Faults};
+use databricks_emulator::{FaultRule, Faults, Latency};
 use databricks_token_operator::crd::DatabricksToken;
 use kube::api::ListParams;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -21,7 +21,10 @@ use support::operator::eventually;
 use support::world::{World, condition_is};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn faults() -> Faults {
@@ -33,10 +36,16 @@ fn faults() -> Faults {
                 error_status: Some(503),
                 rate_limit_rate: 0.05,
                 retry_after_seconds: Some(1),
-                latency_ms: Some((0, 40)),
+                latency_ms: Some(Latency::Between(0, 40)),
                 ..Default::default()
             },
-            FaultRule { endpoint: "token/create".into(), error_rate: 0.05, error_status: Some(500), drop_response_rate: 0.15, ..Default::default() },
+            FaultRule {
+                endpoint: "token/create".into(),
+                error_rate: 0.05,
+                error_status: Some(500),
+                drop_response_after_create_rate: 0.15,
+                ..Default::default()
+            },
         ],
         seed: Some(7),
     }
@@ -44,12 +53,22 @@ fn faults() -> Faults {
 
 /// Tokens tagged for a resource that are neither its current one nor in their grace period.
 fn leaked(world: &World, tokens: &[DatabricksToken], now_ms: i64) -> Vec<String> {
-    let by_uid: HashMap<String, &DatabricksToken> =
-        tokens.iter().map(|t| (t.metadata.uid.clone().unwrap_or_default(), t)).collect();
+    let by_uid: HashMap<String, &DatabricksToken> = tokens
+        .iter()
+        .map(|t| (t.metadata.uid.clone().unwrap_or_default(), t))
+        .collect();
     let mut leaks = Vec::new();
     for live in world.emulator.live_tokens() {
-        let Some(comment) = &live.comment else { continue };
-        let Some(uid) = comment.split("[dbtoken.dev/uid=").nth(1).and_then(|r| r.strip_suffix(']')) else { continue };
+        let Some(comment) = &live.comment else {
+            continue;
+        };
+        let Some(uid) = comment
+            .split("[dbtoken.dev/uid=")
+            .nth(1)
+            .and_then(|r| r.strip_suffix(']'))
+        else {
+            continue;
+        };
         let Some(owner) = by_uid.get(uid) else {
             leaks.push(format!("{} (resource gone)", live.token_id));
             continue;
@@ -58,7 +77,8 @@ fn leaked(world: &World, tokens: &[DatabricksToken], now_ms: i64) -> Vec<String>
         let current = status.token_id.as_deref() == Some(live.token_id.as_str());
         let in_grace = status.previous_tokens.iter().any(|p| {
             p.token_id == live.token_id
-                && databricks_token_operator::secret::parse_time(&p.revoke_after).is_some_and(|t| t > now_ms)
+                && databricks_token_operator::secret::parse_time(&p.revoke_after)
+                    .is_some_and(|t| t > now_ms)
         });
         if !current && !in_grace {
             leaks.push(live.token_id.clone());
@@ -92,13 +112,15 @@ async fn tokens_are_never_lost_or_leaked_under_kills_and_faults() {
     let mut lost = Vec::new();
     let mut checks = 0u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let mut next_kill = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2_000..8_000));
+    let mut next_kill =
+        tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2_000..8_000));
     while tokio::time::Instant::now() < deadline {
         if tokio::time::Instant::now() >= next_kill {
             w.operator.as_mut().unwrap().kill();
             kills += 1;
             w.start_operator_with(options.clone());
-            next_kill = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2_000..8_000));
+            next_kill =
+                tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2_000..8_000));
         }
         // Lost: a resource that says Ready while its Secret's token is refused.
         for t in w.tokens().list(&ListParams::default()).await.unwrap() {
@@ -106,10 +128,14 @@ async fn tokens_are_never_lost_or_leaked_under_kills_and_faults() {
             if !condition_is(&t, "Ready", "True") {
                 continue;
             }
-            let Some(value) = w.secret_value(&name, "token").await else { continue };
+            let Some(value) = w.secret_value(&name, "token").await else {
+                continue;
+            };
             checks += 1;
             // Re-read: the check must not race a rotation that just replaced the Secret.
-            if !w.emulator.accepts(&value) && w.secret_value(&name, "token").await.as_deref() == Some(value.as_str()) {
+            if !w.emulator.accepts(&value)
+                && w.secret_value(&name, "token").await.as_deref() == Some(value.as_str())
+            {
                 lost.push(name);
             }
         }
@@ -118,15 +144,24 @@ async fn tokens_are_never_lost_or_leaked_under_kills_and_faults() {
 
     w.emulator.clear_faults();
     let stats = w.emulator.stats();
-    let faults_injected: u64 = stats.requests.values().flat_map(|m| m.iter()).filter(|(s, _)| matches!(**s, 0 | 429 | 500 | 503)).map(|(_, c)| *c).sum();
+    let faults_injected: u64 = stats
+        .requests
+        .iter()
+        .filter(|r| matches!(r.status, 0 | 429 | 500 | 503))
+        .map(|r| r.count)
+        .sum();
     let rotations = stats.count("token/create");
     // Faults off: the operator settles, sweeps orphans, and revokes what waited out its grace.
-    let leaks = eventually("no leaked tokens after settling", Duration::from_secs(90), || async {
-        let tokens = w.tokens().list(&ListParams::default()).await.unwrap().items;
-        let all_ready = tokens.iter().all(|t| condition_is(t, "Ready", "True"));
-        let leaks = leaked(&w, &tokens, databricks_token_operator::now_millis());
-        (all_ready && leaks.is_empty()).then_some(leaks)
-    })
+    let leaks = eventually(
+        "no leaked tokens after settling",
+        Duration::from_secs(90),
+        || async {
+            let tokens = w.tokens().list(&ListParams::default()).await.unwrap().items;
+            let all_ready = tokens.iter().all(|t| condition_is(t, "Ready", "True"));
+            let leaks = leaked(&w, &tokens, databricks_token_operator::now_millis());
+            (all_ready && leaks.is_empty()).then_some(leaks)
+        },
+    )
     .await;
     println!(
         "chaos: tokens={n} seconds={seconds} kills={kills} creates={rotations} faults_injected={faults_injected} checks={checks} lost={} leaked={}",
@@ -136,5 +171,8 @@ async fn tokens_are_never_lost_or_leaked_under_kills_and_faults() {
     assert!(kills >= 3, "the run must actually kill the operator");
     assert!(faults_injected > 0, "the run must actually inject faults");
     assert!(checks > 0);
-    assert!(lost.is_empty(), "Ready resources whose Secret token was refused: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "Ready resources whose Secret token was refused: {lost:?}"
+    );
 }

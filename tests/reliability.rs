@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use databricks_token_operator::crd::ClusterDatabricksWorkspace;
 use k8s_openapi::api::events::v1::Event;
 use kube::{
@@ -12,7 +11,7 @@ use kube::{
 };
 use serde_json::json;
 use support::operator::eventually;
-use support::world::{World, WAIT, condition_is, condition_reason};
+use support::world::{WAIT, World, condition_is, condition_reason};
 
 fn spec(lifetime: &str) -> serde_json::Value {
     json!({"workspaceRef": {"name": "ws"}, "lifetime": lifetime})
@@ -22,7 +21,8 @@ fn spec(lifetime: &str) -> serde_json::Value {
 fn leader_index(world: &World, others: &[support::operator::Operator]) -> Option<usize> {
     let mut all: Vec<&support::operator::Operator> = world.operator.iter().collect();
     all.extend(others.iter());
-    all.iter().position(|o| o.logs().contains("acquired leadership"))
+    all.iter()
+        .position(|o| o.logs().contains("acquired leadership"))
 }
 
 #[tokio::test]
@@ -45,7 +45,10 @@ async fn a_killed_leader_is_replaced_and_nothing_is_minted_twice() {
     for i in 0..3 {
         w.wait_ready(&format!("t{i}")).await;
     }
-    let leader = eventually("one replica leads", WAIT, || async { leader_index(&w, &standby) }).await;
+    let leader = eventually("one replica leads", WAIT, || async {
+        leader_index(&w, &standby)
+    })
+    .await;
     let creates_before = w.emulator.stats().count("token/create");
     assert_eq!(creates_before, 3, "exactly one mint per resource");
 
@@ -56,7 +59,11 @@ async fn a_killed_leader_is_replaced_and_nothing_is_minted_twice() {
         standby[0].kill();
     }
     let survivor_logs = |w: &World, standby: &[support::operator::Operator]| {
-        if leader == 0 { standby[0].logs() } else { w.operator.as_ref().unwrap().logs() }
+        if leader == 0 {
+            standby[0].logs()
+        } else {
+            w.operator.as_ref().unwrap().logs()
+        }
     };
     eventually("the standby acquires leadership", WAIT, || {
         let logs = survivor_logs(&w, &standby);
@@ -93,24 +100,56 @@ async fn a_cluster_workspace_serves_only_the_namespaces_it_admits() {
     };
     let open = format!("{}-open", w.ns.name);
     let closed = format!("{}-closed", w.ns.name);
-    cluster_ws.create(&PostParams::default(), &make(&open, &w.ns.name)).await.unwrap();
-    cluster_ws.create(&PostParams::default(), &make(&closed, "someone-else")).await.unwrap();
+    cluster_ws
+        .create(&PostParams::default(), &make(&open, &w.ns.name))
+        .await
+        .unwrap();
+    cluster_ws
+        .create(&PostParams::default(), &make(&closed, "someone-else"))
+        .await
+        .unwrap();
     w.start_operator();
 
     w.create_token("allowed", json!({"workspaceRef": {"kind": "ClusterDatabricksWorkspace", "name": open}, "lifetime": "1h"})).await;
     w.create_token("refused", json!({"workspaceRef": {"kind": "ClusterDatabricksWorkspace", "name": closed}, "lifetime": "1h"})).await;
-    w.create_token("missing", json!({"workspaceRef": {"name": "no-such-workspace"}, "lifetime": "1h"})).await;
+    w.create_token(
+        "missing",
+        json!({"workspaceRef": {"name": "no-such-workspace"}, "lifetime": "1h"}),
+    )
+    .await;
 
     let ok = w.wait_ready("allowed").await;
-    assert!(w.emulator.accepts(&w.secret_value("allowed", "token").await.unwrap()), "{ok:?}");
-    let refused = w.wait_token("refused", "Degraded", |t| condition_is(t, "Degraded", "True")).await;
+    assert!(
+        w.emulator
+            .accepts(&w.secret_value("allowed", "token").await.unwrap()),
+        "{ok:?}"
+    );
+    let refused = w
+        .wait_token("refused", "Degraded", |t| {
+            condition_is(t, "Degraded", "True")
+        })
+        .await;
     let (reason, message) = condition_reason(&refused, "Degraded").unwrap();
     assert_eq!(reason, "NamespaceNotAllowed");
-    assert!(message.contains(&closed) && message.contains(&w.ns.name), "{message}");
-    let missing = w.wait_token("missing", "Degraded", |t| condition_is(t, "Degraded", "True")).await;
-    assert_eq!(condition_reason(&missing, "Degraded").unwrap().0, "WorkspaceNotFound");
+    assert!(
+        message.contains(&closed) && message.contains(&w.ns.name),
+        "{message}"
+    );
+    let missing = w
+        .wait_token("missing", "Degraded", |t| {
+            condition_is(t, "Degraded", "True")
+        })
+        .await;
+    assert_eq!(
+        condition_reason(&missing, "Degraded").unwrap().0,
+        "WorkspaceNotFound"
+    );
     assert!(w.secrets().get_opt("refused").await.unwrap().is_none());
-    assert_eq!(w.emulator.stats().count("token/create"), 1, "only the admitted token was minted");
+    assert_eq!(
+        w.emulator.stats().count("token/create"),
+        1,
+        "only the admitted token was minted"
+    );
 }
 
 #[tokio::test]
@@ -123,17 +162,44 @@ async fn no_token_value_appears_in_logs_events_status_or_metrics() {
     // Mint, rotate on schedule, rotate by request, fail, delete: every path that handles values.
     w.create_token("a", json!({"workspaceRef": {"name": "ws"}, "lifetime": "15s", "renewBefore": "10s", "rotation": {"gracePeriod": "2s"}})).await;
     w.create_token("b", json!({"workspaceRef": {"name": "ws"}, "lifetime": "1h", "secret": {"databricksCfgProfile": "DEFAULT"}})).await;
-    w.create_secret("wrong", &[("token", &format!("dapi{}", "0".repeat(32)))]).await;
-    w.apply_workspace("ws-wrong", json!({"pat": {"secretRef": {"name": "wrong"}}})).await;
-    w.create_token("c", json!({"workspaceRef": {"name": "ws-wrong"}, "lifetime": "1h"})).await;
+    w.create_secret("wrong", &[("token", &format!("dapi{}", "0".repeat(32)))])
+        .await;
+    w.apply_workspace("ws-wrong", json!({"pat": {"secretRef": {"name": "wrong"}}}))
+        .await;
+    w.create_token(
+        "c",
+        json!({"workspaceRef": {"name": "ws-wrong"}, "lifetime": "1h"}),
+    )
+    .await;
     let first_a = w.wait_ready("a").await.status.unwrap().token_id.unwrap();
     w.wait_ready("b").await;
     let patch = json!({"metadata": {"annotations": {"dbtoken.dev/rotate-requested-at": "2026-11-23T00:00:00Z"}}});
-    w.tokens().patch("b", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    w.wait_token("a", "rotated", move |t| t.status.as_ref().and_then(|s| s.token_id.as_ref()).is_some_and(|id| *id != first_a)).await;
-    w.wait_token("c", "Degraded", |t| condition_is(t, "Degraded", "True")).await;
-    w.tokens().delete("b", &DeleteParams::default()).await.unwrap();
-    eventually("b deleted", WAIT, || async { w.tokens().get_opt("b").await.unwrap().is_none().then_some(()) }).await;
+    w.tokens()
+        .patch("b", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_token("a", "rotated", move |t| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.token_id.as_ref())
+            .is_some_and(|id| *id != first_a)
+    })
+    .await;
+    w.wait_token("c", "Degraded", |t| condition_is(t, "Degraded", "True"))
+        .await;
+    w.tokens()
+        .delete("b", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("b deleted", WAIT, || async {
+        w.tokens()
+            .get_opt("b")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
 
     let mut haystack = String::new();
     let op = w.operator.as_ref().unwrap();
@@ -147,13 +213,23 @@ async fn no_token_value_appears_in_logs_events_status_or_metrics() {
         haystack.push_str(&serde_json::to_string(&t).unwrap());
     }
     let minted = w.emulator.minted_values();
-    assert!(minted.len() >= 5, "the scenario minted {} tokens", minted.len());
-    assert!(haystack.contains("Rotated") && haystack.len() > 10_000, "the collected output is substantial");
+    assert!(
+        minted.len() >= 5,
+        "the scenario minted {} tokens",
+        minted.len()
+    );
+    assert!(
+        haystack.contains("Rotated") && haystack.len() > 10_000,
+        "the collected output is substantial"
+    );
     let mut secrets = minted.clone();
     secrets.push(w.admin_pat.clone());
     secrets.push(format!("dapi{}", "0".repeat(32)));
     for value in &secrets {
-        assert!(!haystack.contains(value.as_str()), "a token value leaked into logs/events/status/metrics");
+        assert!(
+            !haystack.contains(value.as_str()),
+            "a token value leaked into logs/events/status/metrics"
+        );
         // Half a value is a leak too (e.g. a truncated log line).
         assert!(!haystack.contains(&value[..20]), "a token prefix leaked");
     }

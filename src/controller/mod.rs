@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Resource, ResourceExt,
@@ -80,7 +80,9 @@ pub struct Context {
     minting: Mutex<HashSet<String>>,
     /// Workspace objects this process has looked at.
     workspaces_seen: Mutex<HashSet<String>>,
-    ready_caches: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+    /// Resolves once the Secret and workspace caches hold their first full list. Shared, because
+    /// a store's readiness future wakes only its latest waiter, and reconciles wait concurrently.
+    caches_ready: future::Shared<future::BoxFuture<'static, ()>>,
 }
 
 impl Context {
@@ -142,7 +144,7 @@ async fn reconcile(token: Arc<DatabricksToken>, ctx: Arc<Context>) -> Result<Act
     let span = info_span!("reconcile", namespace = %token.namespace().unwrap_or_default(), name = %token.name_any());
     async move {
         // Until the watch caches are filled, a workspace or Secret would look missing.
-        (ctx.ready_caches)().await;
+        ctx.caches_ready.clone().await;
         let started = Instant::now();
         let result = reconcile_inner(&token, &ctx).await;
         ctx.metrics.reconcile_duration(started.elapsed());
@@ -289,18 +291,17 @@ pub async fn run(
             .touched_objects()
             .predicate_filter(watch::workspace_trigger, Default::default());
 
-    let ready_caches = {
+    let caches_ready = {
         let (s, w, c) = (secret_reader.clone(), ws_reader.clone(), cws_reader.clone());
-        Arc::new(move || -> futures::future::BoxFuture<'static, ()> {
-            let (s, w, c) = (s.clone(), w.clone(), c.clone());
-            Box::pin(async move {
-                let _ = futures::join!(
-                    s.wait_until_ready(),
-                    w.wait_until_ready(),
-                    c.wait_until_ready()
-                );
-            })
-        })
+        async move {
+            let _ = futures::join!(
+                s.wait_until_ready(),
+                w.wait_until_ready(),
+                c.wait_until_ready()
+            );
+        }
+        .boxed()
+        .shared()
     };
 
     let settings = ClientSettings {
@@ -329,7 +330,7 @@ pub async fn run(
         verified: Mutex::new(HashMap::new()),
         minting: Mutex::new(HashSet::new()),
         workspaces_seen: Mutex::new(HashSet::new()),
-        ready_caches,
+        caches_ready,
     });
 
     let by_namespaced_ws = {

@@ -87,9 +87,16 @@ pub async fn sync(
         // Fresh enough to contain the current token, and recent: shared by a fleet verifying
         // at once, yet never so old that an outside revocation goes unseen. After an
         // interrupted mint, only a list taken now can show the token it may have left.
-        let created = observed.record.as_ref().map_or(0, |r| r.current.creation + 1);
+        let created = observed
+            .record
+            .as_ref()
+            .map_or(0, |r| r.current.creation + 1);
         let recent = now - (ctx.settings.verify_interval.as_millis() as i64) / 4;
-        let not_before = if interrupted { now } else { created.max(recent) };
+        let not_before = if interrupted {
+            now
+        } else {
+            created.max(recent)
+        };
         let snap = ctx
             .inventory
             .snapshot(&workspace, &owner, not_before)
