@@ -1,0 +1,223 @@
+//! The Helm chart installed for real (real `helm`, real API server), and the operator run with
+//! the chart's ServiceAccount identity: its RBAC is enough for every path of the operator and
+//! refuses what the operator does not need.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use support::cluster::repo_root;
+use support::operator::{Operator, eventually};
+use support::world::{WAIT, World};
+
+const FULLNAME: &str = "dbtoken-operator";
+
+fn helm(kubeconfig: &Path, args: &[&str]) -> String {
+    let helm = repo_root().join(".cache/bin/helm");
+    if !helm.exists() {
+        let status = Command::new("bash")
+            .arg(repo_root().join("hack/build-tools.sh"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "hack/build-tools.sh must build helm");
+    }
+    let out = Command::new(helm)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("helm-cache"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "helm {args:?} failed:\n{text}");
+    text
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A kubeconfig for the same API server that authenticates as `namespace/sa` with a bound token.
+fn service_account_kubeconfig(
+    admin: &Path,
+    namespace: &str,
+    sa: &str,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let (ok, token) = kubectl(
+        admin,
+        &["create", "token", sa, "-n", namespace, "--duration", "2h"],
+    );
+    assert!(ok, "kubectl create token: {token}");
+    let admin_config = std::fs::read_to_string(admin).unwrap();
+    let server = admin_config
+        .lines()
+        .find(|l| l.trim_start().starts_with("server:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let ca = admin_config
+        .lines()
+        .find(|l| l.trim_start().starts_with("certificate-authority-data:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    {server}\n    {ca}\nusers:\n- name: sa\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context: {{cluster: local, user: sa}}\ncurrent-context: sa\n",
+        token.trim()
+    );
+    let path = dir.join("sa-kubeconfig");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn the_chart_lints_and_renders_in_both_rbac_modes() {
+    let kubeconfig = support::cluster::cluster_sync()
+        .kubeconfig_path()
+        .to_path_buf();
+    let chart = repo_root().join("charts/databricks-token-operator");
+    let chart = chart.to_str().unwrap();
+    helm(&kubeconfig, &["lint", "--strict", chart]);
+    let cluster_wide = helm(&kubeconfig, &["template", "x", chart]);
+    assert!(cluster_wide.contains("kind: ClusterRole") && cluster_wide.contains("replicas: 2"));
+    assert!(
+        cluster_wide.contains("readOnlyRootFilesystem: true")
+            && cluster_wide.contains("runAsNonRoot: true")
+    );
+    let namespaced = helm(
+        &kubeconfig,
+        &[
+            "template",
+            "x",
+            chart,
+            "--set",
+            "watchNamespaces={team-a,team-b}",
+        ],
+    );
+    assert!(
+        namespaced.matches("kind: RoleBinding").count() >= 2,
+        "a RoleBinding per watched namespace"
+    );
+    assert!(
+        namespaced.contains("team-a,team-b"),
+        "the operator is told which namespaces to watch"
+    );
+}
+
+#[tokio::test]
+async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
+    let mut w = World::new("chart").await;
+    let admin = w.kubeconfig();
+    let release_ns = format!("{}-system", w.ns.name);
+    let chart = repo_root().join("charts/databricks-token-operator");
+    helm(
+        &admin,
+        &[
+            "install",
+            "dbtoken",
+            chart.to_str().unwrap(),
+            "-n",
+            &release_ns,
+            "--create-namespace",
+            "--set",
+            &format!("fullnameOverride={FULLNAME}"),
+            "--wait=false",
+        ],
+    );
+
+    // Least privilege: what the operator never needs is refused.
+    let who = format!("system:serviceaccount:{release_ns}:{FULLNAME}");
+    for (verb, resource, ns) in [
+        ("list", "pods", w.ns.name.as_str()),
+        ("get", "configmaps", w.ns.name.as_str()),
+        ("delete", "databrickstokens.dbtoken.dev", w.ns.name.as_str()),
+        ("create", "clusterroles", ""),
+        (
+            "update",
+            "databricksworkspaces.dbtoken.dev",
+            w.ns.name.as_str(),
+        ),
+        ("create", "leases.coordination.k8s.io", w.ns.name.as_str()),
+    ] {
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", &who];
+        if !ns.is_empty() {
+            args.extend(["-n", ns]);
+        }
+        let (_, answer) = kubectl(&admin, &args);
+        assert_eq!(
+            answer.lines().next().map(str::trim),
+            Some("no"),
+            "{who} must not {verb} {resource}"
+        );
+    }
+
+    // Run the operator as that ServiceAccount, with leader election in the release namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let sa_kubeconfig = service_account_kubeconfig(&admin, &release_ns, FULLNAME, dir.path());
+    let mut options = w.options();
+    options.namespaces = vec![];
+    options.leader_election = true;
+    options.lease_namespace = Some(release_ns.clone());
+    let operator = Operator::start(&sa_kubeconfig, &options);
+
+    w.create_token(
+        "t",
+        json!({"workspaceRef": {"name": "ws"}, "lifetime": "1h"}),
+    )
+    .await;
+    let first = w.wait_ready("t").await.status.unwrap().token_id.unwrap();
+    assert!(
+        w.emulator
+            .accepts(&w.secret_value("t", "token").await.unwrap())
+    );
+    // Rotation (status, Secret update, events) and deletion (revoke, Secret delete, finalizer).
+    let patch = json!({"metadata": {"annotations": {"dbtoken.dev/rotate-requested-at": "now"}}});
+    w.tokens()
+        .patch("t", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_token("t", "rotated", move |t| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.token_id.as_ref())
+            .is_some_and(|id| *id != first)
+    })
+    .await;
+    w.tokens()
+        .delete("t", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("deleted with its Secret", WAIT, || async {
+        let gone = w.tokens().get_opt("t").await.unwrap().is_none()
+            && w.secrets().get_opt("t").await.unwrap().is_none();
+        gone.then_some(())
+    })
+    .await;
+    let logs = operator.logs();
+    assert!(
+        logs.contains("acquired leadership"),
+        "leader election works with the chart's Role"
+    );
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "no RBAC refusal in the operator's log:\n{logs}"
+    );
+}
