@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # Integration tests wait on I/O (API server, emulator, operator processes): run them wide.
 TEST_THREADS ?= 8
 
-.PHONY: demo test tools python-sdk lint fmt crds control-plane-up control-plane-down bench chaos-long build
+.PHONY: demo test tools python-sdk lint fmt crds control-plane-up control-plane-down bench chaos-long build static
 
 ## demo: local control plane + Databricks emulator + operator + a sample DatabricksToken that rotates
 demo: tools build
@@ -44,3 +44,7 @@ control-plane-down:
 ## bench: the benchmark figures kept in BENCHMARKS.md
 bench: tools build
 	cargo run --release --bin bench -- $(BENCH_ARGS)
+
+## static: the static (musl) release binary, as the Dockerfile's builder stage makes it
+static:
+	hack/build-static.sh
