@@ -206,16 +206,14 @@ async fn an_altered_secret_value_is_replaced_with_a_fresh_token() {
     })
     .await;
     assert!(w.emulator.accepts(&value));
-    let now = w
-        .tokens()
-        .get("a")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token_id
-        .unwrap();
-    assert_ne!(now, first);
+    // The Secret is written first, status follows: wait for it to mirror the new token.
+    w.wait_token("a", "status shows the replacement", move |t| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.token_id.as_ref())
+            .is_some_and(|id| *id != first)
+    })
+    .await;
 }
 
 #[tokio::test]
