@@ -179,14 +179,8 @@ impl Workspaces {
                 let ws = self
                     .namespaced
                     .get(&ObjectRef::new(&key.name).within(&token_ns))
-                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                let view = WorkspaceView {
-                    host: &ws.spec.host,
-                    auth: &ws.spec.auth,
-                    rate_limit: ws.spec.rate_limit.as_ref(),
-                    generation: ws.metadata.generation,
-                };
-                self.client_for(&key, &view, &token_ns).await
+                    .ok_or(WorkspaceError::NotFound(key))?;
+                self.for_namespaced(&ws).await
             }
             WorkspaceKind::ClusterDatabricksWorkspace => {
                 let ws = self
@@ -195,29 +189,16 @@ impl Workspaces {
                     .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
                 if !ws.spec.admits(&token_ns) {
                     return Err(WorkspaceError::NamespaceNotAllowed {
-                        workspace: key.name.clone(),
+                        workspace: key.name,
                         namespace: token_ns,
                     });
                 }
-                let view = WorkspaceView {
-                    host: &ws.spec.host,
-                    auth: &ws.spec.auth,
-                    rate_limit: ws.spec.rate_limit.as_ref(),
-                    generation: ws.metadata.generation,
-                };
-                // Schema rules require an explicit namespace here; "default" is never guessed.
-                let secret_ns = ws
-                    .spec
-                    .auth
-                    .secret_ref()
-                    .and_then(|r| r.namespace.clone())
-                    .unwrap_or_default();
-                self.client_for(&key, &view, &secret_ns).await
+                self.for_cluster(&ws).await
             }
         }
     }
 
-    /// Resolve a namespaced workspace object directly (for its own status).
+    /// A namespaced workspace: its credentials always come from its own namespace.
     pub async fn for_namespaced(
         &self,
         ws: &DatabricksWorkspace,
@@ -237,7 +218,8 @@ impl Workspaces {
         self.client_for(&key, &view, &ns).await
     }
 
-    /// Resolve a cluster workspace object directly (for its own status).
+    /// A cluster workspace: schema rules require an explicit credential namespace, so none is
+    /// ever guessed.
     pub async fn for_cluster(
         &self,
         ws: &ClusterDatabricksWorkspace,

@@ -124,7 +124,7 @@ fn the_chart_lints_and_renders_in_both_rbac_modes() {
 
 #[tokio::test]
 async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
-    let mut w = World::new("chart").await;
+    let w = World::new("chart").await;
     let admin = w.kubeconfig();
     let release_ns = format!("{}-system", w.ns.name);
     let chart = repo_root().join("charts/databricks-token-operator");
