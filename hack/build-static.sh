@@ -9,8 +9,9 @@ command -v musl-gcc >/dev/null || { echo "build-static: musl-gcc missing (apt-ge
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 cargo build --release --locked --target "$target" --bin databricks-token-operator
 bin="target/$target/release/databricks-token-operator"
-if ldd "$bin" >/dev/null 2>&1; then
-  echo "build-static: $bin is dynamically linked" >&2
+# A static(-pie) binary has no program interpreter (dynamic loader).
+if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+  echo "build-static: $bin needs a dynamic loader" >&2
   exit 1
 fi
 ls -l "$bin"
