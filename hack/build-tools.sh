@@ -20,7 +20,7 @@ export GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 # The version Kubernetes reports must be the real one: clients and kubectl read it.
 mod_version() { # module-dir module-path
-  awk -v m="$2" '($1 == m && $2 ~ /^v/) {print $2} ($1 == "require" && $2 == m) {print $3}' "$1/go.mod" | head -n1
+  awk -v m="$2" '($1 == m && $2 ~ /^v/) {print $2} ($1 == "require" && $2 == m) {print $3}' "$1/go.mod" | sed -n 1p
 }
 kube_dir="$root/hack/tools/kube"
 helm_dir="$root/hack/tools/helm"

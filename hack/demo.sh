@@ -93,7 +93,7 @@ echo "revoked: $first is no longer live in the workspace"
 kubectl -n demo describe dbtoken reports | sed -n '/^Status:/,$p'
 
 say "7. Metrics"
-addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | head -1 | cut -d= -f2)"
-curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests)' | head -12
+addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | sed -n 1p | cut -d= -f2)"
+curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests)' | sed -n 1,12p
 
 say "Demo finished: a token was minted, rotated and the old one revoked."

@@ -494,25 +494,7 @@ async fn a_restarted_operator_mints_nothing_and_writes_nothing() {
         w.wait_ready(&format!("t{i}")).await;
     }
     w.operator.as_mut().unwrap().terminate();
-    let versions = |list: Vec<_>| list;
-    let before_tokens: Vec<_> = w
-        .tokens()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|t| t.metadata.resource_version)
-        .collect();
-    let before_secrets: Vec<_> = w
-        .secrets()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|s| s.metadata.resource_version)
-        .collect();
+    let before = w.resource_versions().await;
     let calls_before = w.emulator.stats().total_requests();
 
     w.start_operator();
@@ -522,38 +504,18 @@ async fn a_restarted_operator_mints_nothing_and_writes_nothing() {
         WAIT,
         || async {
             let m = w.operator.as_ref().unwrap().metrics().await;
-            (m.lines()
-                .filter(|l| l.starts_with("dbtoken_token_ready{") && l.ends_with(" 1"))
-                .count()
-                == 5)
-                .then_some(())
+            let ready = m
+                .lines()
+                .filter(|l| l.starts_with("dbtoken_token_ready{") && l.ends_with(" 1"));
+            (ready.count() == 5).then_some(())
         },
     )
     .await;
-    let after_tokens: Vec<_> = w
-        .tokens()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|t| t.metadata.resource_version)
-        .collect();
-    let after_secrets: Vec<_> = w
-        .secrets()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|s| s.metadata.resource_version)
-        .collect();
     assert_eq!(
-        versions(before_tokens),
-        after_tokens,
-        "no DatabricksToken writes"
+        before,
+        w.resource_versions().await,
+        "no DatabricksToken or Secret writes"
     );
-    assert_eq!(before_secrets, after_secrets, "no Secret writes");
     assert_eq!(
         w.emulator.stats().total_requests(),
         calls_before,

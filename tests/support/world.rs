@@ -173,6 +173,29 @@ impl World {
         .await
     }
 
+    /// resourceVersions of every DatabricksToken and Secret of the namespace: equal lists mean
+    /// nothing was written in between.
+    pub async fn resource_versions(&self) -> Vec<Option<String>> {
+        let params = kube::api::ListParams::default();
+        let tokens = self
+            .tokens()
+            .list(&params)
+            .await
+            .expect("list tokens")
+            .items;
+        let secrets = self
+            .secrets()
+            .list(&params)
+            .await
+            .expect("list secrets")
+            .items;
+        tokens
+            .into_iter()
+            .map(|t| t.metadata.resource_version)
+            .chain(secrets.into_iter().map(|s| s.metadata.resource_version))
+            .collect()
+    }
+
     pub fn live_token_ids(&self) -> Vec<String> {
         self.emulator
             .live_tokens()
