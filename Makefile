@@ -43,7 +43,8 @@ control-plane-down:
 
 ## bench: the benchmark figures kept in BENCHMARKS.md
 bench: tools build
-	cargo run --release --bin bench -- $(BENCH_ARGS)
+	cargo build --release --bins
+	cargo run --release -p bench -- $(BENCH_ARGS)
 
 ## static: the static (musl) release binary, as the Dockerfile's builder stage makes it
 static:

@@ -1,0 +1,126 @@
+//! `bench`: the operator's speed, cost and scale, measured on the local control plane with the
+//! in-process Databricks emulator and the operator as a real (release) process, next to the
+//! seed's rotation script. Prints Markdown tables (the figures kept in BENCHMARKS.md).
+
+mod baseline;
+mod cluster;
+mod fleet;
+mod latency;
+mod operator;
+mod report;
+mod world;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Benchmark the operator: time to Ready for N tokens, Databricks and Kubernetes calls per
+/// mint, rotation and restart, CPU and memory, apply-to-Secret latency, and a script baseline.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Fleet sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    sizes: Vec<usize>,
+    /// DatabricksTokens created at once.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Tokens rotated by annotation at each size.
+    #[arg(long, default_value_t = 50)]
+    rotation_sample: usize,
+    /// Seconds of idleness measured after all are Ready.
+    #[arg(long, default_value_t = 20)]
+    idle_seconds: u64,
+    /// Single tokens created one at a time for the apply-to-Secret latency (0: skip).
+    #[arg(long, default_value_t = 30)]
+    latency_samples: usize,
+    /// Tokens the baseline script rotates (0: skip).
+    #[arg(long, default_value_t = 100)]
+    baseline_tokens: usize,
+    /// The repository root (hack/, tests/sdk/, .cache/).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
+    root: PathBuf,
+    /// The operator binary; default ROOT/target/release/databricks-token-operator.
+    #[arg(long)]
+    operator_binary: Option<PathBuf>,
+    /// Python with the databricks-sdk; default ROOT/.cache/venv/bin/python (hack/python-venv.sh).
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = args.root.canonicalize().context("repository root")?;
+    let operator_binary = args
+        .operator_binary
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/databricks-token-operator"));
+    if !operator_binary.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --bins` first",
+            operator_binary.display()
+        );
+    }
+    let python = args
+        .python
+        .clone()
+        .unwrap_or_else(|| root.join(".cache/venv/bin/python"));
+    if args.baseline_tokens > 0 && !python.exists() {
+        bail!(
+            "{} is missing: run hack/python-venv.sh first",
+            python.display()
+        );
+    }
+
+    let work = std::env::temp_dir().join(format!("dbtoken-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    eprintln!("bench: control plane and logs in {}", work.display());
+    let control_plane = cluster::ControlPlane::start(&root, &work.join("control-plane"))?;
+    let client = control_plane.client().await?;
+    world::install_crds(&client).await?;
+    let setup = fleet::Setup {
+        client: client.clone(),
+        kubeconfig: control_plane.kubeconfig.clone(),
+        operator_binary,
+        log_dir: work.clone(),
+        in_flight: args.in_flight,
+        idle: Duration::from_secs(args.idle_seconds),
+        rotation_sample: args.rotation_sample,
+    };
+
+    let mut out = report::Report::new(&args_line(), args.in_flight);
+
+    if args.latency_samples > 0 {
+        eprintln!("bench: apply-to-Secret latency, {} samples", args.latency_samples);
+        let w = world::World::new(client.clone(), "bench-latency").await?;
+        let op = operator::Operator::start(
+            &setup.operator_binary,
+            &setup.kubeconfig,
+            &w.namespace,
+            work.join("operator-latency.log"),
+        )?;
+        fleet::wait_metrics(&op, &reqwest::Client::new(), 0).await?;
+        let l = latency::apply_to_secret(&w, args.latency_samples).await?;
+        drop(op);
+        out.latency(&l);
+    }
+    if args.baseline_tokens > 0 {
+        eprintln!("bench: baseline script, {} rotations", args.baseline_tokens);
+        out.baseline(baseline::run(&root, &python, args.baseline_tokens).await?);
+    }
+    for &n in &args.sizes {
+        eprintln!("bench: N = {n}");
+        let r = fleet::run(&setup, n).await.with_context(|| format!("N = {n}"))?;
+        eprintln!("bench: N = {n}: all Ready in {:.1} s", r.ready_seconds);
+        out.size(r);
+    }
+    print!("{}", out.render());
+    drop(control_plane);
+    Ok(())
+}
+
+fn args_line() -> String {
+    std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+}

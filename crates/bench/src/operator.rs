@@ -1,0 +1,128 @@
+//! The operator as a real process (the release binary), with what the kernel knows about it
+//! (peak RSS, CPU time) and what its /metrics endpoint says.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+pub struct Operator {
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Operator {
+    pub fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        log_path: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let log = File::create(&log_path)?;
+        let child = Command::new(binary)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("RUST_LOG")
+            .args(["--namespaces", namespace])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .arg("--insecure-allow-http")
+            .arg("--leader-election=false")
+            // The default: nothing is due while the idle figure is measured.
+            .args(["--verify-interval", "10m"])
+            .args(["--default-grace-period", "1s"])
+            .args(["--log-filter", "warn"])
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        Ok(Self {
+            child: Some(child),
+            log_path,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// User + system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start at ") ".
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ") ".
+        let ticks: u64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        // SAFETY: sysconf reads a constant of the running kernel.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / hz
+    }
+
+    pub fn metrics_url(&self) -> Option<String> {
+        let logs = std::fs::read_to_string(&self.log_path).ok()?;
+        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(format!("http://{addr}/metrics"))
+    }
+
+    /// Number of `dbtoken_token_ready{...} 1` lines, or None while /metrics is not served.
+    pub async fn ready_in_metrics(&self, http: &reqwest::Client) -> Option<usize> {
+        let url = self.metrics_url()?;
+        let text = http.get(url).send().await.ok()?.text().await.ok()?;
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with("dbtoken_token_ready{") && l.ends_with("} 1"))
+                .count(),
+        )
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after 30 s).
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill()?;
+        child.wait()?;
+        bail!("the operator did not exit within 30 s of SIGTERM")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The figures as Markdown tables.
+
+use std::{fmt::Write, time::Duration};
+
+use crate::baseline::Baseline;
+use crate::fleet::{K8sWrites, SizeResult};
+use crate::latency::percentile;
+use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
+
+pub struct Report {
+    args: String,
+    in_flight: usize,
+    sizes: Vec<SizeResult>,
+    latency: Option<Vec<Duration>>,
+    baseline: Option<Baseline>,
+}
+
+fn per(x: u64, n: usize) -> f64 {
+    x as f64 / n.max(1) as f64
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn writes(w: &K8sWrites, n: usize) -> String {
+    format!(
+        "{:.2} ({:.2} Secret, {:.2} token, {:.2} status, {:.2} event)",
+        per(w.total(), n),
+        per(w.secrets, n),
+        per(w.tokens, n),
+        per(w.token_status, n),
+        per(w.events, n)
+    )
+}
+
+impl Report {
+    pub fn new(args: &str, in_flight: usize) -> Self {
+        Self {
+            args: args.to_string(),
+            in_flight,
+            sizes: vec![],
+            latency: None,
+            baseline: None,
+        }
+    }
+
+    pub fn size(&mut self, r: SizeResult) {
+        self.sizes.push(r);
+    }
+
+    pub fn latency(&mut self, sorted: &[Duration]) {
+        self.latency = Some(sorted.to_vec());
+    }
+
+    pub fn baseline(&mut self, b: Baseline) {
+        self.baseline = Some(b);
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write(&mut s);
+        s
+    }
+
+    fn write(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(s, "## bench {}", self.args)?;
+        writeln!(
+            s,
+            "machine: {} CPUs, {} MiB memory; workspace rateLimit {RATE_LIMIT_RPS} req/s, \
+             {MAX_CONCURRENT} in flight (so the client-side limit is not what is measured); \
+             CRs created {} at a time\n",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            mem_total_mib(),
+            self.in_flight
+        )?;
+        if !self.sizes.is_empty() {
+            writeln!(s, "### Apply N, wait for all Ready")?;
+            writeln!(
+                s,
+                "| N | all Ready (s) | mints/s | token/create per mint | Databricks calls per mint | reconciles per token | K8s writes per token | operator CPU (s) | peak RSS (MiB) |"
+            )?;
+            writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+            for r in &self.sizes {
+                writeln!(
+                    s,
+                    "| {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+                    r.n,
+                    r.ready_seconds,
+                    r.n as f64 / r.ready_seconds.max(1e-9),
+                    per(r.mint_calls.creates, r.n),
+                    per(r.mint_calls.total, r.n),
+                    per(r.reconciles, r.n),
+                    writes(&r.mint_writes, r.n),
+                    r.cpu_seconds,
+                    mib(r.peak_rss_kib)
+                )?;
+            }
+            writeln!(s, "\n### Idle, then manual rotation of a sample (gracePeriod 1s)")?;
+            writeln!(
+                s,
+                "| N | idle CPU (s) | idle Databricks calls | idle K8s writes | rotated | rotation wall (s) | creates per rotation | deletes per rotation | Databricks calls per rotation | K8s writes per rotation |"
+            )?;
+            writeln!(s, "|---|---|---|---|---|---|---|---|---|---|")?;
+            for r in &self.sizes {
+                writeln!(
+                    s,
+                    "| {} | {:.2} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} |",
+                    r.n,
+                    r.idle_cpu_seconds,
+                    r.idle_calls.total,
+                    r.idle_writes.total(),
+                    r.rotations,
+                    r.rotation_seconds,
+                    per(r.rotation_calls.creates, r.rotations),
+                    per(r.rotation_calls.deletes, r.rotations),
+                    per(r.rotation_calls.total, r.rotations),
+                    writes(&r.rotation_writes, r.rotations)
+                )?;
+            }
+            writeln!(s, "\n### Restart with N Ready (SIGTERM, start a new process)")?;
+            writeln!(
+                s,
+                "| N | until N `dbtoken_token_ready 1` (s) | tokens minted | Databricks calls | K8s writes | peak RSS (MiB) |"
+            )?;
+            writeln!(s, "|---|---|---|---|---|---|")?;
+            for r in &self.sizes {
+                writeln!(
+                    s,
+                    "| {} | {:.2} | {} | {} | {} | {:.1} |",
+                    r.n,
+                    r.restart_seconds,
+                    r.restart_calls.creates,
+                    r.restart_calls.total,
+                    r.restart_writes.total(),
+                    mib(r.restart_peak_rss_kib)
+                )?;
+            }
+        }
+        if let Some(l) = &self.latency {
+            writeln!(s, "\n### Apply-to-Secret latency ({} single tokens, one at a time)", l.len())?;
+            writeln!(
+                s,
+                "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                percentile(l, 50.0).as_secs_f64() * 1e3,
+                percentile(l, 99.0).as_secs_f64() * 1e3,
+                l.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+            )?;
+        }
+        if let Some(b) = &self.baseline {
+            let m = b.rotations as usize;
+            writeln!(s, "\n### Baseline: the seed's rotation script (official Python SDK, list + create + delete per token)")?;
+            writeln!(
+                s,
+                "{m} rotations in {:.2} s: {:.1} ms per rotation; per rotation {:.2} creates, {:.2} deletes, {:.2} lists, {:.2} Databricks calls in all",
+                b.seconds,
+                b.seconds * 1e3 / m.max(1) as f64,
+                per(b.calls.creates, m),
+                per(b.calls.deletes, m),
+                per(b.calls.lists, m),
+                per(b.calls.total, m)
+            )?;
+            for r in &self.sizes {
+                let op_calls = per(r.rotation_calls.total, r.rotations);
+                let script_calls = per(b.calls.total, m);
+                writeln!(
+                    s,
+                    "- N = {}: operator / script Databricks calls per rotation = {:.2} / {:.2} = {:.2}; wall per rotation {:.1} ms (operator, {} at once, incl. the 1 s grace) vs {:.1} ms (script, sequential)",
+                    r.n,
+                    op_calls,
+                    script_calls,
+                    op_calls / script_calls.max(1e-9),
+                    r.rotation_seconds * 1e3 / r.rotations.max(1) as f64,
+                    r.rotations,
+                    b.seconds * 1e3 / m.max(1) as f64
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mem_total_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
