@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn labels_are_read_by_name() {
-        let l = r#"code="201",component="apiserver",resource="secrets",subresource="",verb="APPLY""#;
+        let l =
+            r#"code="201",component="apiserver",resource="secrets",subresource="",verb="APPLY""#;
         assert_eq!(label(l, "resource"), Some("secrets"));
         assert_eq!(label(l, "verb"), Some("APPLY"));
         assert_eq!(label(l, "subresource"), Some(""));

@@ -44,7 +44,9 @@ impl Calls {
             creates: d("token/create") + d("obo/create"),
             deletes: d("token/delete") + d("token-management/delete"),
             lists: d("token/list") + d("token-management/list"),
-            total: after.total_requests().saturating_sub(before.total_requests()),
+            total: after
+                .total_requests()
+                .saturating_sub(before.total_requests()),
         }
     }
 }

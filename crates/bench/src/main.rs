@@ -93,7 +93,10 @@ async fn main() -> anyhow::Result<()> {
     let mut out = report::Report::new(&args_line(), args.in_flight);
 
     if args.latency_samples > 0 {
-        eprintln!("bench: apply-to-Secret latency, {} samples", args.latency_samples);
+        eprintln!(
+            "bench: apply-to-Secret latency, {} samples",
+            args.latency_samples
+        );
         let w = world::World::new(client.clone(), "bench-latency").await?;
         let op = operator::Operator::start(
             &setup.operator_binary,
@@ -112,7 +115,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for &n in &args.sizes {
         eprintln!("bench: N = {n}");
-        let r = fleet::run(&setup, n).await.with_context(|| format!("N = {n}"))?;
+        let r = fleet::run(&setup, n)
+            .await
+            .with_context(|| format!("N = {n}"))?;
         eprintln!("bench: N = {n}: all Ready in {:.1} s", r.ready_seconds);
         out.size(r);
     }

@@ -96,7 +96,10 @@ impl Report {
                     mib(r.peak_rss_kib)
                 )?;
             }
-            writeln!(s, "\n### Idle, then manual rotation of a sample (gracePeriod 1s)")?;
+            writeln!(
+                s,
+                "\n### Idle, then manual rotation of a sample (gracePeriod 1s)"
+            )?;
             writeln!(
                 s,
                 "| N | idle CPU (s) | idle Databricks calls | idle K8s writes | rotated | rotation wall (s) | creates per rotation | deletes per rotation | Databricks calls per rotation | K8s writes per rotation |"
@@ -118,7 +121,10 @@ impl Report {
                     writes(&r.rotation_writes, r.rotations)
                 )?;
             }
-            writeln!(s, "\n### Restart with N Ready (SIGTERM, start a new process)")?;
+            writeln!(
+                s,
+                "\n### Restart with N Ready (SIGTERM, start a new process)"
+            )?;
             writeln!(
                 s,
                 "| N | until N `dbtoken_token_ready 1` (s) | tokens minted | Databricks calls | K8s writes | peak RSS (MiB) |"
@@ -138,7 +144,11 @@ impl Report {
             }
         }
         if let Some(l) = &self.latency {
-            writeln!(s, "\n### Apply-to-Secret latency ({} single tokens, one at a time)", l.len())?;
+            writeln!(
+                s,
+                "\n### Apply-to-Secret latency ({} single tokens, one at a time)",
+                l.len()
+            )?;
             writeln!(
                 s,
                 "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -149,7 +159,10 @@ impl Report {
         }
         if let Some(b) = &self.baseline {
             let m = b.rotations as usize;
-            writeln!(s, "\n### Baseline: the seed's rotation script (official Python SDK, list + create + delete per token)")?;
+            writeln!(
+                s,
+                "\n### Baseline: the seed's rotation script (official Python SDK, list + create + delete per token)"
+            )?;
             writeln!(
                 s,
                 "{m} rotations in {:.2} s: {:.1} ms per rotation; per rotation {:.2} creates, {:.2} deletes, {:.2} lists, {:.2} Databricks calls in all",
