@@ -193,7 +193,7 @@ pub async fn wait_metrics(
     http: &reqwest::Client,
     ready: usize,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(if ready == 0 { 60 } else { 600 });
     loop {
         if operator
             .ready_in_metrics(http)

@@ -52,6 +52,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Dropping the run on a signal drops the control plane and operator guards, which stop them.
+    tokio::select! {
+        r = run(args) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = term.recv() => bail!("terminated"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let root = args.root.canonicalize().context("repository root")?;
     let operator_binary = args
         .operator_binary

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 pub struct Operator {
     child: Option<Child>,
-    log_path: PathBuf,
+    metrics_url: String,
 }
 
 impl Operator {
@@ -23,11 +23,15 @@ impl Operator {
         log_path: PathBuf,
     ) -> anyhow::Result<Self> {
         let log = File::create(&log_path)?;
+        // A port chosen here rather than parsed from the logs, which stay at warn level.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(binary)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .args(["--namespaces", namespace])
-            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .arg("--insecure-allow-http")
             .arg("--leader-election=false")
             // The default: nothing is due while the idle figure is measured.
@@ -40,7 +44,7 @@ impl Operator {
             .with_context(|| format!("start {}", binary.display()))?;
         Ok(Self {
             child: Some(child),
-            log_path,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
         })
     }
 
@@ -79,10 +83,7 @@ impl Operator {
     }
 
     pub fn metrics_url(&self) -> Option<String> {
-        let logs = std::fs::read_to_string(&self.log_path).ok()?;
-        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(format!("http://{addr}/metrics"))
+        Some(self.metrics_url.clone())
     }
 
     /// Number of `dbtoken_token_ready{...} 1` lines, or None while /metrics is not served.
