@@ -79,6 +79,7 @@ impl K8sWrites {
 pub struct SizeResult {
     pub n: usize,
     pub ready_seconds: f64,
+    pub apply_seconds: f64,
     pub mint_calls: Calls,
     pub mint_writes: K8sWrites,
     pub reconciles: u64,
@@ -121,6 +122,7 @@ pub async fn run(setup: &Setup, n: usize) -> anyhow::Result<SizeResult> {
     let (s0, w0, cpu0) = snapshot(&world, &operator).await?;
     let started = Instant::now();
     world.create_tokens(&names, setup.in_flight).await?;
+    r.apply_seconds = started.elapsed().as_secs_f64();
     let ready_timeout = Duration::from_secs(300).max(Duration::from_millis(100) * n as u32);
     world.wait_all(&names, ready_timeout, is_ready).await?;
     r.ready_seconds = started.elapsed().as_secs_f64();

@@ -78,17 +78,19 @@ impl Report {
             writeln!(s, "### Apply N, wait for all Ready")?;
             writeln!(
                 s,
-                "| N | all Ready (s) | mints/s | token/create per mint | Databricks calls per mint | reconciles per token | K8s writes per token | operator CPU (s) | peak RSS (MiB) |"
+                "| N | all created (s) | all Ready (s) | mints/s | token/create per mint | token/list per mint | Databricks calls per mint | reconciles per token | K8s writes per token | operator CPU (s) | peak RSS (MiB) |"
             )?;
-            writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+            writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|")?;
             for r in &self.sizes {
                 writeln!(
                     s,
-                    "| {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+                    "| {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
                     r.n,
+                    r.apply_seconds,
                     r.ready_seconds,
                     r.n as f64 / r.ready_seconds.max(1e-9),
                     per(r.mint_calls.creates, r.n),
+                    per(r.mint_calls.lists, r.n),
                     per(r.mint_calls.total, r.n),
                     per(r.reconciles, r.n),
                     writes(&r.mint_writes, r.n),
