@@ -522,3 +522,43 @@ async fn a_restarted_operator_mints_nothing_and_writes_nothing() {
         "no Databricks calls"
     );
 }
+
+/// A process that added the finalizer and minted, then died before writing the Secret, leaves a
+/// tagged token behind. The next process reads the token list before minting and revokes it.
+#[tokio::test]
+async fn a_token_minted_by_a_process_that_died_before_the_secret_is_revoked() {
+    let mut w = World::new("diedmid").await;
+    let created = w.create_token("d", spec("1h")).await;
+    let uid = created.metadata.uid.clone().unwrap();
+    // The dead process's two steps: its finalizer, then its create (tagged with the uid).
+    let finalizer =
+        json!({"metadata": {"finalizers": [databricks_token_operator::controller::FINALIZER]}});
+    w.tokens()
+        .patch("d", &PatchParams::default(), &Patch::Merge(&finalizer))
+        .await
+        .unwrap();
+    let left: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/2.0/token/create", w.emulator.base_url()))
+        .bearer_auth(&w.admin_pat)
+        .json(&json!({"lifetime_seconds": 3600, "comment": format!("[dbtoken.dev/uid={uid}]")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let left_id = left["token_info"]["token_id"].as_str().unwrap().to_string();
+
+    w.start_operator();
+    let current = w.wait_ready("d").await.status.unwrap().token_id.unwrap();
+    assert_ne!(current, left_id);
+    w.wait_revoked(&left_id).await;
+    let tagged: Vec<String> = w
+        .emulator
+        .live_tokens()
+        .into_iter()
+        .filter(|t| t.comment.as_deref().is_some_and(|c| c.contains(&uid)))
+        .map(|t| t.token_id)
+        .collect();
+    assert_eq!(tagged, vec![current], "only the Secret's token is live");
+}

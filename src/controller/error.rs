@@ -71,6 +71,12 @@ impl Error {
         matches!(self, Error::Databricks { source, .. } if source.create_outcome_uncertain())
     }
 
+    /// A write lost a race with another change (HTTP 409): the cache was behind. Retried
+    /// shortly from the newer object; not a failure worth a condition or an event.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409)
+    }
+
     /// The credentials were refused: the cached client must re-read them.
     pub fn is_auth_failure(&self) -> bool {
         matches!(

@@ -6,6 +6,7 @@ mod cleanup;
 mod error;
 mod events;
 mod inventory;
+mod own_writes;
 pub mod plan;
 mod rollout;
 pub mod status;
@@ -19,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Resource, ResourceExt,
@@ -31,7 +32,7 @@ use kube::{
         watcher,
     },
 };
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 pub use cleanup::FINALIZER;
 pub use error::Error;
@@ -41,6 +42,9 @@ use crate::metrics::Metrics;
 use crate::schedule::EpochMillis;
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::workspace::{ClientSettings, Workspaces};
+
+/// How soon a reconcile whose write met a newer object (HTTP 409) runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// Field manager for every server-side apply of the operator.
 pub const FIELD_MANAGER: &str = "databricks-token-operator";
@@ -76,8 +80,13 @@ pub struct Context {
     backoff: backoff::Backoff,
     /// When each resource (by uid) was last checked against Databricks.
     verified: Mutex<HashMap<String, EpochMillis>>,
-    /// Resources whose status this process marked Minting and has not cleared yet.
-    minting: Mutex<HashSet<String>>,
+    /// Resources this process has compared with a Databricks token list since it started.
+    compared: Mutex<HashSet<String>>,
+    /// When this process started: a token list taken since then shows what a previous
+    /// process may have minted and not recorded.
+    started_at: EpochMillis,
+    /// Secrets this process wrote, so the watch event of its own write triggers nothing.
+    pub own_writes: Arc<own_writes::OwnWrites>,
     /// Workspace objects this process has looked at.
     workspaces_seen: Mutex<HashSet<String>>,
     /// Resolves once the Secret and workspace caches hold their first full list. Shared, because
@@ -101,23 +110,23 @@ impl Context {
 
     pub fn mark_verified(&self, uid: &str, now: EpochMillis) {
         lock(&self.verified).insert(uid.to_string(), now);
+        lock(&self.compared).insert(uid.to_string());
+    }
+
+    /// Whether a token list must be read before minting for `token`: another process (one that
+    /// crashed, or a former leader) may have minted a token it never wrote to the Secret. Not
+    /// for a resource whose finalizer this process added, as nobody mints before the finalizer.
+    pub fn unknown_mints_possible(&self, token: &DatabricksToken, finalizer_was_set: bool) -> bool {
+        finalizer_was_set && !lock(&self.compared).contains(&token.uid().unwrap_or_default())
+    }
+
+    pub fn started_at(&self) -> EpochMillis {
+        self.started_at
     }
 
     pub fn next_verification(&self, uid: &str, now: EpochMillis) -> EpochMillis {
         let last = lock(&self.verified).get(uid).copied().unwrap_or(now);
         last + self.settings.verify_interval.as_millis() as i64
-    }
-
-    pub fn note_minting(&self, token: &DatabricksToken) {
-        lock(&self.minting).insert(token.uid().unwrap_or_default());
-    }
-
-    pub fn was_marked_minting(&self, token: &DatabricksToken) -> bool {
-        lock(&self.minting).contains(&token.uid().unwrap_or_default())
-    }
-
-    pub fn clear_minting_mark(&self, token: &DatabricksToken) {
-        lock(&self.minting).remove(&token.uid().unwrap_or_default());
     }
 
     /// True the first time this process sees the workspace `key`.
@@ -129,7 +138,7 @@ impl Context {
     pub fn forget(&self, token: &DatabricksToken) {
         let uid = token.uid().unwrap_or_default();
         lock(&self.verified).remove(&uid);
-        self.clear_minting_mark(token);
+        lock(&self.compared).remove(&uid);
         self.backoff.reset(&uid);
         self.metrics
             .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
@@ -176,6 +185,10 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 ctx.settings.max_requeue,
             ))
         }
+        Err(error) if error.is_conflict() => {
+            ctx.metrics.reconcile_error("Conflict");
+            Err(error)
+        }
         Err(error) => {
             if error.is_auth_failure() {
                 ctx.workspaces.invalidate(&Workspaces::key_for(token));
@@ -217,6 +230,10 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
 }
 
 fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        debug!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), error = %error, "write conflict; retrying from the newer object");
+        return Action::requeue(CONFLICT_RETRY);
+    }
     let delay = ctx
         .backoff
         .next_delay(&token.uid().unwrap_or_default(), error.retry_after());
@@ -266,12 +283,17 @@ pub async fn run(
             .predicate_filter(token_trigger, Default::default());
 
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let own_writes = Arc::new(own_writes::OwnWrites::default());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let secrets = watch::namespaced::<Secret>(&kube, &namespaces, managed)
-        .default_backoff()
-        .modify(watch::strip_managed_fields)
-        .reflect(secret_writer)
-        .touched_objects();
+    let secrets = {
+        let own_writes = own_writes.clone();
+        watch::namespaced::<Secret>(&kube, &namespaces, managed)
+            .default_backoff()
+            .modify(watch::strip_managed_fields)
+            .reflect(secret_writer)
+            .touched_objects()
+            .try_filter(move |s| future::ready(!own_writes.is_echo(s)))
+    };
 
     let (ws_reader, ws_writer) = reflector::store::<DatabricksWorkspace>();
     let workspaces =
@@ -328,7 +350,9 @@ pub async fn run(
         },
         backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
         verified: Mutex::new(HashMap::new()),
-        minting: Mutex::new(HashSet::new()),
+        compared: Mutex::new(HashSet::new()),
+        started_at: crate::now_millis(),
+        own_writes,
         workspaces_seen: Mutex::new(HashSet::new()),
         caches_ready,
     });

@@ -19,36 +19,14 @@ pub const ROTATING: &str = "Rotating";
 pub const DEGRADED: &str = "Degraded";
 const MINTING: &str = "Minting";
 
-/// Whether a mint was announced and never finished (crash, or an uncertain create).
+/// Whether the last create failed with an unknown outcome, so a token may exist that the Secret
+/// does not hold.
 pub fn is_minting(token: &DatabricksToken) -> bool {
     token
         .status
         .as_ref()
         .and_then(|s| find_condition(&s.conditions, ROTATING))
         .is_some_and(|c| c.status == ConditionStatus::True && c.reason == MINTING)
-}
-
-/// Announce a mint before attempting it, so an interruption is noticed and swept.
-pub async fn mark_minting(
-    token: &DatabricksToken,
-    ctx: &Context,
-    reason: plan::RotationReason,
-) -> Result<(), Error> {
-    let mut status = token.status.clone().unwrap_or_default();
-    let now = format_time(crate::now_millis());
-    let message = format!("Minting a new token (reason: {})", reason.as_str());
-    upsert_condition(
-        &mut status.conditions,
-        Condition::new(
-            ROTATING,
-            ConditionStatus::True,
-            MINTING,
-            message,
-            &now,
-            token.metadata.generation,
-        ),
-    );
-    write(token, ctx, &status).await
 }
 
 /// Status after a successful sync.
@@ -184,12 +162,10 @@ pub async fn write_if_changed(
     ctx: &Context,
     desired: &DatabricksTokenStatus,
 ) -> Result<(), Error> {
-    if token.status.as_ref() == Some(desired) && !ctx.was_marked_minting(token) {
+    if token.status.as_ref() == Some(desired) {
         return Ok(());
     }
-    write(token, ctx, desired).await?;
-    ctx.clear_minting_mark(token);
-    Ok(())
+    write(token, ctx, desired).await
 }
 
 async fn write(

@@ -2,8 +2,8 @@
 //! period, sweep orphans, and mirror the Secret's record into status.
 //!
 //! Order matters for the invariants: a new token is written to the Secret before the old one is
-//! ever revoked, and a mint is announced in status (Rotating/Minting) before it is attempted, so
-//! that a crash in between leads to an orphan sweep rather than a leaked token.
+//! ever revoked. A token minted but never written (a crash, an uncertain create) carries the
+//! resource's tag, and the token list read before the next mint finds and revokes it.
 
 use databricks_client::CreateTokenRequest;
 use k8s_openapi::api::core::v1::Secret;
@@ -14,7 +14,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{Context, Error, FIELD_MANAGER, events, plan, rollout, status};
+use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, rollout, status};
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
@@ -79,21 +79,26 @@ pub async fn sync(
         }
     }
 
-    // An interrupted mint, or a periodic check: compare with what Databricks has.
-    let interrupted = status::is_minting(token);
-    let verify = interrupted || ctx.verification_due(&uid, now);
+    // Before a mint, tokens an earlier attempt may have left; otherwise the periodic check.
+    let uncertain_create = status::is_minting(token);
+    let unknown_mints =
+        reason.is_some() && ctx.unknown_mints_possible(token, cleanup::has_finalizer(token));
+    let verify = uncertain_create || unknown_mints || ctx.verification_due(&uid, now);
     let mut snapshot = None;
     if verify {
         // Fresh enough to contain the current token, and recent: shared by a fleet verifying
-        // at once, yet never so old that an outside revocation goes unseen. After an
-        // interrupted mint, only a list taken now can show the token it may have left.
+        // at once, yet never so old that an outside revocation goes unseen. After an uncertain
+        // create, only a list taken now can show the token it may have left; what an earlier
+        // process left shows in any list taken since this one started.
         let created = observed
             .record
             .as_ref()
             .map_or(0, |r| r.current.creation + 1);
         let recent = now - (ctx.settings.verify_interval.as_millis() as i64) / 4;
-        let not_before = if interrupted {
+        let not_before = if uncertain_create {
             now
+        } else if unknown_mints {
+            created.max(ctx.started_at())
         } else {
             created.max(recent)
         };
@@ -121,7 +126,7 @@ pub async fn sync(
         let (new_record, new_value) =
             rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
-        if let Err(e) = apply_secret(&secrets, &desired).await {
+        if let Err(e) = apply_secret(ctx, &secrets, &desired).await {
             // Nobody will ever see this token: take it back now (the sweep covers a failure here).
             let _ =
                 databricks::revoke(&workspace.client, &owner, &new_record.current.token_id).await;
@@ -151,7 +156,7 @@ pub async fn sync(
             .as_ref()
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
     if revoked_any || drifted {
-        apply_secret(&secrets, &desired).await?;
+        apply_secret(ctx, &secrets, &desired).await?;
     }
     if let Some(e) = revoke_error {
         return Err(e);
@@ -219,8 +224,6 @@ async fn rotate(
     reason: plan::RotationReason,
     now: EpochMillis,
 ) -> Result<(TokenRecord, String), Error> {
-    status::mark_minting(token, ctx, reason).await?;
-    ctx.note_minting(token);
     let uid = token.uid().unwrap_or_default();
     let request = CreateTokenRequest {
         lifetime_seconds: Some(
@@ -335,9 +338,9 @@ async fn moved_secret(
     Ok(old.filter(|s| secret::is_owned_by(s, token)))
 }
 
-async fn apply_secret(secrets: &Api<Secret>, desired: &Secret) -> Result<(), Error> {
+async fn apply_secret(ctx: &Context, secrets: &Api<Secret>, desired: &Secret) -> Result<(), Error> {
     let name = desired.metadata.name.clone().unwrap_or_default();
-    secrets
+    let written = secrets
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -345,6 +348,7 @@ async fn apply_secret(secrets: &Api<Secret>, desired: &Secret) -> Result<(), Err
         )
         .await
         .map_err(Error::kube("write Secret"))?;
+    ctx.own_writes.record(&written);
     Ok(())
 }
 
