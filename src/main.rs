@@ -17,6 +17,11 @@ use futures::FutureExt;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+// jemalloc: with thousands of cached objects its peak RSS is well below that of glibc's
+// per-thread arenas (BENCHMARKS.md), and the static (musl) image gets the same allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -277,7 +277,7 @@ pub async fn run(
     let tokens =
         watch::namespaced::<DatabricksToken>(&kube, &namespaces, watcher::Config::default())
             .default_backoff()
-            .modify(watch::strip_managed_fields)
+            .modify(watch::slim_for_cache)
             .reflect(token_writer)
             .applied_objects()
             .predicate_filter(token_trigger, Default::default());
@@ -289,7 +289,7 @@ pub async fn run(
         let own_writes = own_writes.clone();
         watch::namespaced::<Secret>(&kube, &namespaces, managed)
             .default_backoff()
-            .modify(watch::strip_managed_fields)
+            .modify(watch::slim_for_cache)
             .reflect(secret_writer)
             .touched_objects()
             .try_filter(move |s| future::ready(!own_writes.is_echo(s)))
@@ -299,7 +299,7 @@ pub async fn run(
     let workspaces =
         watch::namespaced::<DatabricksWorkspace>(&kube, &namespaces, watcher::Config::default())
             .default_backoff()
-            .modify(watch::strip_managed_fields)
+            .modify(watch::slim_for_cache)
             .reflect(ws_writer)
             .touched_objects()
             .predicate_filter(watch::workspace_trigger, Default::default());
@@ -308,7 +308,7 @@ pub async fn run(
     let cluster_workspaces =
         watcher::watcher(kube::Api::all(kube.clone()), watcher::Config::default())
             .default_backoff()
-            .modify(watch::strip_managed_fields)
+            .modify(watch::slim_for_cache)
             .reflect(cws_writer)
             .touched_objects()
             .predicate_filter(watch::workspace_trigger, Default::default());

@@ -31,9 +31,17 @@ where
     futures::stream::select_all(streams).boxed()
 }
 
-/// Caches do not need managedFields; dropping them keeps memory flat at scale.
-pub fn strip_managed_fields<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
+/// What `kubectl apply` leaves on every object it applied: a copy of the whole manifest.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Caches need neither managedFields nor kubectl's copy of the manifest, which together are
+/// often larger than the rest of the object; dropping them keeps memory flat at scale.
+pub fn slim_for_cache<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// A workspace retriggers its tokens when its spec or its readiness changes (a credential fix).
@@ -66,5 +74,34 @@ impl WorkspaceLike for ClusterDatabricksWorkspace {
             .and_then(|s| find_condition(&s.conditions, "Ready"))
             .map(|c| format!("{:?}", c.status))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn slim_objects_keep_their_own_annotations() {
+        let mut secret = Secret {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [(LAST_APPLIED, "{...}"), ("dbtoken.dev/token-id", "abc")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                managed_fields: Some(vec![Default::default()]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        slim_for_cache(&mut secret);
+        let annotations = secret.metadata.annotations.unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["dbtoken.dev/token-id"], "abc");
+        assert!(secret.metadata.managed_fields.is_none());
     }
 }

@@ -38,6 +38,10 @@ struct Args {
     /// Tokens the baseline script rotates (0: skip).
     #[arg(long, default_value_t = 100)]
     baseline_tokens: usize,
+    /// Also time creating each size's N DatabricksTokens with no operator running: what the
+    /// API server alone allows on this machine (runs after all sizes).
+    #[arg(long)]
+    ceiling: bool,
     /// The repository root (hack/, tests/sdk/, .cache/).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
     root: PathBuf,
@@ -130,6 +134,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("N = {n}"))?;
         eprintln!("bench: N = {n}: all Ready in {:.1} s", r.ready_seconds);
         out.size(r);
+    }
+    if args.ceiling {
+        for &n in &args.sizes {
+            eprintln!("bench: ceiling, N = {n} with no operator");
+            let w = world::World::new(client.clone(), &format!("ceiling-{n}")).await?;
+            let names: Vec<String> = (0..n).map(|i| format!("c{i:05}")).collect();
+            let started = std::time::Instant::now();
+            w.create_tokens(&names, args.in_flight).await?;
+            out.ceiling(n, started.elapsed().as_secs_f64());
+        }
     }
     print!("{}", out.render());
     drop(control_plane);

@@ -13,6 +13,8 @@ pub struct Report {
     sizes: Vec<SizeResult>,
     latency: Option<Vec<Duration>>,
     baseline: Option<Baseline>,
+    /// (N, seconds) to create N DatabricksTokens with no operator running.
+    ceilings: Vec<(usize, f64)>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -42,7 +44,12 @@ impl Report {
             sizes: vec![],
             latency: None,
             baseline: None,
+            ceilings: vec![],
         }
+    }
+
+    pub fn ceiling(&mut self, n: usize, seconds: f64) {
+        self.ceilings.push((n, seconds));
     }
 
     pub fn size(&mut self, r: SizeResult) {
@@ -142,6 +149,21 @@ impl Report {
                     r.restart_calls.total,
                     r.restart_writes.total(),
                     mib(r.restart_peak_rss_kib)
+                )?;
+            }
+        }
+        if !self.ceilings.is_empty() {
+            writeln!(
+                s,
+                "\n### API server ceiling: N DatabricksTokens created with no operator running"
+            )?;
+            writeln!(s, "| N | all created (s) | creates/s |")?;
+            writeln!(s, "|---|---|---|")?;
+            for (n, seconds) in &self.ceilings {
+                writeln!(
+                    s,
+                    "| {n} | {seconds:.1} | {:.0} |",
+                    *n as f64 / seconds.max(1e-9)
                 )?;
             }
         }
