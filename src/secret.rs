@@ -60,6 +60,13 @@ pub struct TokenRecord {
     pub rotate_request_handled: Option<String>,
 }
 
+impl TokenRecord {
+    /// Whether a replaced token's grace period is over, so it is to be revoked now.
+    pub fn has_revocations_due(&self, now: EpochMillis) -> bool {
+        self.previous.iter().any(|p| p.revoke_after <= now)
+    }
+}
+
 /// What the Secret should contain apart from the token state.
 pub struct SecretLayout<'a> {
     pub name: &'a str,
@@ -82,8 +89,8 @@ pub fn secret_name(token: &DatabricksToken) -> String {
 }
 
 /// Read the token state from a Secret written by the operator; None when it holds none.
-pub fn read_record(secret: &Secret) -> Option<TokenRecord> {
-    let ann = secret.metadata.annotations.as_ref()?;
+pub fn read_record(meta: &ObjectMeta) -> Option<TokenRecord> {
+    let ann = meta.annotations.as_ref()?;
     let current = CurrentToken {
         token_id: ann.get(ANN_TOKEN_ID)?.clone(),
         creation: parse_time(ann.get(ANN_CREATION)?)?,
@@ -279,7 +286,7 @@ mod tests {
             &record(),
             "secret-value",
         );
-        assert_eq!(read_record(&s), Some(record()));
+        assert_eq!(read_record(&s.metadata), Some(record()));
     }
 
     #[test]
@@ -386,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_secret_without_annotations_has_no_record() {
-        assert_eq!(read_record(&Secret::default()), None);
+        assert_eq!(read_record(&ObjectMeta::default()), None);
     }
 
     #[test]

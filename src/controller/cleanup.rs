@@ -136,7 +136,7 @@ async fn revoke_all(
     let owner = owner_of(token);
     let uid = token.uid().unwrap_or_default();
     let mut ids = BTreeSet::new();
-    if let Some(record) = secret.and_then(secret::read_record) {
+    if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
         ids.insert(record.current.token_id);
         ids.extend(record.previous.into_iter().map(|p| p.token_id));
     }

@@ -24,6 +24,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Resource, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
@@ -72,7 +73,8 @@ pub struct Settings {
 pub struct Context {
     pub kube: kube::Client,
     pub workspaces: Workspaces,
-    pub secrets: Store<Secret>,
+    /// Managed Secrets, metadata only: token values are read only when about to be written.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     pub inventory: inventory::Inventory,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -282,12 +284,13 @@ pub async fn run(
             .applied_objects()
             .predicate_filter(token_trigger, Default::default());
 
-    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let own_writes = Arc::new(own_writes::OwnWrites::default());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let secrets = {
         let own_writes = own_writes.clone();
-        watch::namespaced::<Secret>(&kube, &namespaces, managed)
+        // Api<PartialObjectMeta<_>> lists and watches metadata only.
+        watch::namespaced::<PartialObjectMeta<Secret>>(&kube, &namespaces, managed)
             .default_backoff()
             .modify(watch::slim_for_cache)
             .reflect(secret_writer)

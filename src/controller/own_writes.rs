@@ -6,7 +6,7 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 #[derive(Default)]
 pub struct OwnWrites {
@@ -25,7 +25,7 @@ impl OwnWrites {
 
     /// Whether a watched Secret is exactly the result of this process's last write to it.
     /// Any event for the Secret settles its entry: later events are someone else's change.
-    pub fn is_echo(&self, seen: &Secret) -> bool {
+    pub fn is_echo(&self, seen: &impl Resource) -> bool {
         let Some(version) = super::lock(&self.written).remove(&key(seen)) else {
             return false;
         };
@@ -33,7 +33,7 @@ impl OwnWrites {
     }
 }
 
-fn key(secret: &Secret) -> (String, String) {
+fn key(secret: &impl Resource) -> (String, String) {
     (secret.namespace().unwrap_or_default(), secret.name_any())
 }
 

@@ -1,6 +1,6 @@
 //! Deciding, from the Secret and the spec alone, whether a token must be replaced now.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::ResourceExt;
 
 use crate::crd::{DatabricksToken, DatabricksTokenSpec};
@@ -54,18 +54,51 @@ impl RotationReason {
 /// What the Secret tells about the current token.
 pub struct Observed {
     pub record: Option<TokenRecord>,
-    /// The value whose digest matches the record, wherever it is stored (keys may be renamed).
+    /// Whether the Secret holds the recorded value (under any key: keys may be renamed).
+    pub has_value: bool,
+    /// That value, when the Secret was read with its data.
     pub value: Option<String>,
     /// Whether the spec's token key holds a value other than the recorded one (tampering,
     /// as opposed to a key that was renamed in the spec and is simply absent yet).
     pub value_altered: bool,
 }
 
+impl Observed {
+    /// A Secret known to be exactly as the operator last wrote or checked it: its annotations
+    /// tell everything, and its data is not needed unless something is to be written.
+    pub fn untouched(record: TokenRecord) -> Observed {
+        Observed {
+            record: Some(record),
+            has_value: true,
+            value: None,
+            value_altered: false,
+        }
+    }
+}
+
+/// The record of the cached Secret (metadata only) when it is exactly as the operator last
+/// wrote or checked it: the resourceVersion status recorded, for the spec status last acted on.
+pub fn untouched_record(
+    token: &DatabricksToken,
+    cached: &ObjectMeta,
+    name: &str,
+) -> Option<TokenRecord> {
+    let status = token.status.as_ref()?;
+    let same_secret = status.secret_name.as_deref() == Some(name)
+        && status.secret_resource_version.is_some()
+        && status.secret_resource_version == cached.resource_version;
+    let same_spec = status.observed_generation == token.metadata.generation;
+    (same_secret && same_spec)
+        .then(|| secret::read_record(cached))
+        .flatten()
+}
+
 pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
-    let record = secret.and_then(secret::read_record);
+    let record = secret.and_then(|s| secret::read_record(&s.metadata));
     let Some((secret, record)) = secret.zip(record) else {
         return Observed {
             record: None,
+            has_value: false,
             value: None,
             value_altered: false,
         };
@@ -81,6 +114,7 @@ pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
         .find(|v| &secret::value_digest(v) == digest);
     Observed {
         record: Some(record),
+        has_value: value.is_some(),
         value,
         value_altered,
     }
@@ -142,7 +176,7 @@ pub fn rotation_reason(
             RotationReason::Initial
         });
     };
-    if observed.value.is_none() || observed.value_altered {
+    if !observed.has_value || observed.value_altered {
         return Some(RotationReason::ValueAltered);
     }
     if record.spec_hash != desired_spec_hash {
@@ -340,5 +374,69 @@ mod tests {
         record.rotate_request_handled = Some("2026-01-01T00:00:00Z".into());
         let s = secret_for(&t, &record, "value");
         assert_eq!(reason(&t, Some(&s), NOW), None);
+    }
+
+    /// A token whose status recorded Secret `t` at resourceVersion 7 for generation 1.
+    fn acted_on(generation: i64) -> DatabricksToken {
+        let mut t = token("");
+        t.metadata.generation = Some(generation);
+        t.status = Some(crate::crd::DatabricksTokenStatus {
+            secret_name: Some("t".into()),
+            secret_resource_version: Some("7".into()),
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        t
+    }
+
+    fn cached(t: &DatabricksToken, version: &str) -> ObjectMeta {
+        let mut meta = secret_for(t, &record_for(t, NOW), "value").metadata;
+        meta.resource_version = Some(version.into());
+        meta
+    }
+
+    #[test]
+    fn an_untouched_secret_is_judged_from_its_metadata() {
+        let t = acted_on(1);
+        let record = untouched_record(&t, &cached(&t, "7"), "t").expect("untouched");
+        assert_eq!(record, record_for(&t, NOW));
+        assert_eq!(
+            rotation_reason(
+                &t,
+                &Observed::untouched(record),
+                &spec_hash(&t.spec, "https://h"),
+                NOW
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_secret_changed_by_someone_else_is_read_again() {
+        let t = acted_on(1);
+        assert_eq!(untouched_record(&t, &cached(&t, "8"), "t"), None);
+    }
+
+    #[test]
+    fn a_changed_spec_or_secret_name_reads_the_secret_again() {
+        let t = acted_on(2);
+        assert_eq!(
+            untouched_record(&t, &cached(&t, "7"), "t"),
+            None,
+            "new generation"
+        );
+        let t = acted_on(1);
+        assert_eq!(
+            untouched_record(&t, &cached(&t, "7"), "other"),
+            None,
+            "renamed"
+        );
+        let mut t = acted_on(1);
+        t.status.as_mut().unwrap().secret_resource_version = None;
+        assert_eq!(
+            untouched_record(&t, &cached(&t, "7"), "t"),
+            None,
+            "never recorded"
+        );
     }
 }

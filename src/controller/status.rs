@@ -38,6 +38,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     let expiry = record.current.expiry.map(format_time);
     status.token_id = Some(record.current.token_id.clone());
     status.secret_name = Some(synced.secret_name.clone());
+    status.secret_resource_version = synced.secret_version.clone();
     status.expiry_time = expiry.clone();
     status.renewal_time = plan::renewal_of(token, record).map(format_time);
     if let Some(at) = synced.rotated_at {

@@ -25,6 +25,8 @@ use crate::workspace::ResolvedWorkspace;
 pub struct Synced {
     pub record: TokenRecord,
     pub secret_name: String,
+    /// The Secret's resourceVersion as last written or read whole.
+    pub secret_version: Option<String>,
     pub rotated_at: Option<EpochMillis>,
     pub next_verification: EpochMillis,
 }
@@ -45,27 +47,44 @@ pub async fn sync(
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
 
-    // The watch cache is enough to see that nothing is due; anything that mints re-reads first.
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&namespace))
-        .map(|s| (*s).clone());
-    let mut live = cached;
-    let mut observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
+    // The watch cache holds Secret metadata only. An untouched Secret with nothing due needs no
+    // more; anything else, and anything that writes the Secret, reads it whole first.
+    let cached = ctx.secrets.get(&ObjectRef::new(&name).within(&namespace));
+    let quiet = cached
+        .and_then(|c| plan::untouched_record(token, &c.metadata, &name))
+        .map(plan::Observed::untouched)
+        .filter(|o| {
+            plan::rotation_reason(token, o, &desired_hash, now).is_none()
+                && o.record
+                    .as_ref()
+                    .is_some_and(|r| !r.has_revocations_due(now))
+        });
+    let read_whole = quiet.is_none();
+    let mut live = None;
+    let mut secret_version = None;
+    let mut observed = match quiet {
+        Some(observed) => {
+            secret_version = token
+                .status
+                .as_ref()
+                .and_then(|s| s.secret_resource_version.clone());
+            observed
+        }
+        None => {
+            live = secrets
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube("read Secret"))?;
+            if let Some(s) = &live {
+                if !secret::is_owned_by(s, token) {
+                    return Err(Error::SecretConflict { name });
+                }
+                secret_version = s.resource_version();
+            }
+            plan::observe(live.as_ref(), &token.spec.secret.token_key)
+        }
+    };
     let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-    if reason.is_some() {
-        live = secrets
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube("read Secret"))?;
-        observed = plan::observe(live.as_ref(), &token.spec.secret.token_key);
-        reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-    }
-    if let Some(s) = &live
-        && !secret::is_owned_by(s, token)
-    {
-        return Err(Error::SecretConflict { name });
-    }
     // A renamed Secret: carry the token over from the old one instead of minting.
     let mut renamed_from = None;
     if observed.record.is_none()
@@ -126,13 +145,18 @@ pub async fn sync(
         let (new_record, new_value) =
             rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
-        if let Err(e) = apply_secret(ctx, &secrets, &desired).await {
-            // Nobody will ever see this token: take it back now (the sweep covers a failure here).
-            let _ =
-                databricks::revoke(&workspace.client, &owner, &new_record.current.token_id).await;
-            return Err(e);
-        }
+        let written = match apply_secret(ctx, &secrets, &desired).await {
+            Ok(version) => version,
+            Err(e) => {
+                // Nobody will ever see this token: take it back now (the sweep covers a failure
+                // here).
+                let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id)
+                    .await;
+                return Err(e);
+            }
+        };
         secret_written = true;
+        secret_version = written;
         announce_rotation(token, ctx, reason, &new_record).await;
         rollout::restart_targets(token, ctx, now).await;
         record = Some(new_record);
@@ -140,7 +164,6 @@ pub async fn sync(
         rotated_at = Some(now);
     }
     let mut record = record.ok_or(Error::MissingField("token record"))?;
-    let value = value.ok_or(Error::MissingField("token value"))?;
 
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
@@ -150,13 +173,16 @@ pub async fn sync(
     let (revoked_any, revoke_error) =
         revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
 
-    let desired = secret::render(token, &layout(&name, &workspace), &record, &value);
-    let drifted = !secret_written
-        && live
+    // Rewrite after a revocation, or when the Secret read whole differs from what it should be.
+    if revoked_any || (read_whole && !secret_written) {
+        let value = value.ok_or(Error::MissingField("token value"))?;
+        let desired = secret::render(token, &layout(&name, &workspace), &record, &value);
+        let drifted = live
             .as_ref()
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
-    if revoked_any || drifted {
-        apply_secret(ctx, &secrets, &desired).await?;
+        if revoked_any || drifted {
+            secret_version = apply_secret(ctx, &secrets, &desired).await?;
+        }
     }
     if let Some(e) = revoke_error {
         return Err(e);
@@ -171,6 +197,7 @@ pub async fn sync(
     Ok(Synced {
         record,
         secret_name: name,
+        secret_version,
         rotated_at,
         next_verification: ctx.next_verification(&uid, now),
     })
@@ -338,7 +365,12 @@ async fn moved_secret(
     Ok(old.filter(|s| secret::is_owned_by(s, token)))
 }
 
-async fn apply_secret(ctx: &Context, secrets: &Api<Secret>, desired: &Secret) -> Result<(), Error> {
+/// Server-side apply of the whole Secret; returns its new resourceVersion.
+async fn apply_secret(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    desired: &Secret,
+) -> Result<Option<String>, Error> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     let written = secrets
         .patch(
@@ -349,7 +381,7 @@ async fn apply_secret(ctx: &Context, secrets: &Api<Secret>, desired: &Secret) ->
         .await
         .map_err(Error::kube("write Secret"))?;
     ctx.own_writes.record(&written);
-    Ok(())
+    Ok(written.resource_version())
 }
 
 async fn announce_rotation(

@@ -243,6 +243,10 @@ pub struct DatabricksTokenStatus {
     /// The `.metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The Secret's `.metadata.resourceVersion` when the operator last wrote or checked it. Any
+    /// other version means someone else changed the Secret, and the operator reads it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_resource_version: Option<String>,
 }
 
 /// A replaced token waiting out its grace period.
