@@ -84,17 +84,7 @@ async fn a_short_lifetime_rotates_and_revokes_the_old_token_after_the_grace_peri
         .unwrap();
     let first_value = w.secret_value("short", "token").await.unwrap();
 
-    let rotated = w
-        .wait_token("short", "a new tokenId", {
-            let first = first.clone();
-            move |t| {
-                t.status
-                    .as_ref()
-                    .and_then(|s| s.token_id.as_ref())
-                    .is_some_and(|id| *id != first)
-            }
-        })
-        .await;
+    let rotated = w.wait_replaced("short", &first, "a new tokenId").await;
     let status = rotated.status.unwrap();
     assert_ne!(status.token_id.as_deref(), Some(first.as_str()));
     let second_value = w.secret_value("short", "token").await.unwrap();
@@ -123,15 +113,7 @@ async fn the_rotate_requested_at_annotation_rotates_once() {
         .await
         .unwrap();
     let t = w
-        .wait_token("m", "rotation after the request", {
-            let first = first.clone();
-            move |t| {
-                t.status
-                    .as_ref()
-                    .and_then(|s| s.token_id.as_ref())
-                    .is_some_and(|id| *id != first)
-            }
-        })
+        .wait_replaced("m", &first, "rotation after the request")
         .await;
     let second = t.status.unwrap().token_id.unwrap();
     // The previous token is still valid during its grace period (5s by default in tests), then revoked.
@@ -166,15 +148,7 @@ async fn a_deleted_secret_gets_a_new_token_and_the_old_one_is_revoked() {
     .await;
     assert!(w.emulator.accepts(&value));
     let t = w
-        .wait_token("d", "status shows the new token", {
-            let first = first.clone();
-            move |t| {
-                t.status
-                    .as_ref()
-                    .and_then(|s| s.token_id.as_ref())
-                    .is_some_and(|id| *id != first)
-            }
-        })
+        .wait_replaced("d", &first, "status shows the new token")
         .await;
     assert!(
         t.status
@@ -207,13 +181,8 @@ async fn an_altered_secret_value_is_replaced_with_a_fresh_token() {
     .await;
     assert!(w.emulator.accepts(&value));
     // The Secret is written first, status follows: wait for it to mirror the new token.
-    w.wait_token("a", "status shows the replacement", move |t| {
-        t.status
-            .as_ref()
-            .and_then(|s| s.token_id.as_ref())
-            .is_some_and(|id| *id != first)
-    })
-    .await;
+    w.wait_replaced("a", &first, "status shows the replacement")
+        .await;
 }
 
 #[tokio::test]
@@ -225,15 +194,7 @@ async fn a_token_revoked_in_databricks_is_minted_again() {
 
     assert!(w.emulator.revoke(&first));
     let t = w
-        .wait_token("r", "re-minted after outside revocation", {
-            let first = first.clone();
-            move |t| {
-                t.status
-                    .as_ref()
-                    .and_then(|s| s.token_id.as_ref())
-                    .is_some_and(|id| *id != first)
-            }
-        })
+        .wait_replaced("r", &first, "re-minted after outside revocation")
         .await;
     let value = w.secret_value("r", "token").await.unwrap();
     assert!(w.emulator.accepts(&value));

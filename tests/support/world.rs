@@ -155,6 +155,18 @@ impl World {
         }
     }
 
+    /// Wait until status shows a token other than `first` (a rotation or a re-mint).
+    pub async fn wait_replaced(&self, name: &str, first: &str, what: &str) -> DatabricksToken {
+        let first = first.to_string();
+        self.wait_token(name, what, move |t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.token_id.as_ref())
+                .is_some_and(|id| *id != first)
+        })
+        .await
+    }
+
     /// The token value stored in the Secret under `key`.
     pub async fn secret_value(&self, secret: &str, key: &str) -> Option<String> {
         let s = self.secrets().get_opt(secret).await.expect("read secret")?;
