@@ -218,3 +218,25 @@ async fn invalid_workspaces_are_refused_at_apply_with_a_clear_message() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// An unparsable duration gets the pattern message alone: the CEL rules that compare durations
+/// skip values that are not durations instead of adding conversion errors.
+#[tokio::test]
+async fn an_unparsable_duration_gets_one_clear_message() {
+    let ns = support::cluster::namespace("duration").await;
+    support::world::install_crds(&ns.client).await;
+    for spec in [
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"soon"}"#,
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"later"}"#,
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"10m","rotation":{"gracePeriod":"a bit"}}"#,
+    ] {
+        let e = create(&ns, "DatabricksToken", "databrickstokens", true, spec)
+            .await
+            .expect_err(spec);
+        assert!(e.contains("should match"), "{spec}: {e}");
+        assert!(
+            !e.contains("type conversion error"),
+            "{spec}: the pattern message alone, got: {e}"
+        );
+    }
+}

@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 
+/// A Go duration, e.g. `720h` or `1h30m` (`[.]` rather than an escaped dot, so the same text is
+/// a valid CEL string literal in the rules that guard `duration()` with it).
+macro_rules! duration_regex {
+    () => {
+        "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+    };
+}
+
 /// A Databricks personal access token that the operator mints into a Secret and rotates
 /// before it expires.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -28,8 +36,10 @@ use super::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
-#[x_kube(validation = Rule::new("!has(self.renewBefore) || duration(self.renewBefore) < duration(self.lifetime)").message("renewBefore must be shorter than lifetime"))]
-#[x_kube(validation = Rule::new("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)").message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
+// Each rule that converts with duration() first checks the text is a duration: an unparsable
+// value gets the pattern's message alone, not also a type-conversion error per rule.
+#[x_kube(validation = Rule::new(concat!("!has(self.renewBefore) || !self.renewBefore.matches('", duration_regex!(), "') || !self.lifetime.matches('", duration_regex!(), "') || duration(self.renewBefore) < duration(self.lifetime)")).message("renewBefore must be shorter than lifetime"))]
+#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || !self.rotation.gracePeriod.matches('", duration_regex!(), "') || !self.renewBefore.matches('", duration_regex!(), "') || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)")).message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
 pub struct DatabricksTokenSpec {
     /// The workspace (and credentials) to mint the token with.
     pub workspace_ref: WorkspaceRef,
@@ -42,15 +52,15 @@ pub struct DatabricksTokenSpec {
 
     /// How long each minted token lives, as a Go duration (e.g. `720h`). At least 10s and at
     /// most 730 days (17520h); the workspace's own maximum may be lower.
-    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("lifetime must be at least 10s"))]
-    #[x_kube(validation = Rule::new("duration(self) <= duration('17520h')").message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
-    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new(concat!("!self.matches('", duration_regex!(), "') || duration(self) >= duration('10s')")).message("lifetime must be at least 10s"))]
+    #[x_kube(validation = Rule::new(concat!("!self.matches('", duration_regex!(), "') || duration(self) <= duration('17520h')")).message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
+    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
     pub lifetime: Duration,
 
     /// Rotate this long before the token expires (e.g. `240h`). Defaults to one third of the
     /// lifetime (renewal at 2/3 of the lifetime). Mutually exclusive with renewBeforePercentage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
     pub renew_before: Option<Duration>,
 
     /// Rotate when this percentage of the lifetime remains (1-99). Mutually exclusive with
@@ -86,7 +96,7 @@ pub struct DatabricksTokenSpec {
 }
 
 /// A Go duration: one or more decimal numbers, each with a unit (ns, us, ms, s, m, h).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+pub const DURATION_PATTERN: &str = duration_regex!();
 
 /// Which workspace object to use.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -184,7 +194,7 @@ pub struct RotationSpec {
     /// How long the previous token stays valid after the Secret holds the new one (default 1h,
     /// capped at the previous token's own expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("pattern" = DURATION_PATTERN))]
+    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
     pub grace_period: Option<Duration>,
     /// Workloads whose pod template gets a restart annotation after each rotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
