@@ -9,6 +9,7 @@ mod inventory;
 mod own_writes;
 pub mod plan;
 mod rollout;
+mod secret_index;
 pub mod status;
 mod token;
 mod watch;
@@ -73,8 +74,8 @@ pub struct Settings {
 pub struct Context {
     pub kube: kube::Client,
     pub workspaces: Workspaces,
-    /// Managed Secrets, metadata only: token values are read only when about to be written.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Managed Secrets, version and token record only: values are read only to be written.
+    pub secrets: secret_index::SecretIndex,
     pub inventory: inventory::Inventory,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -284,16 +285,18 @@ pub async fn run(
             .applied_objects()
             .predicate_filter(token_trigger, Default::default());
 
-    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secret_index = secret_index::SecretIndex::default();
     let own_writes = Arc::new(own_writes::OwnWrites::default());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let secrets = {
-        let own_writes = own_writes.clone();
+        let (index, own_writes) = (secret_index.clone(), own_writes.clone());
         // Api<PartialObjectMeta<_>> lists and watches metadata only.
         watch::namespaced::<PartialObjectMeta<Secret>>(&kube, &namespaces, managed)
             .default_backoff()
-            .modify(watch::slim_for_cache)
-            .reflect(secret_writer)
+            .map_ok(move |event| {
+                index.apply(&event);
+                event
+            })
             .touched_objects()
             .try_filter(move |s| future::ready(!own_writes.is_echo(s)))
     };
@@ -317,7 +320,7 @@ pub async fn run(
             .predicate_filter(watch::workspace_trigger, Default::default());
 
     let caches_ready = {
-        let (s, w, c) = (secret_reader.clone(), ws_reader.clone(), cws_reader.clone());
+        let (s, w, c) = (secret_index.clone(), ws_reader.clone(), cws_reader.clone());
         async move {
             let _ = futures::join!(
                 s.wait_until_ready(),
@@ -342,7 +345,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
-        secrets: secret_reader,
+        secrets: secret_index,
         inventory: Default::default(),
         recorder: Recorder::new(kube.clone(), reporter),
         metrics: metrics.clone(),

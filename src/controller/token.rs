@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
-    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+    runtime::{controller::Action, events::EventType},
 };
 use tracing::{info, warn};
 
@@ -47,11 +47,13 @@ pub async fn sync(
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
 
-    // The watch cache holds Secret metadata only. An untouched Secret with nothing due needs no
-    // more; anything else, and anything that writes the Secret, reads it whole first.
-    let cached = ctx.secrets.get(&ObjectRef::new(&name).within(&namespace));
-    let quiet = cached
-        .and_then(|c| plan::untouched_record(token, &c.metadata, &name))
+    // The cache keeps a Secret's version and token record only. An untouched Secret with nothing
+    // due needs no more; anything else, and anything that writes the Secret, reads it whole first.
+    let quiet = ctx
+        .secrets
+        .get(&namespace, &name)
+        .filter(|c| plan::is_untouched(token, &name, c.resource_version.as_deref()))
+        .and_then(|c| c.record)
         .map(plan::Observed::untouched)
         .filter(|o| {
             plan::rotation_reason(token, o, &desired_hash, now).is_none()
