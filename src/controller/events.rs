@@ -3,7 +3,7 @@
 
 use kube::{
     Resource,
-    runtime::events::{Event, EventType},
+    runtime::events::{Event, EventType, Recorder},
 };
 use tracing::warn;
 
@@ -25,7 +25,12 @@ pub async fn publish(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &token.object_ref(&())).await {
+    // A Recorder per event: kube's Recorder caches every event it publishes for six minutes (to
+    // count repeats as a series), which at thousands of mints is megabytes and a scan of the
+    // whole cache per publish. Failures are published only when status changes, so there are
+    // no repeats to count.
+    let recorder = Recorder::new(ctx.kube.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&event, &token.object_ref(&())).await {
         warn!(error = %e, reason, "could not publish event");
     }
 }

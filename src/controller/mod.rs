@@ -29,7 +29,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{EventType, Recorder, Reporter},
+        events::{EventType, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -77,7 +77,8 @@ pub struct Context {
     /// Managed Secrets, version and token record only: values are read only to be written.
     pub secrets: secret_index::SecretIndex,
     pub inventory: inventory::Inventory,
-    pub recorder: Recorder,
+    /// Who publishes the events.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     backoff: backoff::Backoff,
@@ -277,17 +278,16 @@ pub async fn run(
     let namespaces = config.namespaces.clone();
 
     let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
-    let tokens =
-        watch::namespaced::<DatabricksToken>(&kube, &namespaces, watcher::Config::default())
-            .default_backoff()
-            .modify(watch::slim_for_cache)
-            .reflect(token_writer)
-            .applied_objects()
-            .predicate_filter(token_trigger, Default::default());
+    let tokens = watch::namespaced::<DatabricksToken>(&kube, &namespaces, watch::config())
+        .default_backoff()
+        .modify(watch::slim_for_cache)
+        .reflect(token_writer)
+        .applied_objects()
+        .predicate_filter(token_trigger, Default::default());
 
     let secret_index = secret_index::SecretIndex::default();
     let own_writes = Arc::new(own_writes::OwnWrites::default());
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let managed = watch::config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let secrets = {
         let (index, own_writes) = (secret_index.clone(), own_writes.clone());
         // Api<PartialObjectMeta<_>> lists and watches metadata only.
@@ -347,7 +347,7 @@ pub async fn run(
         workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
         secrets: secret_index,
         inventory: Default::default(),
-        recorder: Recorder::new(kube.clone(), reporter),
+        reporter,
         metrics: metrics.clone(),
         settings: Settings {
             verify_interval: config.verify_interval,

@@ -7,6 +7,13 @@ use serde::de::DeserializeOwned;
 
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace, find_condition};
 
+/// Watch settings for the large caches. Small list pages: each page is decoded whole, with the
+/// managedFields the caches then drop, and those transient pages set the peak memory of a
+/// restart with thousands of objects (BENCHMARKS.md).
+pub fn config() -> watcher::Config {
+    watcher::Config::default().page_size(100)
+}
+
 /// One watch over every namespace, or several merged into one stream when namespaces are listed.
 pub fn namespaced<K>(
     client: &kube::Client,
