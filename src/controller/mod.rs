@@ -83,9 +83,7 @@ pub struct Context {
     pub settings: Settings,
     backoff: backoff::Backoff,
     /// When each resource (by uid) was last checked against Databricks.
-    verified: Mutex<HashMap<String, EpochMillis>>,
-    /// Resources this process has compared with a Databricks token list since it started.
-    compared: Mutex<HashSet<String>>,
+    checks: Mutex<HashMap<String, Check>>,
     /// When this process started: a token list taken since then shows what a previous
     /// process may have minted and not recorded.
     started_at: EpochMillis,
@@ -98,30 +96,52 @@ pub struct Context {
     caches_ready: future::Shared<future::BoxFuture<'static, ()>>,
 }
 
+/// The last check of one resource against Databricks.
+struct Check {
+    at: EpochMillis,
+    /// Whether this process has compared the resource with a token list since it started
+    /// (a first sight counts as checked, but lists nothing).
+    listed: bool,
+}
+
 impl Context {
     /// Whether the periodic check is due. A resource first seen counts as just checked, so a
     /// restarted operator makes no Databricks calls for tokens that are fine.
     pub fn verification_due(&self, uid: &str, now: EpochMillis) -> bool {
-        let mut verified = lock(&self.verified);
-        match verified.get(uid) {
-            Some(at) => now - at >= self.settings.verify_interval.as_millis() as i64,
+        let mut checks = lock(&self.checks);
+        match checks.get(uid) {
+            Some(c) => now - c.at >= self.settings.verify_interval.as_millis() as i64,
             None => {
-                verified.insert(uid.to_string(), now);
+                checks.insert(
+                    uid.to_string(),
+                    Check {
+                        at: now,
+                        listed: false,
+                    },
+                );
                 false
             }
         }
     }
 
     pub fn mark_verified(&self, uid: &str, now: EpochMillis) {
-        lock(&self.verified).insert(uid.to_string(), now);
-        lock(&self.compared).insert(uid.to_string());
+        lock(&self.checks).insert(
+            uid.to_string(),
+            Check {
+                at: now,
+                listed: true,
+            },
+        );
     }
 
     /// Whether a token list must be read before minting for `token`: another process (one that
     /// crashed, or a former leader) may have minted a token it never wrote to the Secret. Not
     /// for a resource whose finalizer this process added, as nobody mints before the finalizer.
     pub fn unknown_mints_possible(&self, token: &DatabricksToken, finalizer_was_set: bool) -> bool {
-        finalizer_was_set && !lock(&self.compared).contains(&token.uid().unwrap_or_default())
+        finalizer_was_set
+            && !lock(&self.checks)
+                .get(&token.uid().unwrap_or_default())
+                .is_some_and(|c| c.listed)
     }
 
     pub fn started_at(&self) -> EpochMillis {
@@ -129,7 +149,7 @@ impl Context {
     }
 
     pub fn next_verification(&self, uid: &str, now: EpochMillis) -> EpochMillis {
-        let last = lock(&self.verified).get(uid).copied().unwrap_or(now);
+        let last = lock(&self.checks).get(uid).map_or(now, |c| c.at);
         last + self.settings.verify_interval.as_millis() as i64
     }
 
@@ -141,8 +161,7 @@ impl Context {
     /// Drop everything kept about a deleted resource.
     pub fn forget(&self, token: &DatabricksToken) {
         let uid = token.uid().unwrap_or_default();
-        lock(&self.verified).remove(&uid);
-        lock(&self.compared).remove(&uid);
+        lock(&self.checks).remove(&uid);
         self.backoff.reset(&uid);
         self.metrics
             .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
@@ -355,8 +374,7 @@ pub async fn run(
             max_requeue: config.verify_interval.max(Duration::from_secs(1)),
         },
         backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
-        verified: Mutex::new(HashMap::new()),
-        compared: Mutex::new(HashSet::new()),
+        checks: Mutex::new(HashMap::new()),
         started_at: crate::now_millis(),
         own_writes,
         workspaces_seen: Mutex::new(HashSet::new()),
