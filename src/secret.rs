@@ -51,6 +51,13 @@ pub struct PreviousTokenRecord {
     pub revoke_after: EpochMillis,
 }
 
+impl PreviousTokenRecord {
+    /// Whether its grace period is over, so it is to be revoked now.
+    pub fn is_due(&self, now: EpochMillis) -> bool {
+        self.revoke_after <= now
+    }
+}
+
 /// Everything the Secret's annotations say about the tokens of one `DatabricksToken`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -61,9 +68,9 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    /// Whether a replaced token's grace period is over, so it is to be revoked now.
+    /// Whether a replaced token is to be revoked now.
     pub fn has_revocations_due(&self, now: EpochMillis) -> bool {
-        self.previous.iter().any(|p| p.revoke_after <= now)
+        self.previous.iter().any(|p| p.is_due(now))
     }
 }
 

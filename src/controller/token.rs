@@ -474,7 +474,7 @@ async fn revoke_due(
     let mut first_error = None;
     let mut kept = Vec::new();
     for p in std::mem::take(&mut record.previous) {
-        if p.revoke_after > now {
+        if !p.is_due(now) {
             kept.push(p);
             continue;
         }
