@@ -1,13 +1,17 @@
 //! The small HTTP server: `/healthz` (the process answers), `/readyz` (ready to serve its role),
 //! `/metrics` (Prometheus text format).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use axum::{
-    Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
+    Router, body::Body, extract::State, http::StatusCode, http::header, response::IntoResponse,
+    routing::get,
 };
 
 use crate::metrics::Metrics;
@@ -40,7 +44,10 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        // Streamed: with thousands of tokens the text is megabytes.
+        Body::from_stream(futures::stream::iter(
+            state.metrics.text_chunks().map(Ok::<_, Infallible>),
+        )),
     )
 }
 

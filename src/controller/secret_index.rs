@@ -17,7 +17,8 @@ use crate::secret::{self, TokenRecord};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SecretSummary {
     pub resource_version: Option<String>,
-    pub record: Option<TokenRecord>,
+    /// Shared, so a lookup copies a pointer, and boxed, so the index's table stays small.
+    pub record: Option<Arc<TokenRecord>>,
 }
 
 type Key = (String, String);
@@ -91,7 +92,7 @@ fn key(s: &PartialObjectMeta<Secret>) -> Key {
 fn summary(s: &PartialObjectMeta<Secret>) -> SecretSummary {
     SecretSummary {
         resource_version: s.resource_version(),
-        record: secret::read_record(&s.metadata),
+        record: secret::read_record(&s.metadata).map(Arc::new),
     }
 }
 

@@ -5,6 +5,8 @@
 //! ever revoked. A token minted but never written (a crash, an uncertain create) carries the
 //! resource's tag, and the token list read before the next mint finds and revokes it.
 
+use std::sync::Arc;
+
 use databricks_client::CreateTokenRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -54,7 +56,7 @@ pub async fn sync(
         .get(&namespace, &name)
         .filter(|c| plan::is_untouched(token, &name, c.resource_version.as_deref()))
         .and_then(|c| c.record)
-        .map(plan::Observed::untouched)
+        .map(|record| plan::Observed::untouched(Arc::unwrap_or_clone(record)))
         .filter(|o| {
             plan::rotation_reason(token, o, &desired_hash, now).is_none()
                 && o.record

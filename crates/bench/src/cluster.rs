@@ -10,6 +10,38 @@ use std::{
 use anyhow::{Context, bail};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::procfs;
+
+/// CPU seconds of the control plane's two processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ControlPlaneCpu {
+    pub apiserver: f64,
+    pub etcd: f64,
+}
+
+impl ControlPlaneCpu {
+    /// CPU seconds so far of the control plane whose pid files are in `dir`.
+    pub fn of(dir: &Path) -> ControlPlaneCpu {
+        let of = |name: &str| {
+            std::fs::read_to_string(dir.join(format!("{name}.pid")))
+                .ok()
+                .and_then(|pid| pid.trim().parse().ok())
+                .map_or(0.0, procfs::cpu_seconds)
+        };
+        ControlPlaneCpu {
+            apiserver: of("kube-apiserver"),
+            etcd: of("etcd"),
+        }
+    }
+
+    pub fn since(self, before: ControlPlaneCpu) -> ControlPlaneCpu {
+        ControlPlaneCpu {
+            apiserver: self.apiserver - before.apiserver,
+            etcd: self.etcd - before.etcd,
+        }
+    }
+}
+
 /// Stops the control plane when dropped, so a failed run leaves no etcd behind.
 pub struct ControlPlane {
     script: PathBuf,
@@ -37,6 +69,10 @@ impl ControlPlane {
             dir: dir.to_path_buf(),
             kubeconfig: dir.join("kubeconfig"),
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub async fn client(&self) -> anyhow::Result<kube::Client> {

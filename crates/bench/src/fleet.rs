@@ -14,13 +14,14 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use crate::cluster::{Writes, apiserver_writes, delta};
+use crate::cluster::{ControlPlaneCpu, Writes, apiserver_writes, delta};
 use crate::operator::Operator;
 use crate::world::{World, is_ready};
 
 pub struct Setup {
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
+    pub control_plane_dir: PathBuf,
     pub operator_binary: PathBuf,
     pub log_dir: PathBuf,
     pub in_flight: usize,
@@ -84,6 +85,7 @@ pub struct SizeResult {
     pub mint_writes: K8sWrites,
     pub reconciles: u64,
     pub cpu_seconds: f64,
+    pub control_plane_cpu: ControlPlaneCpu,
     pub peak_rss_kib: u64,
     pub idle_cpu_seconds: f64,
     pub idle_calls: Calls,
@@ -120,12 +122,14 @@ pub async fn run(setup: &Setup, n: usize) -> anyhow::Result<SizeResult> {
     // 1. Apply N and wait for all Ready.
     let names: Vec<String> = (0..n).map(|i| format!("t{i:05}")).collect();
     let (s0, w0, cpu0) = snapshot(&world, &operator).await?;
+    let control_plane_cpu0 = ControlPlaneCpu::of(&setup.control_plane_dir);
     let started = Instant::now();
     world.create_tokens(&names, setup.in_flight).await?;
     r.apply_seconds = started.elapsed().as_secs_f64();
     let ready_timeout = Duration::from_secs(300).max(Duration::from_millis(100) * n as u32);
     world.wait_all(&names, ready_timeout, is_ready).await?;
     r.ready_seconds = started.elapsed().as_secs_f64();
+    r.control_plane_cpu = ControlPlaneCpu::of(&setup.control_plane_dir).since(control_plane_cpu0);
     let (s1, w1, cpu1) = snapshot(&world, &operator).await?;
     r.mint_calls = Calls::between(&s0, &s1);
     r.mint_writes = K8sWrites::between(&w0, &w1, n as u64);

@@ -7,6 +7,7 @@ mod cluster;
 mod fleet;
 mod latency;
 mod operator;
+mod procfs;
 mod report;
 mod world;
 
@@ -98,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client: client.clone(),
         kubeconfig: control_plane.kubeconfig.clone(),
         operator_binary,
+        control_plane_dir: control_plane.dir().to_path_buf(),
         log_dir: work.clone(),
         in_flight: args.in_flight,
         idle: Duration::from_secs(args.idle_seconds),
@@ -140,9 +142,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("bench: ceiling, N = {n} with no operator");
             let w = world::World::new(client.clone(), &format!("ceiling-{n}")).await?;
             let names: Vec<String> = (0..n).map(|i| format!("c{i:05}")).collect();
+            let cpu = cluster::ControlPlaneCpu::of(control_plane.dir());
             let started = std::time::Instant::now();
             w.create_tokens(&names, args.in_flight).await?;
-            out.ceiling(n, started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            let cpu = cluster::ControlPlaneCpu::of(control_plane.dir()).since(cpu);
+            out.ceiling(n, seconds, cpu);
         }
     }
     print!("{}", out.render());

@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
+use crate::procfs;
+
 pub struct Operator {
     child: Option<Child>,
     metrics_url: String,
@@ -54,32 +56,12 @@ impl Operator {
 
     /// Peak resident set size (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        procfs::peak_rss_kib(self.pid())
     }
 
     /// User + system CPU seconds so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which may contain spaces) start at ") ".
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return 0.0;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ") ".
-        let ticks: u64 = fields
-            .get(11..13)
-            .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-            .unwrap_or(0);
-        // SAFETY: sysconf reads a constant of the running kernel.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        ticks as f64 / hz
+        procfs::cpu_seconds(self.pid())
     }
 
     pub fn metrics_url(&self) -> Option<String> {

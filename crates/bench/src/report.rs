@@ -3,6 +3,7 @@
 use std::{fmt::Write, time::Duration};
 
 use crate::baseline::Baseline;
+use crate::cluster::ControlPlaneCpu;
 use crate::fleet::{K8sWrites, SizeResult};
 use crate::latency::percentile;
 use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
@@ -13,8 +14,8 @@ pub struct Report {
     sizes: Vec<SizeResult>,
     latency: Option<Vec<Duration>>,
     baseline: Option<Baseline>,
-    /// (N, seconds) to create N DatabricksTokens with no operator running.
-    ceilings: Vec<(usize, f64)>,
+    /// (N, seconds, control-plane CPU) to create N DatabricksTokens with no operator running.
+    ceilings: Vec<(usize, f64, ControlPlaneCpu)>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -48,8 +49,8 @@ impl Report {
         }
     }
 
-    pub fn ceiling(&mut self, n: usize, seconds: f64) {
-        self.ceilings.push((n, seconds));
+    pub fn ceiling(&mut self, n: usize, seconds: f64, cpu: ControlPlaneCpu) {
+        self.ceilings.push((n, seconds, cpu));
     }
 
     pub fn size(&mut self, r: SizeResult) {
@@ -85,13 +86,13 @@ impl Report {
             writeln!(s, "### Apply N, wait for all Ready")?;
             writeln!(
                 s,
-                "| N | all created (s) | all Ready (s) | mints/s | token/create per mint | token/list per mint | Databricks calls per mint | reconciles per token | K8s writes per token | operator CPU (s) | peak RSS (MiB) |"
+                "| N | all created (s) | all Ready (s) | mints/s | token/create per mint | token/list per mint | Databricks calls per mint | reconciles per token | K8s writes per token | operator CPU (s) | API server CPU (s) | etcd CPU (s) | peak RSS (MiB) |"
             )?;
-            writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+            writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
             for r in &self.sizes {
                 writeln!(
                     s,
-                    "| {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+                    "| {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
                     r.n,
                     r.apply_seconds,
                     r.ready_seconds,
@@ -102,6 +103,8 @@ impl Report {
                     per(r.reconciles, r.n),
                     writes(&r.mint_writes, r.n),
                     r.cpu_seconds,
+                    r.control_plane_cpu.apiserver,
+                    r.control_plane_cpu.etcd,
                     mib(r.peak_rss_kib)
                 )?;
             }
@@ -157,13 +160,18 @@ impl Report {
                 s,
                 "\n### API server ceiling: N DatabricksTokens created with no operator running"
             )?;
-            writeln!(s, "| N | all created (s) | creates/s |")?;
-            writeln!(s, "|---|---|---|")?;
-            for (n, seconds) in &self.ceilings {
+            writeln!(
+                s,
+                "| N | all created (s) | creates/s | API server CPU (s) | etcd CPU (s) |"
+            )?;
+            writeln!(s, "|---|---|---|---|---|")?;
+            for (n, seconds, cpu) in &self.ceilings {
                 writeln!(
                     s,
-                    "| {n} | {seconds:.1} | {:.0} |",
-                    *n as f64 / seconds.max(1e-9)
+                    "| {n} | {seconds:.1} | {:.0} | {:.1} | {:.1} |",
+                    *n as f64 / seconds.max(1e-9),
+                    cpu.apiserver,
+                    cpu.etcd
                 )?;
             }
         }

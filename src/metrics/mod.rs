@@ -1,20 +1,19 @@
 //! Prometheus metrics. Labels are namespaces, names, reasons, endpoints and status codes only:
 //! never a token value or id.
 
-use std::{sync::atomic::AtomicI64, time::Duration};
+mod token_gauges;
+
+use std::{sync::Arc, time::Duration};
 
 use databricks_client::{Endpoint, RequestObserver};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    encoding::{
+        EncodeLabelSet,
+        text::{encode_eof, encode_registry},
+    },
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TokenLabels {
-    namespace: String,
-    name: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -37,13 +36,9 @@ struct EndpointLabels {
     endpoint: String,
 }
 
-type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
-
 pub struct Metrics {
     registry: Registry,
-    expiry: Family<TokenLabels, FloatGauge>,
-    renewal: Family<TokenLabels, FloatGauge>,
-    ready: Family<TokenLabels, Gauge<i64, AtomicI64>>,
+    tokens: Arc<token_gauges::TokenGauges>,
     rotations: Family<ReasonLabels, Counter>,
     mints: Counter,
     revocations: Family<OutcomeLabels, Counter>,
@@ -70,9 +65,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut m = Metrics {
             registry: Registry::default(),
-            expiry: Family::default(),
-            renewal: Family::default(),
-            ready: Family::default(),
+            tokens: Arc::default(),
             rotations: Family::default(),
             mints: Counter::default(),
             revocations: Family::default(),
@@ -84,21 +77,6 @@ impl Metrics {
         };
         let r = &mut m.registry;
         let p = "dbtoken_";
-        r.register(
-            format!("{p}token_expiry_timestamp_seconds"),
-            "When the current token expires (Unix time)",
-            m.expiry.clone(),
-        );
-        r.register(
-            format!("{p}token_renewal_timestamp_seconds"),
-            "When the current token will be rotated (Unix time)",
-            m.renewal.clone(),
-        );
-        r.register(
-            format!("{p}token_ready"),
-            "1 when the Secret holds a live token",
-            m.ready.clone(),
-        );
         r.register(
             format!("{p}rotations"),
             "Tokens replaced, by reason",
@@ -138,10 +116,21 @@ impl Metrics {
         m
     }
 
+    /// The OpenMetrics text, in chunks: the registry's metrics, then the per-token gauges a few
+    /// hundred series at a time (with thousands of tokens the whole text is megabytes), then EOF.
+    pub fn text_chunks(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let mut head = String::new();
+        let _ = encode_registry(&mut head, &self.registry);
+        let mut eof = String::new();
+        let _ = encode_eof(&mut eof);
+        std::iter::once(head)
+            .chain(self.tokens.chunks())
+            .chain(std::iter::once(eof))
+    }
+
+    /// The whole OpenMetrics text at once.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
-        out
+        self.text_chunks().collect()
     }
 
     pub fn observe_token(
@@ -152,37 +141,12 @@ impl Metrics {
         expiry_ms: Option<i64>,
         renewal_ms: Option<i64>,
     ) {
-        let labels = TokenLabels {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        self.ready.get_or_create(&labels).set(i64::from(ready));
-        match expiry_ms {
-            Some(ms) => {
-                self.expiry.get_or_create(&labels).set(ms as f64 / 1000.0);
-            }
-            None => {
-                self.expiry.remove(&labels);
-            }
-        }
-        match renewal_ms {
-            Some(ms) => {
-                self.renewal.get_or_create(&labels).set(ms as f64 / 1000.0);
-            }
-            None => {
-                self.renewal.remove(&labels);
-            }
-        }
+        self.tokens
+            .set(namespace, name, ready, expiry_ms, renewal_ms);
     }
 
     pub fn forget_token(&self, namespace: &str, name: &str) {
-        let labels = TokenLabels {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        self.ready.remove(&labels);
-        self.expiry.remove(&labels);
-        self.renewal.remove(&labels);
+        self.tokens.remove(namespace, name);
     }
 
     pub fn rotation(&self, reason: &str) {
