@@ -10,6 +10,7 @@ mod operator;
 mod procfs;
 mod report;
 mod world;
+mod write_costs;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -43,6 +44,10 @@ struct Args {
     /// API server alone allows on this machine (runs after all sizes).
     #[arg(long)]
     ceiling: bool,
+    /// Also measure what each kind of write a mint makes costs the API server, over this many
+    /// objects each, with no operator running (0: skip).
+    #[arg(long, default_value_t = 0)]
+    write_costs: usize,
     /// The repository root (hack/, tests/sdk/, .cache/).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
     root: PathBuf,
@@ -149,6 +154,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let cpu = cluster::ControlPlaneCpu::of(control_plane.dir()).since(cpu);
             out.ceiling(n, seconds, cpu);
         }
+    }
+    if args.write_costs > 0 {
+        eprintln!("bench: write costs, {} of each", args.write_costs);
+        let w = world::World::new(client.clone(), "write-costs").await?;
+        out.write_costs(
+            write_costs::run(&w, control_plane.dir(), args.write_costs, args.in_flight).await?,
+        );
     }
     print!("{}", out.render());
     drop(control_plane);

@@ -7,6 +7,7 @@ use crate::cluster::ControlPlaneCpu;
 use crate::fleet::{K8sWrites, SizeResult};
 use crate::latency::percentile;
 use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
+use crate::write_costs::WriteCost;
 
 pub struct Report {
     args: String,
@@ -16,6 +17,7 @@ pub struct Report {
     baseline: Option<Baseline>,
     /// (N, seconds, control-plane CPU) to create N DatabricksTokens with no operator running.
     ceilings: Vec<(usize, f64, ControlPlaneCpu)>,
+    write_costs: Vec<WriteCost>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -46,11 +48,16 @@ impl Report {
             latency: None,
             baseline: None,
             ceilings: vec![],
+            write_costs: vec![],
         }
     }
 
     pub fn ceiling(&mut self, n: usize, seconds: f64, cpu: ControlPlaneCpu) {
         self.ceilings.push((n, seconds, cpu));
+    }
+
+    pub fn write_costs(&mut self, costs: Vec<WriteCost>) {
+        self.write_costs = costs;
     }
 
     pub fn size(&mut self, r: SizeResult) {
@@ -174,6 +181,43 @@ impl Report {
                     cpu.etcd
                 )?;
             }
+        }
+        if !self.write_costs.is_empty() {
+            writeln!(
+                s,
+                "\n### API server cost of each write a mint makes (no operator running)"
+            )?;
+            writeln!(
+                s,
+                "| write | N | wall (s) | per second | API server CPU per write (ms) | etcd CPU per write (ms) |"
+            )?;
+            writeln!(s, "|---|---|---|---|---|---|")?;
+            let ms = |cpu: f64, n: usize| cpu * 1e3 / n.max(1) as f64;
+            for c in &self.write_costs {
+                writeln!(
+                    s,
+                    "| {} | {} | {:.1} | {:.0} | {:.2} | {:.2} |",
+                    c.kind,
+                    c.n,
+                    c.seconds,
+                    c.n as f64 / c.seconds.max(1e-9),
+                    ms(c.cpu.apiserver, c.n),
+                    ms(c.cpu.etcd, c.n)
+                )?;
+            }
+            let api: f64 = self
+                .write_costs
+                .iter()
+                .map(|c| ms(c.cpu.apiserver, c.n))
+                .sum();
+            let etcd: f64 = self.write_costs.iter().map(|c| ms(c.cpu.etcd, c.n)).sum();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            writeln!(
+                s,
+                "\nOne token's writes: {api:.1} ms of API server CPU and {etcd:.1} ms of etcd CPU, before any \
+                 watch is served; 10,000 tokens need at least {:.0} s on {cores} cores for those alone.",
+                (api + etcd) * 10.0 / cores as f64
+            )?;
         }
         if let Some(l) = &self.latency {
             writeln!(
