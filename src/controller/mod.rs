@@ -297,12 +297,22 @@ pub async fn run(
     let namespaces = config.namespaces.clone();
 
     let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
+    let token_filter = watch::TriggerFilter::default();
     let tokens = watch::namespaced::<DatabricksToken>(&kube, &namespaces, watch::config())
         .default_backoff()
         .modify(watch::slim_for_cache)
         .reflect(token_writer)
+        .map_ok({
+            let filter = token_filter.clone();
+            move |event| {
+                if let watcher::Event::Delete(token) = &event {
+                    filter.forget(token);
+                }
+                event
+            }
+        })
         .applied_objects()
-        .predicate_filter(token_trigger, Default::default());
+        .try_filter(move |token| future::ready(token_filter.changed(token, token_trigger)));
 
     let secret_index = secret_index::SecretIndex::default();
     let own_writes = Arc::new(own_writes::OwnWrites::default());
