@@ -6,6 +6,7 @@ mod cleanup;
 mod error;
 mod events;
 mod inventory;
+mod namespace_merge;
 mod own_writes;
 pub mod plan;
 mod rollout;
@@ -298,21 +299,25 @@ pub async fn run(
 
     let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
     let token_filter = watch::TriggerFilter::default();
-    let tokens = watch::namespaced::<DatabricksToken>(&kube, &namespaces, watch::config())
-        .default_backoff()
-        .modify(watch::slim_for_cache)
-        .reflect(token_writer)
-        .map_ok({
-            let filter = token_filter.clone();
-            move |event| {
-                if let watcher::Event::Delete(token) = &event {
-                    filter.forget(token);
-                }
-                event
+    let tokens = watch::namespaced::<DatabricksToken>(
+        &kube,
+        &namespaces,
+        watch::config(),
+        watch::known_in_store(token_reader.clone()),
+    )
+    .modify(watch::slim_for_cache)
+    .reflect(token_writer)
+    .map_ok({
+        let filter = token_filter.clone();
+        move |event| {
+            if let watcher::Event::Delete(token) = &event {
+                filter.forget(token);
             }
-        })
-        .applied_objects()
-        .try_filter(move |token| future::ready(token_filter.changed(token, token_trigger)));
+            event
+        }
+    })
+    .applied_objects()
+    .try_filter(move |token| future::ready(token_filter.changed(token, token_trigger)));
 
     let secret_index = secret_index::SecretIndex::default();
     let own_writes = Arc::new(own_writes::OwnWrites::default());
@@ -320,8 +325,11 @@ pub async fn run(
     let secrets = {
         let (index, own_writes) = (secret_index.clone(), own_writes.clone());
         // Api<PartialObjectMeta<_>> lists and watches metadata only.
-        watch::namespaced::<PartialObjectMeta<Secret>>(&kube, &namespaces, managed)
-            .default_backoff()
+        let known = Arc::new({
+            let index = index.clone();
+            move |ns: &str| index.in_namespace(ns)
+        });
+        watch::namespaced::<PartialObjectMeta<Secret>>(&kube, &namespaces, managed, known)
             .map_ok(move |event| {
                 index.apply(&event);
                 event
@@ -331,13 +339,16 @@ pub async fn run(
     };
 
     let (ws_reader, ws_writer) = reflector::store::<DatabricksWorkspace>();
-    let workspaces =
-        watch::namespaced::<DatabricksWorkspace>(&kube, &namespaces, watcher::Config::default())
-            .default_backoff()
-            .modify(watch::slim_for_cache)
-            .reflect(ws_writer)
-            .touched_objects()
-            .predicate_filter(watch::workspace_trigger, Default::default());
+    let workspaces = watch::namespaced::<DatabricksWorkspace>(
+        &kube,
+        &namespaces,
+        watcher::Config::default(),
+        watch::known_in_store(ws_reader.clone()),
+    )
+    .modify(watch::slim_for_cache)
+    .reflect(ws_writer)
+    .touched_objects()
+    .predicate_filter(watch::workspace_trigger, Default::default());
 
     let (cws_reader, cws_writer) = reflector::store::<ClusterDatabricksWorkspace>();
     let cluster_workspaces =

@@ -54,6 +54,23 @@ impl SecretIndex {
             .cloned()
     }
 
+    /// The Secrets held in one namespace, as bare metadata (name and namespace).
+    pub fn in_namespace(&self, namespace: &str) -> Vec<PartialObjectMeta<Secret>> {
+        super::lock(&self.state)
+            .secrets
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(ns, name)| PartialObjectMeta {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .collect()
+    }
+
     /// Resolves once the first full list is in.
     pub async fn wait_until_ready(&self) {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;

@@ -7,9 +7,13 @@ use std::{
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::NamespaceResourceScope;
-use kube::{Api, Resource, runtime::watcher};
+use kube::{
+    Api, Resource,
+    runtime::{WatchStreamExt, reflector::Store, watcher},
+};
 use serde::de::DeserializeOwned;
 
+use super::namespace_merge::{self, Known};
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace, find_condition};
 
 /// Watch settings for the large caches. Small list pages: each page is decoded whole, with the
@@ -19,11 +23,15 @@ pub fn config() -> watcher::Config {
     watcher::Config::default().page_size(100)
 }
 
-/// One watch over every namespace, or several merged into one stream when namespaces are listed.
+/// One watch over every namespace, or one per listed namespace merged so that a single store
+/// holds them all (see `namespace_merge`). `known` lists what the store fed by the stream holds
+/// in a namespace, to prune it when that namespace alone lists again. Each watch backs off on
+/// its own errors.
 pub fn namespaced<K>(
     client: &kube::Client,
     namespaces: &[String],
     config: watcher::Config,
+    known: Known<K>,
 ) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
 where
     K: Resource<Scope = NamespaceResourceScope>
@@ -35,12 +43,35 @@ where
     K::DynamicType: Default,
 {
     if namespaces.is_empty() {
-        return watcher::watcher(Api::<K>::all(client.clone()), config).boxed();
+        return watcher::watcher(Api::<K>::all(client.clone()), config)
+            .default_backoff()
+            .boxed();
     }
-    let streams = namespaces.iter().map(|ns| {
-        watcher::watcher(Api::<K>::namespaced(client.clone(), ns), config.clone()).boxed()
-    });
-    futures::stream::select_all(streams).boxed()
+    let streams = namespaces
+        .iter()
+        .map(|ns| {
+            watcher::watcher(Api::<K>::namespaced(client.clone(), ns), config.clone())
+                .default_backoff()
+                .boxed()
+        })
+        .collect();
+    namespace_merge::merge(namespaces.to_vec(), streams, known).boxed()
+}
+
+/// What a reflector store holds in one namespace, for `namespaced`.
+pub fn known_in_store<K>(store: Store<K>) -> Known<K>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    Arc::new(move |ns: &str| {
+        store
+            .state()
+            .iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+            .map(|o| (**o).clone())
+            .collect()
+    })
 }
 
 /// What `kubectl apply` leaves on every object it applied: a copy of the whole manifest.

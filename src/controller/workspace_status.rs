@@ -28,12 +28,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let (reader, writer) = reflector::store::<DatabricksWorkspace>();
-    let stream =
-        watch::namespaced::<DatabricksWorkspace>(&kube, namespaces, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let stream = watch::namespaced::<DatabricksWorkspace>(
+        &kube,
+        namespaces,
+        watcher::Config::default(),
+        watch::known_in_store(reader.clone()),
+    )
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let namespaced = Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
