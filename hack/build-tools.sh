@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local test control plane (kube-apiserver, etcd) and helm from their upstream Go
+# Builds the local test control plane (kube-apiserver, kube-controller-manager, etcd) and helm from their upstream Go
 # modules (hack/tools/kube, hack/tools/helm) into .cache/bin. No release binary is downloaded.
 #
 # Cached: a binary is rebuilt only when its stamp changes. The stamp hashes everything that goes
@@ -56,6 +56,8 @@ build() { # name module-dir package ldflags
 total=$SECONDS
 v=k8s.io/component-base/version
 build kube-apiserver "$kube_dir" k8s.io/kubernetes/cmd/kube-apiserver \
+  "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$KUBE_MINOR -X $v.gitTreeState=clean"
+build kube-controller-manager "$kube_dir" k8s.io/kubernetes/cmd/kube-controller-manager \
   "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$KUBE_MINOR -X $v.gitTreeState=clean"
 build etcd "$kube_dir" ./etcd ""
 h=helm.sh/helm/v3
