@@ -36,6 +36,14 @@ pub fn is_tagged_for(info: &TokenInfo, uid: &str) -> bool {
         .is_some_and(|c| c.contains(&tag(uid)))
 }
 
+/// The uid in the operator's tag of a token comment, if it carries one.
+pub fn tagged_uid(comment: &str) -> Option<&str> {
+    const OPEN: &str = "[dbtoken.dev/uid=";
+    let start = comment.rfind(OPEN)? + OPEN.len();
+    let len = comment[start..].find(']')?;
+    Some(&comment[start..start + len]).filter(|uid| !uid.is_empty())
+}
+
 pub async fn mint(
     client: &WorkspaceClient,
     owner: &Owner,
@@ -115,6 +123,11 @@ mod tests {
     fn tag_matches_only_the_same_uid() {
         assert!(is_tagged_for(&info(Some("x [dbtoken.dev/uid=u1]")), "u1"));
         assert!(!is_tagged_for(&info(Some("x [dbtoken.dev/uid=u12]")), "u1"));
+        assert_eq!(tagged_uid("x [dbtoken.dev/uid=u1]"), Some("u1"));
+        assert_eq!(tagged_uid("[dbtoken.dev/uid=u1] y"), Some("u1"));
+        assert_eq!(tagged_uid("x [dbtoken.dev/uid=]"), None);
+        assert_eq!(tagged_uid("x [dbtoken.dev/uid=u1"), None, "truncated");
+        assert_eq!(tagged_uid("no tag"), None);
         assert!(!is_tagged_for(&info(None), "u1"));
     }
 }
