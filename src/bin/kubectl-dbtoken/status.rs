@@ -362,11 +362,11 @@ impl Report for StatusReport {
         );
         let _ = writeln!(out, "Conditions:");
         for c in &self.conditions {
-            let _ = writeln!(
-                out,
-                "  {}={} {}: {}",
-                c.type_, c.status, c.reason, c.message
-            );
+            let message = match c.message.as_str() {
+                "" => String::new(),
+                m => format!(": {m}"),
+            };
+            let _ = writeln!(out, "  {}={} {}{message}", c.type_, c.status, c.reason);
         }
         let _ = writeln!(out, "Events (latest {RECENT_EVENTS}):");
         if self.events.is_empty() {
