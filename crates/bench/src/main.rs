@@ -7,6 +7,7 @@ mod cluster;
 mod fleet;
 mod latency;
 mod operator;
+mod peer;
 mod procfs;
 mod report;
 mod world;
@@ -54,6 +55,14 @@ struct Args {
     /// The operator binary; default ROOT/target/release/databricks-token-operator.
     #[arg(long)]
     operator_binary: Option<PathBuf>,
+    /// A peer controller measured side by side at the same sizes, as `cert-manager=PATH` (a
+    /// cert-manager controller binary; BENCHMARKS.md says how one was built).
+    #[arg(long, value_parser = parse_peer)]
+    peer: Option<PathBuf>,
+    /// The peer's CRDs: a file or directory of YAML (cert-manager's deploy/crds of the same
+    /// release).
+    #[arg(long, requires = "peer")]
+    peer_crds: Option<PathBuf>,
     /// Python with the databricks-sdk; default ROOT/.cache/venv/bin/python (hack/python-venv.sh).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -142,6 +151,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("bench: N = {n}: all Ready in {:.1} s", r.ready_seconds);
         out.size(r);
     }
+    if let Some(binary) = &args.peer {
+        let crds = args
+            .peer_crds
+            .clone()
+            .context("--peer needs --peer-crds (the peer's CRD YAML)")?;
+        peer::install_crds(&setup.kubeconfig, &crds)?;
+        let peer_setup = peer::PeerSetup {
+            binary: binary.clone(),
+            kubeconfig: setup.kubeconfig.clone(),
+            control_plane_dir: setup.control_plane_dir.clone(),
+            log_dir: work.clone(),
+            in_flight: args.in_flight,
+            idle: setup.idle,
+            workers: 32,
+        };
+        for &n in &args.sizes {
+            eprintln!("bench: peer cert-manager, N = {n}");
+            let r = peer::run(&client, &peer_setup, n)
+                .await
+                .with_context(|| format!("peer, N = {n}"))?;
+            eprintln!("bench: peer N = {n}: all Ready in {:.1} s", r.ready_seconds);
+            out.peer(r);
+        }
+    }
     if args.ceiling {
         for &n in &args.sizes {
             eprintln!("bench: ceiling, N = {n} with no operator");
@@ -165,6 +198,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print!("{}", out.render());
     drop(control_plane);
     Ok(())
+}
+
+fn parse_peer(text: &str) -> Result<PathBuf, String> {
+    match text.split_once('=') {
+        Some(("cert-manager", path)) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err("expected cert-manager=PATH (the only peer the bench knows)".into()),
+    }
 }
 
 fn args_line() -> String {

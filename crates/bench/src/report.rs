@@ -6,6 +6,7 @@ use crate::baseline::Baseline;
 use crate::cluster::ControlPlaneCpu;
 use crate::fleet::{K8sWrites, SizeResult};
 use crate::latency::percentile;
+use crate::peer::PeerResult;
 use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
 use crate::write_costs::WriteCost;
 
@@ -18,6 +19,7 @@ pub struct Report {
     /// (N, seconds, control-plane CPU) to create N DatabricksTokens with no operator running.
     ceilings: Vec<(usize, f64, ControlPlaneCpu)>,
     write_costs: Vec<WriteCost>,
+    peers: Vec<PeerResult>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -49,7 +51,26 @@ impl Report {
             baseline: None,
             ceilings: vec![],
             write_costs: vec![],
+            peers: vec![],
         }
+    }
+
+    pub fn peer(&mut self, r: PeerResult) {
+        self.peers.push(r);
+    }
+
+    /// API server + etcd CPU of one token's writes (ms), from the write-cost measurement.
+    fn cost_per_token_ms(&self) -> Option<f64> {
+        if self.write_costs.is_empty() {
+            return None;
+        }
+        let ms = |cpu: f64, n: usize| cpu * 1e3 / n.max(1) as f64;
+        Some(
+            self.write_costs
+                .iter()
+                .map(|c| ms(c.cpu.apiserver, c.n) + ms(c.cpu.etcd, c.n))
+                .sum(),
+        )
     }
 
     pub fn ceiling(&mut self, n: usize, seconds: f64, cpu: ControlPlaneCpu) {
@@ -219,6 +240,31 @@ impl Report {
                 (api + etcd) * 10.0 / cores as f64
             )?;
         }
+        if let Some(cost) = self.cost_per_token_ms().filter(|_| !self.sizes.is_empty()) {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            writeln!(
+                s,
+                "\n### Distance to the floor: the API server and etcd CPU of the operator's writes alone"
+            )?;
+            writeln!(
+                s,
+                "| N | floor on {cores} cores (s) | all Ready (s) | multiple of the floor |"
+            )?;
+            writeln!(s, "|---|---|---|---|")?;
+            for r in &self.sizes {
+                let floor = floor_seconds(r.n, cost, cores);
+                writeln!(
+                    s,
+                    "| {} | {floor:.1} | {:.1} | {:.2} |",
+                    r.n,
+                    r.ready_seconds,
+                    r.ready_seconds / floor.max(1e-9)
+                )?;
+            }
+        }
+        if !self.peers.is_empty() {
+            self.write_peers(s)?;
+        }
         if let Some(l) = &self.latency {
             writeln!(
                 s,
@@ -266,6 +312,121 @@ impl Report {
             }
         }
         Ok(())
+    }
+}
+
+/// The least time N tokens' writes take when the API server and etcd share `cores` fully.
+pub fn floor_seconds(n: usize, cost_per_token_ms: f64, cores: usize) -> f64 {
+    n as f64 * cost_per_token_ms / 1e3 / cores.max(1) as f64
+}
+
+impl Report {
+    fn write_peers(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(
+            s,
+            "\n### Side by side with cert-manager (same control plane, same N; ratio = cert-manager / operator)"
+        )?;
+        writeln!(
+            s,
+            "cert-manager issues ECDSA P-256 certificates from a CA Issuer: its job includes key generation and \
+             signing, the operator's a Databricks call. API server and etcd CPU per object do not depend on that.\n"
+        )?;
+        writeln!(s, "| N | measure | operator | cert-manager | ratio |")?;
+        writeln!(s, "|---|---|---|---|---|")?;
+        for p in &self.peers {
+            let Some(o) = self.sizes.iter().find(|r| r.n == p.n) else {
+                continue;
+            };
+            let n = p.n;
+            let rows = [
+                ("all Ready (s)", o.ready_seconds, p.ready_seconds),
+                (
+                    "K8s writes per object",
+                    per(o.mint_writes.total() + o.n as u64, n),
+                    per(p.writes + n as u64, n),
+                ),
+                (
+                    "API server CPU per object (ms)",
+                    o.control_plane_cpu.apiserver * 1e3 / n as f64,
+                    p.control_plane_cpu.apiserver * 1e3 / n as f64,
+                ),
+                (
+                    "etcd CPU per object (ms)",
+                    o.control_plane_cpu.etcd * 1e3 / n as f64,
+                    p.control_plane_cpu.etcd * 1e3 / n as f64,
+                ),
+                (
+                    "controller CPU per object (ms)",
+                    o.cpu_seconds * 1e3 / n as f64,
+                    p.cpu_seconds * 1e3 / n as f64,
+                ),
+                (
+                    "controller peak RSS (MiB)",
+                    mib(o.peak_rss_kib),
+                    mib(p.peak_rss_kib),
+                ),
+                (
+                    "idle controller CPU (s)",
+                    o.idle_cpu_seconds,
+                    p.idle_cpu_seconds,
+                ),
+                (
+                    "idle K8s writes",
+                    o.idle_writes.total() as f64,
+                    p.idle_writes as f64,
+                ),
+                (
+                    "restart: K8s writes",
+                    o.restart_writes.total() as f64,
+                    p.restart_writes as f64,
+                ),
+                (
+                    "restart: ready / settled (s)",
+                    o.restart_seconds,
+                    p.restart_settle_seconds,
+                ),
+                (
+                    "restart: peak RSS (MiB)",
+                    mib(o.restart_peak_rss_kib),
+                    mib(p.restart_peak_rss_kib),
+                ),
+            ];
+            for (what, ours, theirs) in rows {
+                let ratio = if ours > 0.0 {
+                    format!("{:.2}", theirs / ours)
+                } else {
+                    "-".into()
+                };
+                writeln!(s, "| {n} | {what} | {ours:.2} | {theirs:.2} | {ratio} |")?;
+            }
+            let by: Vec<String> = p
+                .writes_by_resource
+                .iter()
+                .map(|(k, v)| format!("{k} {:.2}", per(*v, n)))
+                .collect();
+            writeln!(
+                s,
+                "\ncert-manager writes per certificate at N = {n} (incl. the bench's create): {}\n",
+                by.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_divides_the_writes_cpu_over_the_cores() {
+        assert_eq!(floor_seconds(10_000, 14.7, 2), 73.5);
+        assert_eq!(floor_seconds(100, 10.0, 1), 1.0);
+        assert_eq!(
+            floor_seconds(100, 10.0, 0),
+            1.0,
+            "no cores reported counts as one"
+        );
     }
 }
 
