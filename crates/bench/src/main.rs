@@ -9,6 +9,7 @@ mod latency;
 mod operator;
 mod peer;
 mod procfs;
+mod realistic;
 mod report;
 mod world;
 mod write_costs;
@@ -55,6 +56,19 @@ struct Args {
     /// The operator binary; default ROOT/target/release/databricks-token-operator.
     #[arg(long)]
     operator_binary: Option<PathBuf>,
+    /// Also run each size as a fleet Databricks allows, over this many workspaces (each its own
+    /// emulator at the default quota, service principals holding at most 500 tokens each, the
+    /// operator at its default client rate limit); 0: skip.
+    #[arg(long, default_value_t = 0)]
+    fleet: usize,
+    /// The emulated workspaces' request limit in the fleet run (requests/s; unverified for the
+    /// real service, whose token-management is reported at about 40/s).
+    #[arg(long, default_value_t = 40)]
+    fleet_workspace_rps: u32,
+    /// In the fleet run, tokens live this long (e.g. 3m) and the bench waits for the whole fleet
+    /// to renew once: the rotation storm.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    storm_lifetime: Option<Duration>,
     /// A peer controller measured side by side at the same sizes, as `cert-manager=PATH` (a
     /// cert-manager controller binary; BENCHMARKS.md says how one was built).
     #[arg(long, value_parser = parse_peer)]
@@ -150,6 +164,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("N = {n}"))?;
         eprintln!("bench: N = {n}: all Ready in {:.1} s", r.ready_seconds);
         out.size(r);
+    }
+    if args.fleet > 0 {
+        let shape = realistic::Shape {
+            workspaces: args.fleet,
+            workspace_rps: args.fleet_workspace_rps,
+            storm_lifetime: args.storm_lifetime,
+        };
+        for &n in &args.sizes {
+            eprintln!("bench: fleet N = {n} over {} workspaces", shape.workspaces);
+            let r = realistic::run(&setup, &shape, n)
+                .await
+                .with_context(|| format!("fleet, N = {n}"))?;
+            eprintln!(
+                "bench: fleet N = {n}: all Ready in {:.1} s",
+                r.ready_seconds
+            );
+            out.fleet(r);
+        }
     }
     if let Some(binary) = &args.peer {
         let crds = args

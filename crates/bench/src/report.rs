@@ -7,6 +7,7 @@ use crate::cluster::ControlPlaneCpu;
 use crate::fleet::{K8sWrites, SizeResult};
 use crate::latency::percentile;
 use crate::peer::PeerResult;
+use crate::realistic::FleetResult;
 use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
 use crate::write_costs::WriteCost;
 
@@ -20,6 +21,7 @@ pub struct Report {
     ceilings: Vec<(usize, f64, ControlPlaneCpu)>,
     write_costs: Vec<WriteCost>,
     peers: Vec<PeerResult>,
+    fleets: Vec<FleetResult>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -52,7 +54,12 @@ impl Report {
             ceilings: vec![],
             write_costs: vec![],
             peers: vec![],
+            fleets: vec![],
         }
+    }
+
+    pub fn fleet(&mut self, r: FleetResult) {
+        self.fleets.push(r);
     }
 
     pub fn peer(&mut self, r: PeerResult) {
@@ -265,6 +272,9 @@ impl Report {
         if !self.peers.is_empty() {
             self.write_peers(s)?;
         }
+        if !self.fleets.is_empty() {
+            self.write_fleets(s)?;
+        }
         if let Some(l) = &self.latency {
             writeln!(
                 s,
@@ -321,6 +331,62 @@ pub fn floor_seconds(n: usize, cost_per_token_ms: f64, cores: usize) -> f64 {
 }
 
 impl Report {
+    fn write_fleets(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(
+            s,
+            "\n### A fleet Databricks allows: default quota (600 per identity), on-behalf-of service principals (<= 500 tokens each), the operator's default client rate limit"
+        )?;
+        writeln!(
+            s,
+            "| N | workspaces | service principals | workspace limit (req/s) | all Ready (s) | mean calls/s per workspace | busiest workspace-second | refused (429) |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+        for f in &self.fleets {
+            writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+                f.n,
+                f.workspaces,
+                f.principals,
+                f.workspace_rps,
+                f.ready_seconds,
+                f.mean_rps_per_workspace,
+                f.peak_rps_per_workspace,
+                f.throttled
+            )?;
+        }
+        for f in &self.fleets {
+            let Some(storm) = &f.storm else { continue };
+            writeln!(
+                s,
+                "\n### Rotation storm, N = {}: all created at once, lifetime {}s, renewed a lifetime later",
+                f.n,
+                storm.lifetime.as_secs()
+            )?;
+            writeln!(
+                s,
+                "Ready spread over {:.1} s; the renewals spread over {:.1} s; busiest workspace-second {} calls; refused (429): {}.",
+                storm.created_spread_seconds,
+                storm.rotation_spread_seconds,
+                storm.peak_rps_per_workspace,
+                storm.throttled
+            )?;
+            let busy: Vec<String> = storm
+                .creates_per_second
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| format!("{i}s:{c}"))
+                .collect();
+            writeln!(
+                s,
+                "Token creates per second over the storm (second:count, quiet seconds left out): {}",
+                busy.join(" ")
+            )?;
+        }
+        Ok(())
+    }
+
     fn write_peers(&self, s: &mut String) -> std::fmt::Result {
         writeln!(
             s,

@@ -71,7 +71,15 @@ async fn handle(
     op: impl FnOnce(&mut Workspace, Identity) -> Result<Value, ApiError>,
 ) -> Response {
     let is_create = matches!(endpoint, "token/create" | "obo/create");
-    let decision = app.lock().faults.decide(endpoint, is_create);
+    let (within_limit, decision) = {
+        let mut st = app.lock();
+        (st.within_limit(), st.faults.decide(endpoint, is_create))
+    };
+    if !within_limit {
+        let response = respond::fault(Dialect::Databricks, Outcome::RateLimited(Some(1)));
+        app.lock().record(endpoint, method.as_str(), 429);
+        return response;
+    }
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

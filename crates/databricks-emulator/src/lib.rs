@@ -29,6 +29,7 @@ mod admin;
 mod api;
 mod faults;
 mod oauth;
+mod rate_limit;
 mod respond;
 mod server;
 mod state;

@@ -43,6 +43,9 @@ struct Args {
     /// Lifetime of OAuth and Entra access tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
     access_token_seconds: u64,
+    /// The workspace's request limit (requests per second, all callers); unset: unlimited.
+    #[arg(long)]
+    requests_per_second: Option<u32>,
 }
 
 /// Write via a temporary file and a rename, so a reader polling `path` never sees half of it.
@@ -76,6 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         quota_per_owner: args.quota_per_owner,
         obo_enabled: args.obo_enabled,
         access_token_seconds: args.access_token_seconds,
+        requests_per_second: args.requests_per_second,
     };
     let handle = Emulator::serve(args.listen, config).await?;
     if let (Some(name), Some(path)) = (&args.seed_admin_user, &args.seed_output) {

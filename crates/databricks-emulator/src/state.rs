@@ -33,6 +33,9 @@ pub struct EmulatorConfig {
     pub obo_enabled: bool,
     /// Lifetime of OAuth and Entra access tokens.
     pub access_token_seconds: u64,
+    /// The workspace's request limit for its REST API (requests per second over all callers);
+    /// None: unlimited. See `rate_limit`.
+    pub requests_per_second: Option<u32>,
 }
 
 impl Default for EmulatorConfig {
@@ -43,6 +46,7 @@ impl Default for EmulatorConfig {
             quota_per_owner: 600,
             obo_enabled: true,
             access_token_seconds: 3600,
+            requests_per_second: None,
         }
     }
 }
@@ -229,6 +233,8 @@ pub struct State {
     minted: Vec<String>,
     next_id: i64,
     pub faults: FaultState,
+    /// The request limit's bucket, made on first use from `config.requests_per_second`.
+    limit: Option<crate::rate_limit::Bucket>,
     counts: BTreeMap<(String, String, u16), u64>,
     /// OAuth and Entra access tokens handed out, for leak checks.
     access_tokens: Vec<String>,
@@ -273,9 +279,22 @@ impl State {
             minted: Vec::new(),
             next_id: 1_000_000_000_000_001,
             faults: FaultState::default(),
+            limit: None,
             counts: BTreeMap::new(),
             access_tokens: Vec::new(),
         }
+    }
+
+    /// Whether a REST call arriving now is within the workspace's request limit.
+    pub fn within_limit(&mut self) -> bool {
+        let Some(per_second) = self.config.requests_per_second else {
+            self.limit = None;
+            return true;
+        };
+        let now = std::time::Instant::now();
+        self.limit
+            .get_or_insert_with(|| crate::rate_limit::Bucket::new(per_second, now))
+            .admit(now)
     }
 
     pub fn record(&mut self, endpoint: &str, method: &str, status: u16) {

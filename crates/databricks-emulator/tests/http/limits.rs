@@ -177,3 +177,41 @@ async fn settings_change_applies_to_the_next_request() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn over_the_request_limit_a_call_gets_429_with_retry_after_and_changes_nothing() {
+    let w = world_with(EmulatorConfig {
+        requests_per_second: Some(3),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let before = w.emulator.live_tokens().len();
+    let mut statuses = vec![];
+    for _ in 0..6 {
+        let r = w
+            .post(CREATE, &w.user.pat, json!({"lifetime_seconds": 60}))
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.error_code(), "REQUEST_LIMIT_EXCEEDED");
+        }
+        statuses.push(r.status);
+    }
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        refused >= 2,
+        "a burst over 3/s is refused in part: {statuses:?}"
+    );
+    assert_eq!(
+        w.emulator.live_tokens().len(),
+        before + 6 - refused,
+        "a refused create mints nothing"
+    );
+    assert_eq!(
+        w.emulator.stats().count_status("token/create", 429),
+        refused as u64,
+        "refusals are counted"
+    );
+}
