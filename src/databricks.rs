@@ -49,10 +49,7 @@ pub fn tag_owner(comment: &str) -> Option<&str> {
 }
 
 fn is_uid(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Whether a token's comment carries this resource's tag, as the operator placed it.

@@ -132,7 +132,8 @@ pub fn on_local_clock(
 ) -> LocalTimes {
     LocalTimes {
         creation: answered_at,
-        expiry: (expiry > 0).then(|| sent_at.saturating_add(expiry.saturating_sub(creation).max(0))),
+        expiry: (expiry > 0)
+            .then(|| sent_at.saturating_add(expiry.saturating_sub(creation).max(0))),
     }
 }
 

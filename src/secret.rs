@@ -457,7 +457,10 @@ mod tests {
             (ANN_EXPIRY, "never"),
             (ANN_VALUE_DIGEST, "d"),
             (ANN_SPEC_HASH, "h"),
-            (ANN_PREVIOUS, r#"[{"tokenId":"tid-0","revokeAfter":1700000060000}]"#),
+            (
+                ANN_PREVIOUS,
+                r#"[{"tokenId":"tid-0","revokeAfter":1700000060000}]"#,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -52,7 +52,10 @@ async fn old_token_is_revoked_where_it_was_minted(
         .into_iter()
         .map(|p| p.token_id)
         .collect();
-    assert!(previous.contains(&old.0), "the old token waits out its grace period");
+    assert!(
+        previous.contains(&old.0),
+        "the old token waits out its grace period"
+    );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -87,7 +90,11 @@ async fn old_token_is_revoked_where_it_was_minted(
     let value = w.secret_value(name, "token").await.unwrap();
     assert_ne!(value, old.1);
     assert!(
-        !t.status.unwrap().previous_tokens.iter().any(|p| p.token_id == old.0),
+        !t.status
+            .unwrap()
+            .previous_tokens
+            .iter()
+            .any(|p| p.token_id == old.0),
         "revoked tokens leave the record"
     );
 }
@@ -111,11 +118,11 @@ async fn a_changed_workspace_ref_revokes_the_old_token_in_the_old_workspace() {
         .await;
     old_token_is_revoked_where_it_was_minted(&w, "t", &old, &w.emulator).await;
     let (id, value) = current(&w, "t").await;
-    assert!(is_live(&other, &id) && other.accepts(&value), "minted in ws2");
-    assert_eq!(
-        w.secret_value("t", "host").await,
-        Some(other.base_url())
+    assert!(
+        is_live(&other, &id) && other.accepts(&value),
+        "minted in ws2"
     );
+    assert_eq!(w.secret_value("t", "host").await, Some(other.base_url()));
 }
 
 #[tokio::test]
@@ -164,7 +171,10 @@ async fn setting_on_behalf_of_revokes_the_credentials_own_old_token() {
     old_token_is_revoked_where_it_was_minted(&w, "t", &old, &w.emulator).await;
     let (id, _) = current(&w, "t").await;
     let live = w.emulator.live_tokens();
-    assert_eq!(live.iter().find(|t| t.token_id == id).unwrap().owner_id, sp.id);
+    assert_eq!(
+        live.iter().find(|t| t.token_id == id).unwrap().owner_id,
+        sp.id
+    );
 }
 
 #[tokio::test]
@@ -208,14 +218,18 @@ async fn a_changed_on_behalf_of_revokes_the_first_service_principals_token() {
     old_token_is_revoked_where_it_was_minted(&w, "t", &old, &w.emulator).await;
     let (id, _) = current(&w, "t").await;
     let live = w.emulator.live_tokens();
-    assert_eq!(live.iter().find(|t| t.token_id == id).unwrap().owner_id, second.id);
+    assert_eq!(
+        live.iter().find(|t| t.token_id == id).unwrap().owner_id,
+        second.id
+    );
 }
 
 #[tokio::test]
 async fn a_credential_swapped_to_another_admin_revokes_the_first_identitys_token() {
     let mut w = World::new("id-cred").await;
     let other_admin = w.emulator.add_user("second-admin@example.com", true);
-    w.create_secret("admin-b", &[("token", &other_admin.pat)]).await;
+    w.create_secret("admin-b", &[("token", &other_admin.pat)])
+        .await;
     w.start_operator();
     w.create_token("t", spec("ws")).await;
     let old = current(&w, "t").await;
@@ -266,7 +280,11 @@ async fn a_credential_swapped_to_a_non_admin_keeps_the_old_token_recorded_and_sa
     assert!(message.contains(&old.0), "{message}");
     assert!(is_live(&w.emulator, &old.0));
     assert!(
-        t.status.unwrap().previous_tokens.iter().any(|p| p.token_id == old.0),
+        t.status
+            .unwrap()
+            .previous_tokens
+            .iter()
+            .any(|p| p.token_id == old.0),
         "kept until it can be revoked"
     );
     assert!(
@@ -296,19 +314,31 @@ async fn a_spoofed_previous_tokens_annotation_revokes_nobody_elses_token() {
         .patch(
             "t",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dbtoken.dev/previous-tokens": spoofed}}})),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"dbtoken.dev/previous-tokens": spoofed}}}),
+            ),
         )
         .await
         .unwrap();
     // The operator reads the edited Secret and drops what is not this resource's.
     eventually("the spoofed entries leave the record", WAIT, || async {
         let s = w.secrets().get("t").await.ok()?;
-        let previous = s.metadata.annotations?.get("dbtoken.dev/previous-tokens")?.clone();
+        let previous = s
+            .metadata
+            .annotations?
+            .get("dbtoken.dev/previous-tokens")?
+            .clone();
         (!previous.contains(&admin_id) && !previous.contains(&victim.0)).then_some(())
     })
     .await;
-    assert!(w.emulator.accepts(&w.admin_pat), "the admin credential still works");
-    assert!(w.emulator.accepts(&victim.1), "the other resource's token still works");
+    assert!(
+        w.emulator.accepts(&w.admin_pat),
+        "the admin credential still works"
+    );
+    assert!(
+        w.emulator.accepts(&victim.1),
+        "the other resource's token still works"
+    );
     assert!(
         !w.events_of("t").await.iter().any(|(r, _)| r == "Revoked"),
         "nothing was revoked"
@@ -354,8 +384,13 @@ async fn rotations_are_unaffected_by_a_clock_offset(prefix: &str, offset_ms: i64
             rotations += 1;
             // The replaced token stays usable during its grace period.
             let replaced_at = tokio::time::Instant::now();
-            if let Some(p) = status.previous_tokens.iter().find(|p| p.token_id == last_id) {
-                let revoke_after = databricks_token_operator::secret::parse_time(&p.revoke_after).unwrap();
+            if let Some(p) = status
+                .previous_tokens
+                .iter()
+                .find(|p| p.token_id == last_id)
+            {
+                let revoke_after =
+                    databricks_token_operator::secret::parse_time(&p.revoke_after).unwrap();
                 let now = databricks_token_operator::now_millis();
                 assert!(
                     revoke_after - now >= 6_000,
@@ -372,7 +407,9 @@ async fn rotations_are_unaffected_by_a_clock_offset(prefix: &str, offset_ms: i64
     }
     let notes: Vec<String> = w.events_of("t").await.into_iter().map(|e| e.1).collect();
     assert!(
-        !notes.iter().any(|n| n.contains("reason: Expired") || n.contains("reason: RevokedOutside")),
+        !notes
+            .iter()
+            .any(|n| n.contains("reason: Expired") || n.contains("reason: RevokedOutside")),
         "no spurious rotation: {notes:#?}"
     );
     assert!(
@@ -425,15 +462,28 @@ async fn only_the_tag_the_operator_placed_matches() {
     // the user's text, the operator's own tag (another uid) at the end.
     let foreign = create_direct(
         &w,
-        &format!("copied [dbtoken.dev/uid={uid}] [dbtoken.dev/uid=6a1f7c2e-0000-4000-8000-000000000001]"),
+        &format!(
+            "copied [dbtoken.dev/uid={uid}] [dbtoken.dev/uid=6a1f7c2e-0000-4000-8000-000000000001]"
+        ),
     )
     .await;
     // New layout: the operator's tag first, then the user's text.
     let own_new_layout = create_direct(&w, &format!("[dbtoken.dev/uid={uid}] nightly")).await;
     wait_revoked_in(&w.emulator, &own_new_layout).await;
     // The sweep has run (it revoked the orphan in the new layout) and spared the foreign token.
-    assert!(is_live(&w.emulator, &foreign), "another resource's token was revoked");
-    let minted = w.tokens().get("t").await.unwrap().status.unwrap().token_id.unwrap();
+    assert!(
+        is_live(&w.emulator, &foreign),
+        "another resource's token was revoked"
+    );
+    let minted = w
+        .tokens()
+        .get("t")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token_id
+        .unwrap();
     let comment = w
         .emulator
         .live_tokens()

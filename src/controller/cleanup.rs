@@ -140,7 +140,12 @@ async fn revoke_all(
     let mut ids: BTreeMap<String, Option<TokenOrigin>> = BTreeMap::new();
     if let Some(status) = &token.status {
         ids.extend(status.token_id.clone().map(|id| (id, None)));
-        ids.extend(status.previous_tokens.iter().map(|p| (p.token_id.clone(), None)));
+        ids.extend(
+            status
+                .previous_tokens
+                .iter()
+                .map(|p| (p.token_id.clone(), None)),
+        );
     }
     if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
         ids.insert(record.current.token_id, record.current.origin);

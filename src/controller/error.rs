@@ -29,7 +29,9 @@ pub enum Error {
     #[error("object has no {0}")]
     MissingField(&'static str),
 
-    #[error("cannot revoke replaced token {token_id} yet: {why}; it stays recorded until it can be revoked or expires")]
+    #[error(
+        "cannot revoke replaced token {token_id} yet: {why}; it stays recorded until it can be revoked or expires"
+    )]
     RevocationBlocked { token_id: String, why: String },
 }
 

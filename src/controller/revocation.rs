@@ -115,7 +115,10 @@ impl Revoker<'_> {
             match ws.identity().await {
                 Ok(id) => Some(id),
                 Err(e) if is_refusal(&e) => {
-                    return Ok(Outcome::Blocked(format!("the credential of {} was refused: {e}", ws.key)));
+                    return Ok(Outcome::Blocked(format!(
+                        "the credential of {} was refused: {e}",
+                        ws.key
+                    )));
                 }
                 Err(e) => return Err(Error::databricks("read identity")(e)),
             }
@@ -244,14 +247,39 @@ mod tests {
             (None, sp.clone(), None, Route::Admin),
             // On-behalf-of tokens belong to a service principal: only an admin reaches them,
             // whatever the resource asks for now.
-            (Some(origin(Some(SP), None)), Owner::Caller, None, Route::Admin),
+            (
+                Some(origin(Some(SP), None)),
+                Owner::Caller,
+                None,
+                Route::Admin,
+            ),
             (Some(origin(Some(SP), None)), sp.clone(), None, Route::Admin),
             // The credential's own token: as that identity while it is the same one...
-            (Some(origin(None, Some("1"))), Owner::Caller, Some("1"), Route::Own),
-            (Some(origin(None, Some("1"))), sp.clone(), Some("1"), Route::Own),
+            (
+                Some(origin(None, Some("1"))),
+                Owner::Caller,
+                Some("1"),
+                Route::Own,
+            ),
+            (
+                Some(origin(None, Some("1"))),
+                sp.clone(),
+                Some("1"),
+                Route::Own,
+            ),
             // ...and through token-management once the credential is another identity's.
-            (Some(origin(None, Some("1"))), Owner::Caller, Some("2"), Route::Admin),
-            (Some(origin(None, None)), Owner::Caller, Some("2"), Route::Own),
+            (
+                Some(origin(None, Some("1"))),
+                Owner::Caller,
+                Some("2"),
+                Route::Admin,
+            ),
+            (
+                Some(origin(None, None)),
+                Owner::Caller,
+                Some("2"),
+                Route::Own,
+            ),
         ];
         for (origin, owner, client, want) in cases {
             assert_eq!(
@@ -269,9 +297,18 @@ mod tests {
     #[test]
     fn only_a_token_tagged_for_this_resource_is_revoked() {
         assert_eq!(found(None, "u1"), Found::Absent);
-        assert_eq!(found(Some(&info("[dbtoken.dev/uid=u1] x")), "u1"), Found::Ours);
-        assert_eq!(found(Some(&info("x [dbtoken.dev/uid=u1]")), "u1"), Found::Ours);
+        assert_eq!(
+            found(Some(&info("[dbtoken.dev/uid=u1] x")), "u1"),
+            Found::Ours
+        );
+        assert_eq!(
+            found(Some(&info("x [dbtoken.dev/uid=u1]")), "u1"),
+            Found::Ours
+        );
         assert_eq!(found(Some(&info("bootstrap")), "u1"), Found::Foreign);
-        assert_eq!(found(Some(&info("[dbtoken.dev/uid=u2]")), "u1"), Found::Foreign);
+        assert_eq!(
+            found(Some(&info("[dbtoken.dev/uid=u2]")), "u1"),
+            Found::Foreign
+        );
     }
 }

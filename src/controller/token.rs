@@ -16,9 +16,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{
-    Context, Error, FIELD_MANAGER, cleanup, events, plan, revocation, rollout, status,
-};
+use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, revocation, rollout, status};
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
@@ -420,11 +418,7 @@ async fn minted_by_another_identity(
     else {
         return false;
     };
-    *owner == Owner::Caller
-        && workspace
-            .identity()
-            .await
-            .is_ok_and(|now| now != minted_by)
+    *owner == Owner::Caller && workspace.identity().await.is_ok_and(|now| now != minted_by)
 }
 
 /// An owned Secret under the name status last recorded, when the spec now names another.

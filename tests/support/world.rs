@@ -255,7 +255,6 @@ impl World {
             .token_id
     }
 
-
     /// resourceVersions of every DatabricksToken and Secret of the namespace: equal lists mean
     /// nothing was written in between.
     pub async fn resource_versions(&self) -> Vec<Option<String>> {

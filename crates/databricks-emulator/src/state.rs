@@ -814,8 +814,10 @@ impl State {
     fn new_session(&mut self, identity: i64) -> (String, u64) {
         let token = format!("eyJ{}", random_secret());
         let seconds = self.config.access_token_seconds;
-        self.sessions
-            .insert(token.clone(), (identity, self.now() + seconds as i64 * 1000));
+        self.sessions.insert(
+            token.clone(),
+            (identity, self.now() + seconds as i64 * 1000),
+        );
         self.access_tokens.push(token.clone());
         (token, seconds)
     }

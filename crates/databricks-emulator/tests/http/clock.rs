@@ -26,7 +26,10 @@ async fn creation_and_expiry_are_reported_on_the_offset_clock() {
             "offset {offset}: creation {creation} not in [{before}, {after}] + offset"
         );
         assert_eq!(info["expiry_time"].as_i64().unwrap() - creation, 60_000);
-        assert!(w.emulator.accepts(&value), "a lifetime is a lifetime on any clock");
+        assert!(
+            w.emulator.accepts(&value),
+            "a lifetime is a lifetime on any clock"
+        );
         let listed = w.get("/api/2.0/token/list", &w.admin.pat).await;
         let entry = listed.body["token_infos"]
             .as_array()
@@ -57,9 +60,17 @@ async fn expiry_checks_follow_the_offset_clock_changed_at_runtime() {
     let listed = w.get("/api/2.0/token/list", &w.admin.pat).await;
     assert!(!ids(&listed.body).contains(&id));
     let r = w
-        .post("/api/2.0/token/delete", &w.admin.pat, json!({"token_id": id}))
+        .post(
+            "/api/2.0/token/delete",
+            &w.admin.pat,
+            json!({"token_id": id}),
+        )
         .await;
-    assert_eq!(r.status, reqwest::StatusCode::NOT_FOUND, "expired: nothing to revoke");
+    assert_eq!(
+        r.status,
+        reqwest::StatusCode::NOT_FOUND,
+        "expired: nothing to revoke"
+    );
 
     // Expiry is judged on the workspace's clock whenever it is asked: the same token is alive
     // again when that clock is set back.

@@ -19,9 +19,7 @@ async fn token_delete_of_another_identitys_token_is_404_and_revokes_nothing() {
     let id = info["token_id"].as_str().unwrap();
 
     // token/delete acts on the caller's own tokens only, admin or not.
-    let r = w
-        .post(DELETE, &w.admin.pat, json!({"token_id": id}))
-        .await;
+    let r = w.post(DELETE, &w.admin.pat, json!({"token_id": id})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "RESOURCE_DOES_NOT_EXIST");
     assert_eq!(r.message(), format!("No valid token with ID {id} found."));
@@ -52,10 +50,14 @@ async fn deletes_through_another_workspace_are_404_and_revoke_nothing() {
     let id = info["token_id"].as_str().unwrap();
 
     // The first workspace's credential is not valid in the second one.
-    let r = second.post(DELETE, &first.admin.pat, json!({"token_id": id})).await;
+    let r = second
+        .post(DELETE, &first.admin.pat, json!({"token_id": id}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // The second workspace's admin does not know the token at all.
-    let r = second.post(DELETE, &second.admin.pat, json!({"token_id": id})).await;
+    let r = second
+        .post(DELETE, &second.admin.pat, json!({"token_id": id}))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = second
         .delete(&format!("{MANAGED}/{id}"), &second.admin.pat)
@@ -63,7 +65,10 @@ async fn deletes_through_another_workspace_are_404_and_revoke_nothing() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "RESOURCE_DOES_NOT_EXIST");
 
-    assert!(first.emulator.accepts(&value), "still valid where it was minted");
+    assert!(
+        first.emulator.accepts(&value),
+        "still valid where it was minted"
+    );
     assert!(!second.emulator.accepts(&value));
 }
 
@@ -104,13 +109,27 @@ async fn an_account_service_principal_assigned_to_two_workspaces_owns_separate_t
     let id = info["token_id"].as_str().unwrap();
 
     // Same identity, other workspace: its token/delete does not reach the first workspace.
-    let r = second.post(DELETE, &bearer_2, json!({"token_id": id})).await;
+    let r = second
+        .post(DELETE, &bearer_2, json!({"token_id": id}))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(first.emulator.live_tokens().iter().any(|t| t.token_id == id));
+    assert!(
+        first
+            .emulator
+            .live_tokens()
+            .iter()
+            .any(|t| t.token_id == id)
+    );
     // Through the right workspace it is revoked.
     let r = first.post(DELETE, &bearer_1, json!({"token_id": id})).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(!first.emulator.live_tokens().iter().any(|t| t.token_id == id));
+    assert!(
+        !first
+            .emulator
+            .live_tokens()
+            .iter()
+            .any(|t| t.token_id == id)
+    );
 
     let listed = second.get(MANAGED, &second.admin.pat).await;
     assert!(
