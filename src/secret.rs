@@ -70,6 +70,10 @@ pub struct TokenOrigin {
 pub struct PreviousTokenRecord {
     pub token_id: String,
     pub revoke_after: EpochMillis,
+    /// When it dies by itself (None: unknown or never): a token nothing can revoke is
+    /// forgotten once it has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<EpochMillis>,
     /// Where it was minted; absent in records written before origins were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<TokenOrigin>,
@@ -79,6 +83,11 @@ impl PreviousTokenRecord {
     /// Whether its grace period is over, so it is to be revoked now.
     pub fn is_due(&self, now: EpochMillis) -> bool {
         self.revoke_after <= now
+    }
+
+    /// Whether it has certainly expired, so it cannot authenticate any more.
+    pub fn has_expired(&self, now: EpochMillis) -> bool {
+        self.expiry.is_some_and(|e| e <= now)
     }
 }
 
@@ -319,6 +328,7 @@ mod tests {
             previous: vec![PreviousTokenRecord {
                 token_id: "tid-0".into(),
                 revoke_after: 1_700_000_060_000,
+                expiry: Some(1_700_000_600_000),
                 origin: Some(TokenOrigin {
                     application_id: Some("8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21".into()),
                     identity: None,
@@ -476,6 +486,7 @@ mod tests {
             vec![PreviousTokenRecord {
                 token_id: "tid-0".into(),
                 revoke_after: 1_700_000_060_000,
+                expiry: None,
                 origin: None,
             }]
         );

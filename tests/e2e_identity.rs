@@ -12,7 +12,7 @@ use databricks_emulator::{EmulatorConfig, EmulatorHandle};
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::operator::eventually;
-use support::world::{WAIT, World, condition_reason, wait_revoked_in};
+use support::world::{WAIT, World, condition_is, condition_reason, wait_revoked_in};
 
 const GRACE: &str = "8s";
 
@@ -260,7 +260,9 @@ async fn a_credential_swapped_to_a_non_admin_keeps_the_old_token_recorded_and_sa
     let user = w.emulator.add_user("user@example.com", false);
     w.create_secret("user", &[("token", &user.pat)]).await;
     w.start_operator();
-    w.create_token("t", spec("ws")).await;
+    let mut s = spec("ws");
+    s["lifetime"] = json!("40s");
+    w.create_token("t", s).await;
     let old = current(&w, "t").await;
 
     w.patch_spec(
@@ -293,6 +295,16 @@ async fn a_credential_swapped_to_a_non_admin_keeps_the_old_token_recorded_and_sa
             .iter()
             .any(|(r, n)| r == "Revoked" && n.contains(&old.0))
     );
+
+    // Once expired it cannot authenticate any more: it is forgotten and Degraded clears.
+    let old_id = old.0.clone();
+    w.wait_token("t", "the expired token forgotten", move |t| {
+        let status = t.status.as_ref().unwrap();
+        !status.previous_tokens.iter().any(|p| p.token_id == old_id)
+            && condition_is(t, "Degraded", "False")
+    })
+    .await;
+    assert!(!w.emulator.accepts(&old.1));
 }
 
 #[tokio::test]

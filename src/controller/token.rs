@@ -331,6 +331,7 @@ async fn rotate(
         previous.push(PreviousTokenRecord {
             revoke_after: schedule::revoke_after(now, grace, expiry),
             token_id,
+            expiry,
             origin,
         });
     }
@@ -375,6 +376,7 @@ fn carried_previous(
             Some(PreviousTokenRecord {
                 token_id: p.token_id.clone(),
                 revoke_after: secret::parse_time(&p.revoke_after)?,
+                expiry: None,
                 origin: None,
             })
         })
@@ -584,6 +586,10 @@ async fn revoke_due(
                     note,
                 )
                 .await;
+            }
+            Ok(revocation::Outcome::Blocked(_)) if p.has_expired(now) => {
+                changed = true;
+                info!(token_id = %p.token_id, "previous token could not be revoked and has expired");
             }
             Ok(revocation::Outcome::Blocked(why)) => {
                 first_error.get_or_insert(Error::RevocationBlocked {
