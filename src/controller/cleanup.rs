@@ -14,6 +14,7 @@ use kube::{
 use super::{Context, Error, events, revocation, token::owner_of};
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::databricks;
+use crate::schedule::EpochMillis;
 use crate::secret::{self, TokenOrigin};
 use crate::workspace::WorkspaceError;
 
@@ -137,19 +138,30 @@ async fn revoke_all(
     let uid = token.uid().unwrap_or_default();
     let namespace = token.namespace().unwrap_or_default();
     // Each id with where it was minted, when the Secret recorded it (status records no origin).
-    let mut ids: BTreeMap<String, Option<TokenOrigin>> = BTreeMap::new();
+    // Each id with where it was minted and when it expires, as far as the Secret recorded them
+    // (status records neither).
+    type Known = (Option<TokenOrigin>, Option<EpochMillis>);
+    let mut ids: BTreeMap<String, Known> = BTreeMap::new();
     if let Some(status) = &token.status {
-        ids.extend(status.token_id.clone().map(|id| (id, None)));
+        ids.extend(status.token_id.clone().map(|id| (id, (None, None))));
         ids.extend(
             status
                 .previous_tokens
                 .iter()
-                .map(|p| (p.token_id.clone(), None)),
+                .map(|p| (p.token_id.clone(), (None, None))),
         );
     }
     if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
-        ids.insert(record.current.token_id, record.current.origin);
-        ids.extend(record.previous.into_iter().map(|p| (p.token_id, p.origin)));
+        ids.insert(
+            record.current.token_id,
+            (record.current.origin, record.current.expiry),
+        );
+        ids.extend(
+            record
+                .previous
+                .into_iter()
+                .map(|p| (p.token_id, (p.origin, p.expiry))),
+        );
     }
     let now = crate::now_millis();
     let snapshot = ctx.inventory.snapshot(&workspace, &owner, now).await?;
@@ -158,7 +170,7 @@ async fn revoke_all(
         .iter()
         .filter(|t| databricks::is_tagged_for(t, &uid))
     {
-        ids.entry(t.token_id.clone()).or_insert(None);
+        ids.entry(t.token_id.clone()).or_insert((None, None));
     }
 
     let revoker = revocation::Revoker {
@@ -169,7 +181,7 @@ async fn revoke_all(
         owner: &owner,
     };
     let mut revoked = 0;
-    for (id, origin) in &ids {
+    for (id, (origin, expiry)) in &ids {
         // Token ids from the Secret are revoked only where a lookup shows this resource's tag.
         match revoker.revoke(id, origin.as_ref(), now).await? {
             revocation::Outcome::Revoked => {
@@ -177,6 +189,8 @@ async fn revoke_all(
                 ctx.metrics.revocation("deleted");
             }
             revocation::Outcome::Gone | revocation::Outcome::Foreign => {}
+            // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
+            revocation::Outcome::Blocked(_) if expiry.is_some_and(|e| e <= now) => {}
             revocation::Outcome::Blocked(why) => {
                 return Err(Error::RevocationBlocked {
                     token_id: id.clone(),
