@@ -15,33 +15,49 @@ pub enum Owner {
     ServicePrincipal(String),
 }
 
-/// The marker appended to every token comment, so the orphan sweep can find the tokens of a
+const TAG_OPEN: &str = "[dbtoken.dev/uid=";
+
+/// The marker placed in every token comment, so the orphan sweep can find the tokens of a
 /// resource even when a crash lost track of them.
 pub fn tag(uid: &str) -> String {
-    format!("[dbtoken.dev/uid={uid}]")
+    format!("{TAG_OPEN}{uid}]")
 }
 
-/// The comment sent to Databricks: the user's comment followed by the tag.
+/// The comment sent to Databricks: the tag first, where a comment cut short keeps it, then the
+/// user's comment with any tag-like text defused, so that only the tag the operator placed
+/// counts.
 pub fn tagged_comment(user_comment: Option<&str>, uid: &str) -> String {
     match user_comment.map(str::trim).filter(|c| !c.is_empty()) {
-        Some(c) => format!("{c} {}", tag(uid)),
+        Some(c) => format!("{} {}", tag(uid), c.replace(TAG_OPEN, "(dbtoken.dev/uid=")),
         None => tag(uid),
     }
 }
 
-/// Whether a token's comment carries this resource's tag.
+/// The uid of the resource whose operator placed the tag in `comment`. Today's layout puts it
+/// first; comments written by earlier versions end with it (after the user's text, which may
+/// quote other tags, so the last one is the operator's and the first one is not trusted there).
+pub fn tag_owner(comment: &str) -> Option<&str> {
+    let legacy = comment
+        .strip_suffix(']')
+        .and_then(|c| c.rsplit_once(TAG_OPEN))
+        .filter(|(before, uid)| (before.is_empty() || before.ends_with(' ')) && is_uid(uid));
+    if let Some((_, uid)) = legacy {
+        return Some(uid);
+    }
+    let (uid, rest) = comment.strip_prefix(TAG_OPEN)?.split_once(']')?;
+    (is_uid(uid) && (rest.is_empty() || rest.starts_with(' '))).then_some(uid)
+}
+
+fn is_uid(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Whether a token's comment carries this resource's tag, as the operator placed it.
 pub fn is_tagged_for(info: &TokenInfo, uid: &str) -> bool {
     info.comment
         .as_deref()
-        .is_some_and(|c| c.contains(&tag(uid)))
-}
-
-/// The uid in the operator's tag of a token comment, if it carries one.
-pub fn tagged_uid(comment: &str) -> Option<&str> {
-    const OPEN: &str = "[dbtoken.dev/uid=";
-    let start = comment.rfind(OPEN)? + OPEN.len();
-    let len = comment[start..].find(']')?;
-    Some(&comment[start..start + len]).filter(|uid| !uid.is_empty())
+        .and_then(tag_owner)
+        .is_some_and(|owner| owner == uid)
 }
 
 pub async fn mint(
@@ -110,10 +126,10 @@ mod tests {
     }
 
     #[test]
-    fn comment_carries_user_text_and_tag() {
+    fn comment_leads_with_the_tag_then_the_user_text() {
         assert_eq!(
             tagged_comment(Some("reports job"), "u1"),
-            "reports job [dbtoken.dev/uid=u1]"
+            "[dbtoken.dev/uid=u1] reports job"
         );
         assert_eq!(tagged_comment(Some("  "), "u1"), "[dbtoken.dev/uid=u1]");
         assert_eq!(tagged_comment(None, "u1"), "[dbtoken.dev/uid=u1]");
@@ -121,13 +137,56 @@ mod tests {
 
     #[test]
     fn tag_matches_only_the_same_uid() {
-        assert!(is_tagged_for(&info(Some("x [dbtoken.dev/uid=u1]")), "u1"));
-        assert!(!is_tagged_for(&info(Some("x [dbtoken.dev/uid=u12]")), "u1"));
-        assert_eq!(tagged_uid("x [dbtoken.dev/uid=u1]"), Some("u1"));
-        assert_eq!(tagged_uid("[dbtoken.dev/uid=u1] y"), Some("u1"));
-        assert_eq!(tagged_uid("x [dbtoken.dev/uid=]"), None);
-        assert_eq!(tagged_uid("x [dbtoken.dev/uid=u1"), None, "truncated");
-        assert_eq!(tagged_uid("no tag"), None);
+        assert!(is_tagged_for(&info(Some("[dbtoken.dev/uid=u1] x")), "u1"));
+        assert!(!is_tagged_for(&info(Some("[dbtoken.dev/uid=u12] x")), "u1"));
         assert!(!is_tagged_for(&info(None), "u1"));
+    }
+
+    #[test]
+    fn tags_in_todays_and_the_earlier_layout_are_found() {
+        for (comment, owner) in [
+            ("[dbtoken.dev/uid=u1]", Some("u1")),
+            ("[dbtoken.dev/uid=u1] nightly", Some("u1")),
+            // Written by earlier versions: the user's text, then the tag.
+            ("nightly [dbtoken.dev/uid=u1]", Some("u1")),
+            ("bootstrap", None),
+            ("", None),
+            ("nightly[dbtoken.dev/uid=u1]", None),
+            ("[dbtoken.dev/uid=u1]nightly", None),
+            ("[dbtoken.dev/uid=]", None),
+            ("see [dbtoken.dev/uid=u1] here", None),
+        ] {
+            assert_eq!(tag_owner(comment), owner, "{comment:?}");
+        }
+    }
+
+    #[test]
+    fn a_tag_quoted_in_the_users_text_is_not_the_operators() {
+        // Earlier versions appended their tag after a user comment that quoted another one.
+        assert_eq!(
+            tag_owner("copied [dbtoken.dev/uid=u1] [dbtoken.dev/uid=u2]"),
+            Some("u2")
+        );
+        assert_eq!(
+            tag_owner("[dbtoken.dev/uid=u1] x [dbtoken.dev/uid=u2]"),
+            Some("u2")
+        );
+        // Today the user's text cannot carry a tag at all.
+        let comment = tagged_comment(Some("copied [dbtoken.dev/uid=u1]"), "u2");
+        assert_eq!(tag_owner(&comment), Some("u2"));
+        assert!(!comment.contains("[dbtoken.dev/uid=u1]"));
+        let nested = tagged_comment(Some("[dbtoken.dev/uid=[dbtoken.dev/uid=u1]u1]"), "u2");
+        assert_eq!(nested.matches(TAG_OPEN).count(), 1, "{nested}");
+    }
+
+    #[test]
+    fn a_truncated_comment_keeps_its_tag() {
+        let uid = "0b8f3c52-7d4e-4a61-9c1a-3f2e5d6b7a80";
+        let comment = tagged_comment(Some(&"long text ".repeat(100)), uid);
+        for keep in [tag(uid).len(), tag(uid).len() + 1, 100, 255, 500] {
+            let cut: String = comment.chars().take(keep).collect();
+            let cut = cut.trim_end();
+            assert_eq!(tag_owner(cut), Some(uid), "cut to {keep}: {cut:?}");
+        }
     }
 }

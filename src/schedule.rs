@@ -112,6 +112,31 @@ pub fn seed_of(text: &str) -> u64 {
     })
 }
 
+/// A new token's creation and expiry on the operator's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalTimes {
+    pub creation: EpochMillis,
+    pub expiry: Option<EpochMillis>,
+}
+
+/// Databricks reports `creation` and `expiry` (-1: never) on its own clock, which may be minutes
+/// from the operator's; the lifetime between them is the same on both. On the operator's clock
+/// the token was created by the time the answer arrived (a list sent later shows it) and
+/// expires no earlier than a lifetime after the request was sent: keep the later creation and
+/// the earlier expiry, so renewal is never late and a list is never read too early.
+pub fn on_local_clock(
+    sent_at: EpochMillis,
+    answered_at: EpochMillis,
+    creation: EpochMillis,
+    expiry: EpochMillis,
+) -> LocalTimes {
+    LocalTimes {
+        creation: answered_at,
+        expiry: (expiry > 0)
+            .then(|| sent_at.saturating_add(expiry.saturating_sub(creation).max(0))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +308,25 @@ mod tests {
             max
         );
         assert_eq!(wait_until_earliest(0, [], Duration::from_secs(1), max), max);
+    }
+
+    #[test]
+    fn databricks_times_move_onto_the_operators_clock() {
+        const SENT: EpochMillis = 1_700_000_000_000;
+        let minute = 60_000;
+        // Databricks five minutes ahead, five minutes behind, in step: the same local times.
+        for skew in [5 * minute, -5 * minute, 0] {
+            let created_there = SENT + 200 + skew;
+            let local = on_local_clock(SENT, SENT + 400, created_there, created_there + HOUR);
+            assert_eq!(
+                local,
+                LocalTimes {
+                    creation: SENT + 400,
+                    expiry: Some(SENT + HOUR),
+                },
+                "skew {skew}"
+            );
+        }
+        assert_eq!(on_local_clock(SENT, SENT + 1, SENT + 9, -1).expiry, None);
     }
 }

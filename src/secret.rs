@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::DatabricksToken;
 use crate::schedule::EpochMillis;
+use crate::workspace::WorkspaceKey;
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "databricks-token-operator";
@@ -24,6 +25,8 @@ pub const ANN_EXPIRY: &str = "dbtoken.dev/expiry-time";
 pub const ANN_VALUE_DIGEST: &str = "dbtoken.dev/token-sha256";
 pub const ANN_SPEC_HASH: &str = "dbtoken.dev/spec-hash";
 pub const ANN_PREVIOUS: &str = "dbtoken.dev/previous-tokens";
+/// Where the current token was minted (JSON [`TokenOrigin`]).
+pub const ANN_ORIGIN: &str = "dbtoken.dev/origin";
 pub const ANN_ROTATE_HANDLED: &str = "dbtoken.dev/rotate-request-handled";
 /// Set by users on the `DatabricksToken` to ask for a rotation now.
 pub const ANN_ROTATE_REQUESTED: &str = "dbtoken.dev/rotate-requested-at";
@@ -41,6 +44,24 @@ pub struct CurrentToken {
     pub expiry: Option<EpochMillis>,
     /// SHA-256 of the value, to notice a value altered by hand without storing the value twice.
     pub value_digest: String,
+    /// Where it was minted; None in records written before origins were kept (then the
+    /// current workspace and owner are assumed, as before).
+    pub origin: Option<TokenOrigin>,
+}
+
+/// Where a token was minted and who owns it: what revoking it needs, whatever changed since in
+/// the resource or its workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenOrigin {
+    pub workspace: WorkspaceKey,
+    pub host: String,
+    /// The service principal it was minted for (on-behalf-of); None: the credential's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    /// Who the workspace credential authenticated as when it minted its own token (SCIM id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// A replaced token and the moment it may be revoked.
@@ -49,12 +70,24 @@ pub struct CurrentToken {
 pub struct PreviousTokenRecord {
     pub token_id: String,
     pub revoke_after: EpochMillis,
+    /// When it dies by itself (None: unknown or never): a token nothing can revoke is
+    /// forgotten once it has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<EpochMillis>,
+    /// Where it was minted; absent in records written before origins were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<TokenOrigin>,
 }
 
 impl PreviousTokenRecord {
     /// Whether its grace period is over, so it is to be revoked now.
     pub fn is_due(&self, now: EpochMillis) -> bool {
         self.revoke_after <= now
+    }
+
+    /// Whether it has certainly expired, so it cannot authenticate any more.
+    pub fn has_expired(&self, now: EpochMillis) -> bool {
+        self.expiry.is_some_and(|e| e <= now)
     }
 }
 
@@ -106,6 +139,9 @@ pub fn read_record(meta: &ObjectMeta) -> Option<TokenRecord> {
             Some(t) => Some(parse_time(t)?),
         },
         value_digest: ann.get(ANN_VALUE_DIGEST)?.clone(),
+        origin: ann
+            .get(ANN_ORIGIN)
+            .and_then(|o| serde_json::from_str(o).ok()),
     };
     let previous = ann
         .get(ANN_PREVIOUS)
@@ -204,6 +240,11 @@ fn record_annotations(record: &TokenRecord) -> BTreeMap<String, String> {
     if let Some(handled) = &record.rotate_request_handled {
         a.insert(ANN_ROTATE_HANDLED.into(), handled.clone());
     }
+    if let Some(origin) = &record.current.origin
+        && let Ok(json) = serde_json::to_string(origin)
+    {
+        a.insert(ANN_ORIGIN.into(), json);
+    }
     a
 }
 
@@ -262,6 +303,19 @@ mod tests {
         t
     }
 
+    fn origin(host: &str) -> TokenOrigin {
+        TokenOrigin {
+            workspace: WorkspaceKey {
+                kind: crate::crd::WorkspaceKind::DatabricksWorkspace,
+                namespace: Some("team-a".into()),
+                name: "ws".into(),
+            },
+            host: host.into(),
+            application_id: None,
+            identity: Some("1001".into()),
+        }
+    }
+
     fn record() -> TokenRecord {
         TokenRecord {
             current: CurrentToken {
@@ -269,10 +323,17 @@ mod tests {
                 creation: 1_700_000_000_000,
                 expiry: Some(1_700_000_600_000),
                 value_digest: value_digest("secret-value"),
+                origin: Some(origin("https://h")),
             },
             previous: vec![PreviousTokenRecord {
                 token_id: "tid-0".into(),
                 revoke_after: 1_700_000_060_000,
+                expiry: Some(1_700_000_600_000),
+                origin: Some(TokenOrigin {
+                    application_id: Some("8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21".into()),
+                    identity: None,
+                    ..origin("https://old")
+                }),
             }],
             spec_hash: "h".into(),
             rotate_request_handled: Some("2026-01-01T00:00:00Z".into()),
@@ -396,6 +457,69 @@ mod tests {
             .unwrap()
             .remove(ANN_TOKEN_ID);
         assert!(!is_up_to_date(&stripped, &desired));
+    }
+
+    #[test]
+    fn records_written_before_origins_were_kept_still_read() {
+        let annotations: BTreeMap<String, String> = [
+            (ANN_TOKEN_ID, "tid-1"),
+            (ANN_CREATION, "2023-11-14T22:13:20.000Z"),
+            (ANN_EXPIRY, "never"),
+            (ANN_VALUE_DIGEST, "d"),
+            (ANN_SPEC_HASH, "h"),
+            (
+                ANN_PREVIOUS,
+                r#"[{"tokenId":"tid-0","revokeAfter":1700000060000}]"#,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let meta = ObjectMeta {
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        };
+        let record = read_record(&meta).unwrap();
+        assert_eq!(record.current.origin, None);
+        assert_eq!(
+            record.previous,
+            vec![PreviousTokenRecord {
+                token_id: "tid-0".into(),
+                revoke_after: 1_700_000_060_000,
+                expiry: None,
+                origin: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn origins_are_recorded_in_the_annotations() {
+        let t = token(SPEC);
+        let s = render(
+            &t,
+            &SecretLayout {
+                name: "reports",
+                host: "https://h",
+            },
+            &record(),
+            "v",
+        );
+        let ann = s.metadata.annotations.unwrap();
+        let current: serde_json::Value = serde_json::from_str(&ann[ANN_ORIGIN]).unwrap();
+        assert_eq!(
+            current,
+            serde_json::json!({
+                "workspace": {"kind": "DatabricksWorkspace", "namespace": "team-a", "name": "ws"},
+                "host": "https://h",
+                "identity": "1001",
+            })
+        );
+        let previous: serde_json::Value = serde_json::from_str(&ann[ANN_PREVIOUS]).unwrap();
+        assert_eq!(previous[0]["origin"]["host"], "https://old");
+        assert_eq!(
+            previous[0]["origin"]["applicationId"],
+            "8a4f9d1e-52f6-4c3a-9a57-1c8b0c0f5b21"
+        );
     }
 
     #[test]

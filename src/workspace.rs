@@ -25,10 +25,11 @@ use crate::crd::{
 };
 
 /// Identifies one workspace object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WorkspaceKey {
     pub kind: WorkspaceKind,
     /// None for cluster-scoped workspaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
 }
@@ -113,6 +114,19 @@ pub struct ResolvedWorkspace {
     pub key: WorkspaceKey,
     pub host: String,
     pub client: WorkspaceClient,
+    /// Who the credential authenticates as (SCIM id), asked once per client.
+    identity: tokio::sync::OnceCell<String>,
+}
+
+impl ResolvedWorkspace {
+    /// Who the credential authenticates as (the SCIM id), asked once per client: a client is
+    /// rebuilt when the workspace or its credential changes.
+    pub async fn identity(&self) -> Result<String, databricks_client::Error> {
+        self.identity
+            .get_or_try_init(|| async { self.client.current_user().await.map(|u| u.id) })
+            .await
+            .cloned()
+    }
 }
 
 struct Cached {
@@ -127,7 +141,9 @@ pub struct Workspaces {
     namespaced: Store<DatabricksWorkspace>,
     cluster: Store<ClusterDatabricksWorkspace>,
     settings: ClientSettings,
-    cache: Mutex<HashMap<WorkspaceKey, Cached>>,
+    /// By workspace and host: a workspace whose host changed still reaches the old one for
+    /// revocations.
+    cache: Mutex<HashMap<(WorkspaceKey, String), Cached>>,
 }
 
 /// The parts both workspace kinds share.
@@ -174,26 +190,51 @@ impl Workspaces {
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let key = Self::key_for(token);
         let token_ns = token.namespace().unwrap_or_default();
+        self.resolve(&key, &token_ns, None).await
+    }
+
+    /// A client for `host` with the credentials of workspace `key`, as a token of `token_ns`
+    /// may use it (same tenancy rules as [`Self::for_token`]): to revoke a token where it was
+    /// minted when the workspace now points elsewhere.
+    pub async fn at_host(
+        &self,
+        key: &WorkspaceKey,
+        token_ns: &str,
+        host: &str,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.resolve(key, token_ns, Some(host)).await
+    }
+
+    async fn resolve(
+        &self,
+        key: &WorkspaceKey,
+        token_ns: &str,
+        host: Option<&str>,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         match key.kind {
             WorkspaceKind::DatabricksWorkspace => {
+                // A namespaced workspace serves its own namespace only.
+                if key.namespace.as_deref().is_some_and(|ns| ns != token_ns) {
+                    return Err(WorkspaceError::NotFound(key.clone()));
+                }
                 let ws = self
                     .namespaced
-                    .get(&ObjectRef::new(&key.name).within(&token_ns))
-                    .ok_or(WorkspaceError::NotFound(key))?;
-                self.for_namespaced(&ws).await
+                    .get(&ObjectRef::new(&key.name).within(token_ns))
+                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
+                self.namespaced_at(&ws, host).await
             }
             WorkspaceKind::ClusterDatabricksWorkspace => {
                 let ws = self
                     .cluster
                     .get(&ObjectRef::new(&key.name))
                     .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                if !ws.spec.admits(&token_ns) {
+                if !ws.spec.admits(token_ns) {
                     return Err(WorkspaceError::NamespaceNotAllowed {
-                        workspace: key.name,
-                        namespace: token_ns,
+                        workspace: key.name.clone(),
+                        namespace: token_ns.to_string(),
                     });
                 }
-                self.for_cluster(&ws).await
+                self.cluster_at(&ws, host).await
             }
         }
     }
@@ -203,6 +244,14 @@ impl Workspaces {
         &self,
         ws: &DatabricksWorkspace,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.namespaced_at(ws, None).await
+    }
+
+    async fn namespaced_at(
+        &self,
+        ws: &DatabricksWorkspace,
+        host: Option<&str>,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let ns = ws.namespace().unwrap_or_default();
         let key = WorkspaceKey {
             kind: WorkspaceKind::DatabricksWorkspace,
@@ -210,7 +259,7 @@ impl Workspaces {
             name: ws.name_any(),
         };
         let view = WorkspaceView {
-            host: &ws.spec.host,
+            host: host.unwrap_or(&ws.spec.host),
             auth: &ws.spec.auth,
             rate_limit: ws.spec.rate_limit.as_ref(),
             generation: ws.metadata.generation,
@@ -224,13 +273,21 @@ impl Workspaces {
         &self,
         ws: &ClusterDatabricksWorkspace,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.cluster_at(ws, None).await
+    }
+
+    async fn cluster_at(
+        &self,
+        ws: &ClusterDatabricksWorkspace,
+        host: Option<&str>,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let key = WorkspaceKey {
             kind: WorkspaceKind::ClusterDatabricksWorkspace,
             namespace: None,
             name: ws.name_any(),
         };
         let view = WorkspaceView {
-            host: &ws.spec.host,
+            host: host.unwrap_or(&ws.spec.host),
             auth: &ws.spec.auth,
             rate_limit: ws.spec.rate_limit.as_ref(),
             generation: ws.metadata.generation,
@@ -246,10 +303,10 @@ impl Workspaces {
 
     /// Forget the cached client, so the next use re-reads the credentials (after an auth failure).
     pub fn invalidate(&self, key: &WorkspaceKey) {
-        self.lock().remove(key);
+        self.lock().retain(|(k, _), _| k != key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceKey, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(WorkspaceKey, String), Cached>> {
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -261,15 +318,16 @@ impl Workspaces {
         view: &WorkspaceView<'_>,
         secret_ns: &str,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        if let Some(c) = self.lock().get(key)
+        let host = view.host.trim_end_matches('/').to_string();
+        let cache_key = (key.clone(), host.clone());
+        if let Some(c) = self.lock().get(&cache_key)
             && c.generation == view.generation
             && c.built_at.elapsed() < self.settings.credential_ttl
         {
             return Ok(c.workspace.clone());
         }
         let credentials = self.read_credentials(key, view.auth, secret_ns).await?;
-        let mut config =
-            ClientConfig::new(view.host.trim_end_matches('/').to_string(), credentials);
+        let mut config = ClientConfig::new(host.clone(), credentials);
         config.allow_http = self.settings.insecure_allow_http;
         config.observer = self.settings.observer.clone();
         if let Some(limit) = view.rate_limit {
@@ -286,11 +344,12 @@ impl Workspaces {
         })?;
         let workspace = Arc::new(ResolvedWorkspace {
             key: key.clone(),
-            host: view.host.trim_end_matches('/').to_string(),
+            host,
             client,
+            identity: tokio::sync::OnceCell::new(),
         });
         self.lock().insert(
-            key.clone(),
+            cache_key,
             Cached {
                 generation: view.generation,
                 built_at: Instant::now(),

@@ -62,11 +62,7 @@ fn leaked(world: &World, tokens: &[DatabricksToken], now_ms: i64) -> Vec<String>
         let Some(comment) = &live.comment else {
             continue;
         };
-        let Some(uid) = comment
-            .split("[dbtoken.dev/uid=")
-            .nth(1)
-            .and_then(|r| r.strip_suffix(']'))
-        else {
+        let Some(uid) = databricks_token_operator::databricks::tag_owner(comment) else {
             continue;
         };
         let Some(owner) = by_uid.get(uid) else {

@@ -51,7 +51,7 @@ async fn a_new_token_lands_in_its_secret_and_the_emulator_accepts_it() {
     let uid = t.metadata.uid.clone().unwrap();
     assert_eq!(
         minted.comment.as_deref(),
-        Some(format!("reports job [dbtoken.dev/uid={uid}]").as_str())
+        Some(format!("[dbtoken.dev/uid={uid}] reports job").as_str())
     );
     assert!(status.expiry_time.is_some() && status.renewal_time.is_some());
     assert_eq!(status.secret_name.as_deref(), Some("reports"));

@@ -2,7 +2,7 @@
 //! `Revoke` revokes every token of the resource and deletes the Secret; `Retain` leaves both
 //! and detaches the Secret so garbage collection does not take it either.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -11,10 +11,11 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, events, token::owner_of};
+use super::{Context, Error, events, revocation, token::owner_of};
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::databricks;
-use crate::secret;
+use crate::schedule::EpochMillis;
+use crate::secret::{self, TokenOrigin};
 use crate::workspace::WorkspaceError;
 
 pub const FINALIZER: &str = "dbtoken.dev/revoke-tokens";
@@ -135,39 +136,70 @@ async fn revoke_all(
     };
     let owner = owner_of(token);
     let uid = token.uid().unwrap_or_default();
-    let mut ids = BTreeSet::new();
-    if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
-        ids.insert(record.current.token_id);
-        ids.extend(record.previous.into_iter().map(|p| p.token_id));
-    }
+    let namespace = token.namespace().unwrap_or_default();
+    // Each id with where it was minted, when the Secret recorded it (status records no origin).
+    // Each id with where it was minted and when it expires, as far as the Secret recorded them
+    // (status records neither).
+    type Known = (Option<TokenOrigin>, Option<EpochMillis>);
+    let mut ids: BTreeMap<String, Known> = BTreeMap::new();
     if let Some(status) = &token.status {
-        ids.extend(status.token_id.clone());
-        ids.extend(status.previous_tokens.iter().map(|p| p.token_id.clone()));
+        ids.extend(status.token_id.clone().map(|id| (id, (None, None))));
+        ids.extend(
+            status
+                .previous_tokens
+                .iter()
+                .map(|p| (p.token_id.clone(), (None, None))),
+        );
     }
-    let snapshot = ctx
-        .inventory
-        .snapshot(&workspace, &owner, crate::now_millis())
-        .await?;
-    ids.extend(
-        snapshot
-            .tokens
-            .iter()
-            .filter(|t| databricks::is_tagged_for(t, &uid))
-            .map(|t| t.token_id.clone()),
-    );
+    if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
+        ids.insert(
+            record.current.token_id,
+            (record.current.origin, record.current.expiry),
+        );
+        ids.extend(
+            record
+                .previous
+                .into_iter()
+                .map(|p| (p.token_id, (p.origin, p.expiry))),
+        );
+    }
+    let now = crate::now_millis();
+    let snapshot = ctx.inventory.snapshot(&workspace, &owner, now).await?;
+    for t in snapshot
+        .tokens
+        .iter()
+        .filter(|t| databricks::is_tagged_for(t, &uid))
+    {
+        ids.entry(t.token_id.clone()).or_insert((None, None));
+    }
 
-    for id in &ids {
-        let outcome = databricks::revoke(&workspace.client, &owner, id)
-            .await
-            .map_err(Error::databricks("revoke token"))?;
-        if outcome == databricks::Revoked::Now {
-            ctx.metrics.revocation("deleted");
+    let revoker = revocation::Revoker {
+        ctx,
+        namespace: &namespace,
+        uid: &uid,
+        current: workspace.clone(),
+        owner: &owner,
+    };
+    let mut revoked = 0;
+    for (id, (origin, expiry)) in &ids {
+        // Token ids from the Secret are revoked only where a lookup shows this resource's tag.
+        match revoker.revoke(id, origin.as_ref(), now).await? {
+            revocation::Outcome::Revoked => {
+                revoked += 1;
+                ctx.metrics.revocation("deleted");
+            }
+            revocation::Outcome::Gone | revocation::Outcome::Foreign => {}
+            // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
+            revocation::Outcome::Blocked(_) if expiry.is_some_and(|e| e <= now) => {}
+            revocation::Outcome::Blocked(why) => {
+                return Err(Error::RevocationBlocked {
+                    token_id: id.clone(),
+                    why,
+                });
+            }
         }
     }
-    let note = format!(
-        "Revoked {} token(s) of this resource (deletionPolicy: Revoke)",
-        ids.len()
-    );
+    let note = format!("Revoked {revoked} token(s) of this resource (deletionPolicy: Revoke)");
     events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
     Ok(())
 }

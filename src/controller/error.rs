@@ -28,6 +28,11 @@ pub enum Error {
 
     #[error("object has no {0}")]
     MissingField(&'static str),
+
+    #[error(
+        "cannot revoke replaced token {token_id} yet: {why}; it stays recorded until it can be revoked or expires"
+    )]
+    RevocationBlocked { token_id: String, why: String },
 }
 
 impl Error {
@@ -55,6 +60,7 @@ impl Error {
             Error::Kube { .. } => "KubernetesError".into(),
             Error::SecretConflict { .. } => "SecretConflict".into(),
             Error::MissingField(_) => "InvalidObject".into(),
+            Error::RevocationBlocked { .. } => super::revocation::REVOCATION_BLOCKED.into(),
         }
     }
 

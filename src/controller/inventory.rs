@@ -24,12 +24,12 @@ type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
 
 #[derive(Default)]
 pub struct Inventory {
-    slots: Mutex<HashMap<(WorkspaceKey, bool), Slot>>,
+    slots: Mutex<HashMap<(WorkspaceKey, String, bool), Slot>>,
 }
 
 impl Inventory {
     /// A snapshot of the tokens visible for `owner`, taken no earlier than `not_before`.
-    /// Concurrent callers for the same workspace share one request.
+    /// Concurrent callers for the same workspace (object and host) share one request.
     pub async fn snapshot(
         &self,
         workspace: &ResolvedWorkspace,
@@ -40,7 +40,7 @@ impl Inventory {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots
-                .entry((workspace.key.clone(), managed))
+                .entry((workspace.key.clone(), workspace.host.clone(), managed))
                 .or_default()
                 .clone()
         };

@@ -9,6 +9,7 @@ mod inventory;
 mod namespace_merge;
 mod own_writes;
 pub mod plan;
+mod revocation;
 mod rollout;
 mod secret_index;
 pub mod status;

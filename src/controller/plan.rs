@@ -215,6 +215,7 @@ mod tests {
                 creation,
                 expiry: Some(creation + 3 * HOUR),
                 value_digest: value_digest("value"),
+                origin: None,
             },
             previous: vec![],
             spec_hash: spec_hash(&t.spec, "https://h"),

@@ -16,11 +16,13 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, rollout, status};
+use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, revocation, rollout, status};
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
-use crate::secret::{self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenRecord};
+use crate::secret::{
+    self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenOrigin, TokenRecord,
+};
 use crate::workspace::ResolvedWorkspace;
 
 /// What a successful sync leaves behind, for status and the next wake-up.
@@ -136,7 +138,15 @@ pub async fn sync(
                 .iter()
                 .any(|t| t.token_id == record.current.token_id)
         {
-            reason = Some(plan::RotationReason::RevokedOutside);
+            // Another identity's list does not show the token: a swapped credential is a change
+            // of identity (the old token lives on and gets its grace period), not a revocation.
+            reason = Some(
+                if minted_by_another_identity(record, &workspace, &owner).await {
+                    plan::RotationReason::SpecChanged
+                } else {
+                    plan::RotationReason::RevokedOutside
+                },
+            );
         }
         snapshot = Some(snap);
     }
@@ -174,8 +184,14 @@ pub async fn sync(
         ctx.mark_verified(&uid, now);
     }
 
-    let (revoked_any, revoke_error) =
-        revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
+    let revoker = revocation::Revoker {
+        ctx,
+        namespace: &namespace,
+        uid: &uid,
+        current: workspace.clone(),
+        owner: &owner,
+    };
+    let (revoked_any, revoke_error) = revoke_due(token, ctx, &revoker, &mut record, now).await;
 
     // Rewrite after a revocation, or when the Secret read whole differs from what it should be.
     if revoked_any || (read_whole && !secret_written) {
@@ -268,9 +284,29 @@ async fn rotate(
         )),
         scopes: token.spec.scopes.clone(),
     };
+    let origin = TokenOrigin {
+        workspace: workspace.key.clone(),
+        host: workspace.host.clone(),
+        application_id: match owner {
+            Owner::ServicePrincipal(app) => Some(app.clone()),
+            Owner::Caller => None,
+        },
+        // Who owns the token, so that it is revoked by that identity after a credential swap.
+        identity: match owner {
+            Owner::Caller => Some(
+                workspace
+                    .identity()
+                    .await
+                    .map_err(Error::databricks("read identity"))?,
+            ),
+            Owner::ServicePrincipal(_) => None,
+        },
+    };
+    let sent_at = crate::now_millis();
     let created = databricks::mint(&workspace.client, owner, &request)
         .await
         .map_err(Error::databricks("create token"))?;
+    let answered_at = crate::now_millis();
     ctx.metrics.mint();
     info!(token_id = %created.info.token_id, reason = reason.as_str(), "minted token");
 
@@ -281,22 +317,32 @@ async fn rotate(
         .and_then(|r| r.grace_period)
         .map(std::time::Duration::from)
         .unwrap_or(ctx.settings.default_grace_period);
+    // Databricks' clock is not the cluster's: keep the times on the operator's clock.
+    let local = schedule::on_local_clock(
+        sent_at,
+        answered_at,
+        created.info.creation_time,
+        created.info.expiry_time,
+    );
     let mut previous = carried_previous(token, observed);
     if reason.old_token_may_live()
-        && let Some(old) = old_current(token, observed)
+        && let Some((token_id, expiry, origin)) = old_current(token, observed)
     {
         previous.push(PreviousTokenRecord {
-            revoke_after: schedule::revoke_after(now, grace, old.1),
-            token_id: old.0,
+            revoke_after: schedule::revoke_after(now, grace, expiry),
+            token_id,
+            expiry,
+            origin,
         });
     }
     previous.retain(|p| p.token_id != created.info.token_id);
     let record = TokenRecord {
         current: CurrentToken {
             token_id: created.info.token_id.clone(),
-            creation: created.info.creation_time,
-            expiry: (created.info.expiry_time > 0).then_some(created.info.expiry_time),
+            creation: local.creation,
+            expiry: local.expiry,
             value_digest: secret::value_digest(created.value.expose()),
+            origin: Some(origin),
         },
         previous,
         spec_hash: plan::spec_hash(&token.spec, &workspace.host),
@@ -330,24 +376,51 @@ fn carried_previous(
             Some(PreviousTokenRecord {
                 token_id: p.token_id.clone(),
                 revoke_after: secret::parse_time(&p.revoke_after)?,
+                expiry: None,
+                origin: None,
             })
         })
         .collect()
 }
 
-/// The token being replaced (id, expiry): from the Secret, or from status when it is gone.
+/// The token being replaced (id, expiry, origin): from the Secret, or from status when it is
+/// gone (which records no origin).
 fn old_current(
     token: &DatabricksToken,
     observed: &plan::Observed,
-) -> Option<(String, Option<EpochMillis>)> {
+) -> Option<(String, Option<EpochMillis>, Option<TokenOrigin>)> {
     if let Some(r) = &observed.record {
-        return Some((r.current.token_id.clone(), r.current.expiry));
+        return Some((
+            r.current.token_id.clone(),
+            r.current.expiry,
+            r.current.origin.clone(),
+        ));
     }
     let s = token.status.as_ref()?;
     Some((
         s.token_id.clone()?,
         s.expiry_time.as_deref().and_then(secret::parse_time),
+        None,
     ))
+}
+
+/// Whether the current token belongs to an identity other than the one the workspace
+/// credential authenticates as now (the credential was swapped). Unknown: no.
+async fn minted_by_another_identity(
+    record: &TokenRecord,
+    workspace: &ResolvedWorkspace,
+    owner: &Owner,
+) -> bool {
+    let Some(minted_by) = record
+        .current
+        .origin
+        .as_ref()
+        .filter(|o| o.application_id.is_none())
+        .and_then(|o| o.identity.as_deref())
+    else {
+        return false;
+    };
+    *owner == Owner::Caller && workspace.identity().await.is_ok_and(|now| now != minted_by)
 }
 
 /// An owned Secret under the name status last recorded, when the spec now names another.
@@ -462,13 +535,13 @@ async fn sweep_orphans(
     }
 }
 
-/// Revoke replaced tokens whose grace period is over. Returns whether the record changed, and
-/// the first failure (reported after the Secret records what did get revoked).
+/// Revoke replaced tokens whose grace period is over, where and by whom each was minted, and
+/// only those carrying this resource's tag. Returns whether the record changed, and the first
+/// failure (reported after the Secret records what did get revoked).
 async fn revoke_due(
     token: &DatabricksToken,
     ctx: &Context,
-    workspace: &ResolvedWorkspace,
-    owner: &Owner,
+    revoker: &revocation::Revoker<'_>,
     record: &mut TokenRecord,
     now: EpochMillis,
 ) -> (bool, Option<Error>) {
@@ -480,8 +553,12 @@ async fn revoke_due(
             kept.push(p);
             continue;
         }
-        match databricks::revoke(&workspace.client, owner, &p.token_id).await {
-            Ok(_) => {
+        // Any list taken after its revoke-after (it was minted before) shows it if alive.
+        let outcome = revoker
+            .revoke(&p.token_id, p.origin.as_ref(), p.revoke_after.min(now))
+            .await;
+        match outcome {
+            Ok(revocation::Outcome::Revoked) => {
                 changed = true;
                 ctx.metrics.revocation("grace_period_over");
                 let note = format!(
@@ -490,12 +567,46 @@ async fn revoke_due(
                 );
                 events::publish(ctx, token, EventType::Normal, "Revoked", "Revoke", note).await;
             }
+            Ok(revocation::Outcome::Gone) => {
+                changed = true;
+                info!(token_id = %p.token_id, "previous token already gone where it was minted");
+            }
+            Ok(revocation::Outcome::Foreign) => {
+                changed = true;
+                let note = format!(
+                    "Did not revoke token {}: the Secret names it, but it does not carry this resource's tag",
+                    p.token_id
+                );
+                events::publish(
+                    ctx,
+                    token,
+                    EventType::Warning,
+                    FOREIGN_TOKEN_IGNORED,
+                    "Revoke",
+                    note,
+                )
+                .await;
+            }
+            Ok(revocation::Outcome::Blocked(_)) if p.has_expired(now) => {
+                changed = true;
+                info!(token_id = %p.token_id, "previous token could not be revoked and has expired");
+            }
+            Ok(revocation::Outcome::Blocked(why)) => {
+                first_error.get_or_insert(Error::RevocationBlocked {
+                    token_id: p.token_id.clone(),
+                    why,
+                });
+                kept.push(p);
+            }
             Err(e) => {
                 kept.push(p);
-                first_error.get_or_insert(Error::databricks("revoke previous token")(e));
+                first_error.get_or_insert(e);
             }
         }
     }
     record.previous = kept;
     (changed, first_error)
 }
+
+/// Event reason: a token id read from the Secret is not this resource's, so it was left alone.
+pub const FOREIGN_TOKEN_IGNORED: &str = "ForeignTokenIgnored";

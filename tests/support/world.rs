@@ -114,6 +114,72 @@ impl World {
             .expect("create workspace");
     }
 
+    /// A workspace called `name` at `host` (another emulator plays another workspace).
+    pub async fn apply_workspace_at(&self, name: &str, host: &str, auth: serde_json::Value) {
+        let ws: DatabricksWorkspace = serde_json::from_value(json!({
+            "apiVersion": "dbtoken.dev/v1alpha1",
+            "kind": "DatabricksWorkspace",
+            "metadata": {"name": name},
+            "spec": {"host": host, "auth": auth},
+        }))
+        .expect("workspace");
+        self.workspaces()
+            .create(&PostParams::default(), &ws)
+            .await
+            .expect("create workspace");
+    }
+
+    pub fn workspaces(&self) -> Api<DatabricksWorkspace> {
+        Api::namespaced(self.ns.client.clone(), &self.ns.name)
+    }
+
+    /// Merge-patch an object's spec (a DatabricksToken or DatabricksWorkspace).
+    pub async fn patch_spec<K>(&self, api: &Api<K>, name: &str, spec: serde_json::Value)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        api.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .expect("patch spec");
+    }
+
+    /// A second workspace: another emulator with its own admin user.
+    pub async fn another_workspace(config: EmulatorConfig) -> (EmulatorHandle, String) {
+        let emulator = Emulator::start(config).await.expect("emulator");
+        let admin = emulator.add_user("admin@example.com", true);
+        (emulator, admin.pat)
+    }
+
+    /// Events of the namespace about `name`, as (reason, note).
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String)> {
+        use k8s_openapi::api::events::v1::Event;
+        let api: Api<Event> = Api::namespaced(self.ns.client.clone(), &self.ns.name);
+        api.list(&kube::api::ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// A counter or gauge of the operator's /metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let Some(op) = self.operator.as_ref() else {
+            return 0.0;
+        };
+        op.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Create a DatabricksToken from a spec (JSON), e.g. `{"workspaceRef": {"name": "ws"}, "lifetime": "1h"}`.
     pub async fn create_token(&self, name: &str, spec: serde_json::Value) -> DatabricksToken {
         let token: DatabricksToken = serde_json::from_value(json!({
@@ -176,13 +242,17 @@ impl World {
 
     /// Wait until the emulator no longer has a live token with this id.
     pub async fn wait_revoked(&self, token_id: &str) {
-        let emulator = self.emulator.clone();
-        let id = token_id.to_string();
-        eventually(&format!("token {token_id} revoked"), WAIT, || {
-            let live = emulator.live_tokens().iter().any(|t| t.token_id == id);
-            async move { (!live).then_some(()) }
-        })
-        .await
+        wait_revoked_in(&self.emulator, token_id).await
+    }
+
+    /// The id of the admin's bootstrap PAT (the workspace credential).
+    pub fn admin_pat_id(&self) -> String {
+        self.emulator
+            .live_tokens()
+            .into_iter()
+            .find(|t| t.comment.as_deref() == Some("bootstrap"))
+            .expect("bootstrap PAT")
+            .token_id
     }
 
     /// resourceVersions of every DatabricksToken and Secret of the namespace: equal lists mean
@@ -215,6 +285,16 @@ impl World {
             .map(|t| t.token_id)
             .collect()
     }
+}
+
+/// Wait until `emulator` (the workspace that minted it) no longer has a live token with this id.
+pub async fn wait_revoked_in(emulator: &EmulatorHandle, token_id: &str) {
+    let id = token_id.to_string();
+    eventually(&format!("token {token_id} revoked"), WAIT, || {
+        let live = emulator.live_tokens().iter().any(|t| t.token_id == id);
+        async move { (!live).then_some(()) }
+    })
+    .await
 }
 
 pub fn condition_is(token: &DatabricksToken, type_: &str, status: &str) -> bool {

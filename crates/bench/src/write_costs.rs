@@ -140,6 +140,17 @@ fn operator_secret(token: &DatabricksToken, i: usize) -> k8s_openapi::api::core:
             creation: 1_795_000_000_000,
             expiry: Some(1_795_086_400_000),
             value_digest: secret::value_digest(&value),
+            // As the operator records it: where the token was minted, and by whom.
+            origin: Some(secret::TokenOrigin {
+                workspace: databricks_token_operator::workspace::WorkspaceKey {
+                    kind: databricks_token_operator::crd::WorkspaceKind::DatabricksWorkspace,
+                    namespace: token.metadata.namespace.clone(),
+                    name: "prod".into(),
+                },
+                host: "https://adb-1234567890123456.7.azuredatabricks.net".into(),
+                application_id: None,
+                identity: Some("4801234567890123".into()),
+            }),
         },
         previous: vec![],
         spec_hash: "0123456789abcdef".into(),

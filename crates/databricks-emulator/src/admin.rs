@@ -10,6 +10,8 @@
 //! - `POST /_emulator/accepts` {token_value} -> {accepts: bool}
 //! - `GET|PUT|DELETE /_emulator/faults` (Faults JSON), `POST /_emulator/faults/rules` (one FaultRule)
 //! - `GET|PUT /_emulator/settings` (EmulatorConfig JSON; omitted fields take defaults)
+//! - `PUT /_emulator/clock` {offset_ms} -> {now_ms}: shift the workspace's clock, keeping the
+//!   other settings
 //! - `GET /_emulator/stats` -> {requests: [{endpoint, method, status, count}]}
 
 use axum::{
@@ -45,6 +47,11 @@ struct NewServicePrincipal {
 struct NewEntraApp {
     tenant_id: String,
     sp_application_id: String,
+}
+
+#[derive(Deserialize)]
+struct Clock {
+    offset_ms: i64,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +96,7 @@ pub fn routes() -> Router<Shared> {
             put(set_settings)
                 .get(|State(s): State<Shared>| async move { Json(s.lock().config.clone()) }),
         )
+        .route("/_emulator/clock", put(set_clock))
         .route(
             "/_emulator/stats",
             get(|State(s): State<Shared>| async move { Json(s.lock().stats()) }),
@@ -144,4 +152,10 @@ async fn clear_faults(State(s): State<Shared>) -> Response {
 async fn set_settings(State(s): State<Shared>, Json(c): Json<EmulatorConfig>) -> Response {
     s.lock().config = c;
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_clock(State(s): State<Shared>, Json(c): Json<Clock>) -> Response {
+    let mut st = s.lock();
+    st.config.clock_offset_ms = c.offset_ms;
+    Json(json!({"now_ms": st.now()})).into_response()
 }

@@ -251,11 +251,15 @@ async fn scim_me(State(app): State<Shared>, method: Method, headers: HeaderMap) 
 
 /// Host metadata: newer SDKs read the OIDC root from here (best effort) before any auth.
 async fn host_metadata(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    app.lock().record("host-metadata", "GET", 200);
+    let workspace_id = {
+        let mut st = app.lock();
+        st.record("host-metadata", "GET", 200);
+        st.config.workspace_id
+    };
     let base = crate::oauth::base_url(&headers);
     Json(json!({
         "oidc_endpoint": format!("{base}/oidc"),
-        "workspace_id": crate::state::WORKSPACE_ID.to_string(),
+        "workspace_id": workspace_id.to_string(),
     }))
     .into_response()
 }

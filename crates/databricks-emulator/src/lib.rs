@@ -23,6 +23,9 @@
 //! `POST /api/2.0/token-management/on-behalf-of/tokens`, `GET /api/2.0/preview/scim/v2/Me`,
 //! `GET /.well-known/databricks-config`, `GET /oidc/.well-known/oauth-authorization-server`,
 //! `POST /oidc/v1/token`, `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token`.
+//! Several workspaces are several emulators, each with its own host, identities, workspace id
+//! and clock offset ([`EmulatorConfig::clock_offset_ms`]); an account-level service principal
+//! can be assigned to more than one ([`EmulatorHandle::assign_service_principal`]).
 //! Control API: `/_emulator/...` (see the `admin` module), mirroring [`EmulatorHandle`].
 
 mod admin;
@@ -43,7 +46,7 @@ pub use faults::{DropMode, FaultRule, Faults, Latency};
 pub use oauth::AZURE_DATABRICKS_RESOURCE;
 pub use state::{
     EmulatorConfig, LiveToken, RequestCount, SeededEntraApp, SeededServicePrincipal, SeededUser,
-    Stats,
+    Stats, WORKSPACE_ID,
 };
 
 /// Endpoint names used by fault rules and stats.
@@ -139,6 +142,19 @@ impl EmulatorHandle {
             .lock()
             .add_service_principal(display_name, is_admin)
     }
+    /// Assign an account-level service principal (seeded in another emulator, i.e. another
+    /// workspace) to this workspace: the same OAuth client credentials authenticate here, as
+    /// its own workspace identity.
+    pub fn assign_service_principal(
+        &self,
+        sp: &SeededServicePrincipal,
+        display_name: &str,
+        is_admin: bool,
+    ) -> SeededServicePrincipal {
+        self.shared
+            .lock()
+            .assign_service_principal(sp, display_name, is_admin)
+    }
     /// Entra ID credentials (in `tenant_id`) that authenticate as the given service principal.
     ///
     /// # Panics
@@ -192,6 +208,15 @@ impl EmulatorHandle {
     }
     pub fn settings(&self) -> EmulatorConfig {
         self.shared.lock().config.clone()
+    }
+    /// Shift this workspace's clock from the host's by `offset_ms` (positive: ahead); applies to
+    /// the next request. Token lifetimes stay what they were: only reported times move.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.shared.lock().config.clock_offset_ms = offset_ms;
+    }
+    /// The workspace's clock now, in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.shared.lock().now()
     }
     /// Request counts by (endpoint, method, status); endpoint names as in [`ENDPOINTS`].
     pub fn stats(&self) -> Stats {

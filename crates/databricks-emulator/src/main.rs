@@ -46,6 +46,12 @@ struct Args {
     /// The workspace's request limit (requests per second, all callers); unset: unlimited.
     #[arg(long)]
     requests_per_second: Option<u32>,
+    /// The workspace id reported by token-management and host metadata.
+    #[arg(long, default_value_t = databricks_emulator::WORKSPACE_ID)]
+    workspace_id: i64,
+    /// Run this workspace's clock this many seconds ahead of the host's (negative: behind).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_seconds: i64,
 }
 
 /// Write via a temporary file and a rename, so a reader polling `path` never sees half of it.
@@ -80,6 +86,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         obo_enabled: args.obo_enabled,
         access_token_seconds: args.access_token_seconds,
         requests_per_second: args.requests_per_second,
+        workspace_id: args.workspace_id,
+        clock_offset_ms: args.clock_offset_seconds.saturating_mul(1000),
     };
     let handle = Emulator::serve(args.listen, config).await?;
     if let (Some(name), Some(path)) = (&args.seed_admin_user, &args.seed_output) {

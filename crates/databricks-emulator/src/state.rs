@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::faults::FaultState;
 
-/// The emulated workspace's id.
+/// The emulated workspace's id unless configured otherwise.
 pub const WORKSPACE_ID: i64 = 1_234_567_890_123_456;
 
 pub fn now_ms() -> i64 {
@@ -36,6 +36,13 @@ pub struct EmulatorConfig {
     /// The workspace's request limit for its REST API (requests per second over all callers);
     /// None: unlimited. See `rate_limit`.
     pub requests_per_second: Option<u32>,
+    /// The workspace's id (token-management answers and host metadata); several emulators
+    /// play several workspaces.
+    pub workspace_id: i64,
+    /// How far this workspace's clock is from the host's, in milliseconds (positive: ahead).
+    /// Every time it reports (creation, expiry) and every expiry check uses the offset clock,
+    /// as a real Databricks clock is never the cluster's.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for EmulatorConfig {
@@ -47,6 +54,8 @@ impl Default for EmulatorConfig {
             obo_enabled: true,
             access_token_seconds: 3600,
             requests_per_second: None,
+            workspace_id: WORKSPACE_ID,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -297,6 +306,11 @@ impl State {
             .admit(now)
     }
 
+    /// The workspace's own clock: the host's, shifted by the configured offset.
+    pub fn now(&self) -> i64 {
+        now_ms().saturating_add(self.config.clock_offset_ms)
+    }
+
     pub fn record(&mut self, endpoint: &str, method: &str, status: u16) {
         *self
             .counts
@@ -355,9 +369,35 @@ impl State {
         display_name: &str,
         is_admin: bool,
     ) -> SeededServicePrincipal {
-        let id = self.new_id();
         let application_id = random_uuid();
         let client_secret = format!("dose{}", random_hex(32));
+        self.insert_service_principal(display_name, is_admin, application_id, client_secret)
+    }
+
+    /// An account-level service principal assigned to this workspace too: the same application
+    /// id and OAuth secret as in the workspace it was first created in, its own id here.
+    pub fn assign_service_principal(
+        &mut self,
+        sp: &SeededServicePrincipal,
+        display_name: &str,
+        is_admin: bool,
+    ) -> SeededServicePrincipal {
+        self.insert_service_principal(
+            display_name,
+            is_admin,
+            sp.application_id.clone(),
+            sp.client_secret.clone(),
+        )
+    }
+
+    fn insert_service_principal(
+        &mut self,
+        display_name: &str,
+        is_admin: bool,
+        application_id: String,
+        client_secret: String,
+    ) -> SeededServicePrincipal {
+        let id = self.new_id();
         self.identities.insert(
             id,
             Identity {
@@ -411,7 +451,7 @@ impl State {
         scopes: Option<Vec<String>>,
         lifetime_seconds: Option<i64>,
     ) -> Token {
-        let now = now_ms();
+        let now = self.now();
         let token = Token {
             token_id: random_hex(64),
             value: format!("dapi{}", random_hex(32)),
@@ -433,7 +473,7 @@ impl State {
 
     /// The identity behind a bearer credential, if it is live.
     pub fn authenticate(&mut self, header: Option<&str>) -> Result<Identity, ApiError> {
-        let now = now_ms();
+        let now = self.now();
         let bearer = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
@@ -461,7 +501,7 @@ impl State {
     }
 
     pub fn accepts(&self, value: &str) -> bool {
-        let now = now_ms();
+        let now = self.now();
         self.by_value
             .get(value)
             .and_then(|id| self.tokens.get(id))
@@ -526,7 +566,7 @@ impl State {
                 )?),
             };
         let lifetime = self.checked_lifetime(lifetime)?;
-        let now = now_ms();
+        let now = self.now();
         let live = self
             .tokens
             .values()
@@ -620,7 +660,7 @@ impl State {
         info["created_by_username"] =
             json!(creator.map(|c| c.user_name.clone()).unwrap_or_default());
         info["owner_id"] = json!(t.owner_id);
-        info["workspace_id"] = json!(WORKSPACE_ID);
+        info["workspace_id"] = json!(self.config.workspace_id);
         if let Some(day) = t.last_used_day {
             info["last_used_day"] = json!(day);
         }
@@ -628,7 +668,7 @@ impl State {
     }
 
     fn live_of(&self, owner: Option<i64>) -> Vec<&Token> {
-        let now = now_ms();
+        let now = self.now();
         let mut v: Vec<&Token> = self
             .tokens
             .values()
@@ -648,7 +688,7 @@ impl State {
     }
 
     pub fn delete_own(&mut self, caller: &Identity, token_id: &str) -> Result<Value, ApiError> {
-        let now = now_ms();
+        let now = self.now();
         let found = self
             .tokens
             .get(token_id)
@@ -694,7 +734,7 @@ impl State {
     }
 
     pub fn get_managed(&self, token_id: &str) -> Result<Value, ApiError> {
-        let now = now_ms();
+        let now = self.now();
         let t = self
             .tokens
             .get(token_id)
@@ -704,7 +744,7 @@ impl State {
     }
 
     pub fn delete_managed(&mut self, token_id: &str) -> Result<Value, ApiError> {
-        let now = now_ms();
+        let now = self.now();
         if !self.tokens.get(token_id).is_some_and(|t| t.alive(now)) {
             return Err(not_found(token_id));
         }
@@ -793,8 +833,10 @@ impl State {
     fn new_session(&mut self, identity: i64) -> (String, u64) {
         let token = format!("eyJ{}", random_secret());
         let seconds = self.config.access_token_seconds;
-        self.sessions
-            .insert(token.clone(), (identity, now_ms() + seconds as i64 * 1000));
+        self.sessions.insert(
+            token.clone(),
+            (identity, self.now() + seconds as i64 * 1000),
+        );
         self.access_tokens.push(token.clone());
         (token, seconds)
     }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use databricks_client::{ManagedTokenFilter, TokenInfo};
 use databricks_token_operator::{
     crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace},
-    databricks::tagged_uid,
+    databricks::tag_owner,
     schedule::EpochMillis,
     secret::format_time,
     workspace::{ClientSettings, ResolvedWorkspace, Workspaces},
@@ -83,7 +83,7 @@ pub fn classify(tokens: &[TokenInfo], resources: &[Resource]) -> Vec<Row> {
         .iter()
         .map(|t| {
             let comment = t.comment.clone().unwrap_or_default();
-            let (class, resource) = match tagged_uid(&comment) {
+            let (class, resource) = match tag_owner(&comment) {
                 None => (Class::Unmanaged, None),
                 Some(uid) => match by_uid.get(uid) {
                     None => (Class::Orphaned, None),

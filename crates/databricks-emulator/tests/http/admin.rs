@@ -191,3 +191,21 @@ async fn the_control_api_is_not_counted_as_workspace_traffic() {
     admin(&w, Method::GET, "/_emulator/tokens", None).await;
     assert_eq!(w.emulator.stats().total_requests(), 0);
 }
+
+#[tokio::test]
+async fn the_clock_offset_can_be_set_over_http() {
+    let w = world().await;
+    let r = admin(
+        &w,
+        Method::PUT,
+        "/_emulator/clock",
+        Some(json!({"offset_ms": -300_000})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let reported = r.body["now_ms"].as_i64().unwrap();
+    assert!((reported - (crate::support::now_ms() - 300_000)).abs() < 1_000);
+    let settings = w.emulator.settings();
+    assert_eq!(settings.clock_offset_ms, -300_000);
+    assert_eq!(settings.quota_per_owner, 600, "other settings kept");
+}

@@ -4,9 +4,11 @@
 mod admin;
 mod auth;
 mod binary;
+mod clock;
 mod faults;
 mod limits;
 mod management;
 mod oauth;
 mod support;
 mod tokens;
+mod workspaces;
