@@ -2,7 +2,8 @@
 //!
 //! Tenancy lives here: a token may use a `DatabricksWorkspace` of its own namespace, or a
 //! `ClusterDatabricksWorkspace` whose allow-list admits its namespace. A namespaced workspace's
-//! credentials are only ever read from its own namespace.
+//! credentials are only ever read from its own namespace. Before a mint, the workspace's token
+//! policy (`crate::tenancy`) decides whose tokens the resource may get.
 
 use std::{
     collections::HashMap,
@@ -20,9 +21,10 @@ use kube::{
 };
 
 use crate::crd::{
-    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, RateLimit, SecretRef,
-    WorkspaceAuth, WorkspaceKind,
+    AllowedServicePrincipal, ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace,
+    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind,
 };
+use crate::tenancy::{self, Refusal, Verdict};
 
 /// Identifies one workspace object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +83,26 @@ pub enum WorkspaceError {
         workspace: WorkspaceKey,
         source: databricks_client::Error,
     },
+    #[error(
+        "ClusterDatabricksWorkspace {workspace} does not allow namespace {namespace} to mint tokens for service principal {application_id} (spec.allowedServicePrincipals)"
+    )]
+    ServicePrincipalNotAllowed {
+        workspace: String,
+        namespace: String,
+        application_id: String,
+    },
+    #[error(
+        "{workspace} refuses tokens owned by its own credential ({why}): anyone holding such a token could list and revoke that identity's tokens, the workspace credential included. Set spec.onBehalfOf.applicationId to a service principal (or the workspace may set spec.ownIdentityTokens: Allow)"
+    )]
+    OwnIdentityTokenRefused {
+        workspace: WorkspaceKey,
+        why: &'static str,
+    },
+    #[error("{workspace}: checking whether its credential is a workspace admin: {source}")]
+    AdminCheck {
+        workspace: WorkspaceKey,
+        source: databricks_client::Error,
+    },
 }
 
 impl WorkspaceError {
@@ -94,6 +116,11 @@ impl WorkspaceError {
             WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
             WorkspaceError::Kube { .. } => "KubernetesError",
             WorkspaceError::Client { .. } => "InvalidWorkspaceConfig",
+            WorkspaceError::ServicePrincipalNotAllowed { .. } => {
+                tenancy::SERVICE_PRINCIPAL_NOT_ALLOWED
+            }
+            WorkspaceError::OwnIdentityTokenRefused { .. } => tenancy::OWN_IDENTITY_TOKEN_REFUSED,
+            WorkspaceError::AdminCheck { .. } => "WorkspaceAuthFailed",
         }
     }
 }
@@ -113,6 +140,33 @@ pub struct ResolvedWorkspace {
     pub key: WorkspaceKey,
     pub host: String,
     pub client: WorkspaceClient,
+    /// Whether the credential is a workspace admin: asked once per client, and only when a
+    /// policy depends on it.
+    credential_is_admin: tokio::sync::OnceCell<bool>,
+}
+
+impl ResolvedWorkspace {
+    async fn credential_is_admin(&self) -> Result<bool, WorkspaceError> {
+        self.credential_is_admin
+            .get_or_try_init(|| async {
+                self.client
+                    .current_user()
+                    .await
+                    .map(|me| me.is_workspace_admin())
+                    .map_err(|source| WorkspaceError::AdminCheck {
+                        workspace: self.key.clone(),
+                        source,
+                    })
+            })
+            .await
+            .copied()
+    }
+}
+
+/// The policy fields of the workspace a token resolved to.
+struct Policy<'a> {
+    allowed_service_principals: Option<&'a [AllowedServicePrincipal]>,
+    own_identity_tokens: OwnIdentityTokens,
 }
 
 struct Cached {
@@ -167,10 +221,29 @@ impl Workspaces {
         }
     }
 
-    /// The workspace `token` may use, with a client, or why it may not.
+    /// The workspace `token` may use, with a client, or why it may not. For revoking what
+    /// exists; a mint goes through [`Workspaces::for_minting`].
     pub async fn for_token(
         &self,
         token: &DatabricksToken,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.resolve(token, false).await
+    }
+
+    /// Like [`Workspaces::for_token`], and the workspace's token policy allows `token`: its
+    /// `onBehalfOf` service principal is on a cluster workspace's allow-list for its namespace,
+    /// or, without `onBehalfOf`, `ownIdentityTokens` allows the credential's own identity.
+    pub async fn for_minting(
+        &self,
+        token: &DatabricksToken,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.resolve(token, true).await
+    }
+
+    async fn resolve(
+        &self,
+        token: &DatabricksToken,
+        enforce_policy: bool,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
         let key = Self::key_for(token);
         let token_ns = token.namespace().unwrap_or_default();
@@ -180,7 +253,15 @@ impl Workspaces {
                     .namespaced
                     .get(&ObjectRef::new(&key.name).within(&token_ns))
                     .ok_or(WorkspaceError::NotFound(key))?;
-                self.for_namespaced(&ws).await
+                let resolved = self.for_namespaced(&ws).await?;
+                let policy = Policy {
+                    allowed_service_principals: None,
+                    own_identity_tokens: ws.spec.own_identity_tokens,
+                };
+                if enforce_policy {
+                    enforce(token, &token_ns, &policy, &resolved).await?;
+                }
+                Ok(resolved)
             }
             WorkspaceKind::ClusterDatabricksWorkspace => {
                 let ws = self
@@ -193,7 +274,15 @@ impl Workspaces {
                         namespace: token_ns,
                     });
                 }
-                self.for_cluster(&ws).await
+                let resolved = self.for_cluster(&ws).await?;
+                let policy = Policy {
+                    allowed_service_principals: Some(&ws.spec.allowed_service_principals),
+                    own_identity_tokens: ws.spec.own_identity_tokens,
+                };
+                if enforce_policy {
+                    enforce(token, &token_ns, &policy, &resolved).await?;
+                }
+                Ok(resolved)
             }
         }
     }
@@ -288,6 +377,7 @@ impl Workspaces {
             key: key.clone(),
             host: view.host.trim_end_matches('/').to_string(),
             client,
+            credential_is_admin: tokio::sync::OnceCell::new(),
         });
         self.lock().insert(
             key.clone(),
@@ -381,5 +471,54 @@ impl Workspaces {
                 name: secret_ref.name.clone(),
                 key: data_key.into(),
             })
+    }
+}
+
+/// Apply the token policy, asking Databricks whether the credential is an admin only when the
+/// decision depends on it.
+async fn enforce(
+    token: &DatabricksToken,
+    namespace: &str,
+    policy: &Policy<'_>,
+    resolved: &ResolvedWorkspace,
+) -> Result<(), WorkspaceError> {
+    let mut request = tenancy::Request {
+        namespace,
+        on_behalf_of: token
+            .spec
+            .on_behalf_of
+            .as_ref()
+            .map(|o| o.application_id.as_str()),
+        allowed_service_principals: policy.allowed_service_principals,
+        own_identity_tokens: policy.own_identity_tokens,
+        credential_is_admin: None,
+    };
+    let mut verdict = tenancy::decide(&request);
+    if verdict == Verdict::NeedsAdminCheck {
+        request.credential_is_admin = Some(resolved.credential_is_admin().await?);
+        verdict = tenancy::decide(&request);
+    }
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Refused(Refusal::ServicePrincipalNotAllowed { application_id }) => {
+            Err(WorkspaceError::ServicePrincipalNotAllowed {
+                workspace: resolved.key.name.clone(),
+                namespace: namespace.to_string(),
+                application_id,
+            })
+        }
+        Verdict::Refused(Refusal::OwnIdentityDenied) => {
+            Err(WorkspaceError::OwnIdentityTokenRefused {
+                workspace: resolved.key.clone(),
+                why: "spec.ownIdentityTokens: Deny",
+            })
+        }
+        // Not reached once the admin check is answered; refuse rather than mint unchecked.
+        Verdict::Refused(Refusal::OwnIdentityIsAdmin) | Verdict::NeedsAdminCheck => {
+            Err(WorkspaceError::OwnIdentityTokenRefused {
+                workspace: resolved.key.clone(),
+                why: "a workspace admin, refused by spec.ownIdentityTokens: DenyIfAdmin, the default",
+            })
+        }
     }
 }

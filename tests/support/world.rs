@@ -100,12 +100,21 @@ impl World {
             .expect("create secret");
     }
 
+    /// A workspace on the emulator that also mints tokens owned by its own (admin) identity:
+    /// most tests exercise rotation, not the tenancy policy, so they opt in explicitly.
     pub async fn apply_workspace(&self, name: &str, auth: serde_json::Value) {
+        self.apply_workspace_spec(name, json!({"auth": auth, "ownIdentityTokens": "Allow"}))
+            .await
+    }
+
+    /// A workspace on the emulator with exactly these spec fields (besides `host`).
+    pub async fn apply_workspace_spec(&self, name: &str, mut spec: serde_json::Value) {
+        spec["host"] = json!(self.emulator.base_url());
         let ws: DatabricksWorkspace = serde_json::from_value(json!({
             "apiVersion": "dbtoken.dev/v1alpha1",
             "kind": "DatabricksWorkspace",
             "metadata": {"name": name},
-            "spec": {"host": self.emulator.base_url(), "auth": auth},
+            "spec": spec,
         }))
         .expect("workspace");
         let api: Api<DatabricksWorkspace> = Api::namespaced(self.ns.client.clone(), &self.ns.name);
