@@ -4,6 +4,7 @@
 mod support;
 
 use kube::api::{DynamicObject, PostParams};
+use serde::Deserialize;
 use serde_json::json;
 
 #[test]
@@ -392,4 +393,37 @@ async fn an_unparsable_duration_gets_one_clear_message() {
         );
         assert!(!unreadable(&e), "{spec}: got: {e}");
     }
+}
+
+/// Every DatabricksToken and workspace in `examples/` passes the schema and CEL rules (applied
+/// as a dry run into the test namespace, cluster workspaces cluster-wide).
+#[tokio::test]
+async fn the_examples_pass_apply_time_validation() {
+    let ns = support::cluster::namespace("examples").await;
+    support::world::install_crds(&ns.client).await;
+    let dir = support::cluster::repo_root().join("examples");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc).unwrap();
+            let (Some(kind), Some(spec)) = (value["kind"].as_str(), value.get("spec")) else {
+                continue;
+            };
+            let (plural, namespaced) = match kind {
+                "DatabricksToken" => ("databrickstokens", true),
+                "DatabricksWorkspace" => ("databricksworkspaces", true),
+                "ClusterDatabricksWorkspace" => ("clusterdatabricksworkspaces", false),
+                _ => continue,
+            };
+            checked += 1;
+            if let Err(e) = create(&ns, kind, plural, namespaced, &spec.to_string()).await {
+                failures.push(format!("{} {kind}: {e}", path.display()));
+            }
+        }
+    }
+    assert!(checked >= 8, "found {checked} objects in examples/");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
