@@ -138,7 +138,13 @@ fn the_chart_refuses_several_replicas_without_leader_election() {
     let chart = chart.to_str().unwrap();
     let (ok, text) = helm_result(
         &kubeconfig,
-        &["template", "x", chart, "--set", "leaderElection.enabled=false"],
+        &[
+            "template",
+            "x",
+            chart,
+            "--set",
+            "leaderElection.enabled=false",
+        ],
     );
     assert!(!ok, "two replicas without leader election must not render");
     assert!(
@@ -208,7 +214,12 @@ async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
         ("update", "databrickstokens.dbtoken.dev", "", ns),
         ("update", "databrickstokens.dbtoken.dev", "status", ns),
         ("update", "databricksworkspaces.dbtoken.dev", "status", ns),
-        ("update", "clusterdatabricksworkspaces.dbtoken.dev", "status", ""),
+        (
+            "update",
+            "clusterdatabricksworkspaces.dbtoken.dev",
+            "status",
+            "",
+        ),
         ("update", "secrets", "", ns),
         ("get", "deployments.apps", "", ns),
         ("get", "statefulsets.apps", "", ns),
@@ -226,7 +237,12 @@ async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
         ("patch", "databrickstokens.dbtoken.dev", "status", ns),
         ("update", "databrickstokens.dbtoken.dev", "finalizers", ns),
         ("patch", "databricksworkspaces.dbtoken.dev", "status", ns),
-        ("patch", "clusterdatabricksworkspaces.dbtoken.dev", "status", ""),
+        (
+            "patch",
+            "clusterdatabricksworkspaces.dbtoken.dev",
+            "status",
+            "",
+        ),
         ("patch", "secrets", "", ns),
         ("delete", "secrets", "", ns),
         ("patch", "deployments.apps", "", ns),

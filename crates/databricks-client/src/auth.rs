@@ -432,8 +432,7 @@ mod tests {
         let doc = |endpoint: &str| format!(r#"{{"token_endpoint":"{endpoint}"}}"#);
         let http = doc("http://h/oidc/v1/token");
         let err = parse_discovery(url, &http, false)
-            .err()
-            .expect("client credentials would travel over plain http");
+            .expect_err("client credentials would travel over plain http");
         assert!(
             matches!(&err, Error::AuthFlow { message } if message.contains("plain http")),
             "{err}"

@@ -448,12 +448,12 @@ mod tests {
             client_secret: "s".into(),
             authority_host: authority.into(),
         };
-        let err = WorkspaceClient::new(ClientConfig::new(
+        let Err(err) = WorkspaceClient::new(ClientConfig::new(
             "https://adb-1.2.azuredatabricks.net",
             azure("http://login.example.com"),
-        ))
-        .err()
-        .expect("the client secret would travel over plain http");
+        )) else {
+            panic!("the client secret would travel over plain http");
+        };
         assert!(
             matches!(&err, Error::Config { message } if message.contains("authority host") && message.contains("plain http")),
             "{err}"
