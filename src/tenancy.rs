@@ -8,6 +8,9 @@ use crate::crd::{AllowedServicePrincipal, OwnIdentityTokens};
 pub const SERVICE_PRINCIPAL_NOT_ALLOWED: &str = "ServicePrincipalNotAllowed";
 /// Condition reason: the workspace refuses tokens owned by its own credential's identity.
 pub const OWN_IDENTITY_TOKEN_REFUSED: &str = "OwnIdentityTokenRefused";
+/// Condition reason: the workspace could not say whether its credential is an admin (SCIM `Me`
+/// failed), so a policy that depends on it cannot decide yet.
+pub const ADMIN_CHECK_FAILED: &str = "AdminCheckFailed";
 
 /// What the policy sees of one mint request.
 #[derive(Clone, Copy, Debug)]

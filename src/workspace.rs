@@ -120,7 +120,7 @@ impl WorkspaceError {
                 tenancy::SERVICE_PRINCIPAL_NOT_ALLOWED
             }
             WorkspaceError::OwnIdentityTokenRefused { .. } => tenancy::OWN_IDENTITY_TOKEN_REFUSED,
-            WorkspaceError::AdminCheck { .. } => "WorkspaceAuthFailed",
+            WorkspaceError::AdminCheck { .. } => tenancy::ADMIN_CHECK_FAILED,
         }
     }
 }
