@@ -224,6 +224,27 @@ async fn a_cluster_workspace_mints_only_for_the_service_principals_it_allows_eac
         1,
         "only the allowed service principal got a token"
     );
+
+    // The platform team grants the other principal to this namespace too: minted without delay.
+    let grant = json!({"spec": {"allowedServicePrincipals": [
+        {"applicationId": sp_mine.application_id, "namespaces": [w.ns.name]},
+        {"applicationId": sp_other_team.application_id, "namespaces": ["other-team", w.ns.name]},
+    ]}});
+    cluster_ws
+        .patch(&shared, &PatchParams::default(), &Patch::Merge(&grant))
+        .await
+        .unwrap();
+    let id = w
+        .wait_ready("other-team")
+        .await
+        .status
+        .unwrap()
+        .token_id
+        .unwrap();
+    let live = w.emulator.live_tokens();
+    let minted = live.iter().find(|t| t.token_id == id).expect("live");
+    assert_eq!(minted.owner_id, sp_other_team.id);
+    assert!(w.secrets().get_opt("unlisted").await.unwrap().is_none());
     cluster_ws
         .delete(&shared, &DeleteParams::default())
         .await
