@@ -47,7 +47,8 @@ pub struct DatabricksWorkspaceSpec {
     /// Whether DatabricksTokens without `onBehalfOf` may use this workspace. Such a token belongs
     /// to the credential's own identity, so every consumer holding one could list and revoke
     /// that identity's tokens, the workspace credential included. `DenyIfAdmin` (default)
-    /// refuses them when the credential is a workspace admin (member of `admins`).
+    /// refuses them when the credential is a workspace admin (member of `admins`); `Allow`
+    /// mints them (a credential no one else shares); `Deny` refuses them always.
     #[serde(default)]
     pub own_identity_tokens: OwnIdentityTokens,
 }
@@ -90,7 +91,8 @@ pub struct ClusterDatabricksWorkspaceSpec {
     /// Whether DatabricksTokens without `onBehalfOf` may use this workspace. Such a token belongs
     /// to the credential's own identity, so every consumer holding one could list and revoke
     /// that identity's tokens, the workspace credential included. `DenyIfAdmin` (default)
-    /// refuses them when the credential is a workspace admin (member of `admins`).
+    /// refuses them when the credential is a workspace admin (member of `admins`); `Allow`
+    /// mints them (a credential no one else shares); `Deny` refuses them always.
     #[serde(default)]
     pub own_identity_tokens: OwnIdentityTokens,
     /// Client-side limits towards this workspace.
