@@ -333,7 +333,15 @@ fn hyper_is_built_without_its_tracing_feature() {
     let out = std::process::Command::new(env!("CARGO"))
         .current_dir(support::cluster::repo_root())
         .args([
-            "tree", "-q", "-e", "features", "-i", "hyper", "--prefix", "none",
+            "tree",
+            "-q",
+            "--offline",
+            "-e",
+            "features",
+            "-i",
+            "hyper",
+            "--prefix",
+            "none",
         ])
         .output()
         .unwrap();
