@@ -59,6 +59,8 @@ spec:
   auth:
     pat:
       secretRef: {name: databricks-admin}
+  # The demo mints the admin's own tokens; shared workspaces should not (README, "Tenancy").
+  ownIdentityTokens: Allow
 ---
 apiVersion: dbtoken.dev/v1alpha1
 kind: DatabricksToken

@@ -9,6 +9,7 @@ pub mod leader;
 pub mod metrics;
 pub mod schedule;
 pub mod secret;
+pub mod tenancy;
 pub mod workspace;
 
 /// Milliseconds since the Unix epoch, the time unit of Databricks and of the schedule.

@@ -2,7 +2,8 @@
 //!
 //! Tenancy lives here: a token may use a `DatabricksWorkspace` of its own namespace, or a
 //! `ClusterDatabricksWorkspace` whose allow-list admits its namespace. A namespaced workspace's
-//! credentials are only ever read from its own namespace.
+//! credentials are only ever read from its own namespace. Before a mint, the workspace's token
+//! policy (`crate::tenancy`) decides whose tokens the resource may get.
 
 use std::{
     collections::HashMap,
@@ -20,9 +21,10 @@ use kube::{
 };
 
 use crate::crd::{
-    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, RateLimit, SecretRef,
-    WorkspaceAuth, WorkspaceKind,
+    AllowedServicePrincipal, ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace,
+    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind,
 };
+use crate::tenancy::{self, Refusal, Verdict};
 
 /// Identifies one workspace object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -82,6 +84,26 @@ pub enum WorkspaceError {
         workspace: WorkspaceKey,
         source: databricks_client::Error,
     },
+    #[error(
+        "ClusterDatabricksWorkspace {workspace} does not allow namespace {namespace} to mint tokens for service principal {application_id} (spec.allowedServicePrincipals)"
+    )]
+    ServicePrincipalNotAllowed {
+        workspace: String,
+        namespace: String,
+        application_id: String,
+    },
+    #[error(
+        "{workspace} refuses tokens owned by its own credential ({why}): anyone holding such a token could list and revoke that identity's tokens, the workspace credential included. Set spec.onBehalfOf.applicationId to a service principal (or the workspace may set spec.ownIdentityTokens: Allow)"
+    )]
+    OwnIdentityTokenRefused {
+        workspace: WorkspaceKey,
+        why: &'static str,
+    },
+    #[error("{workspace}: checking whether its credential is a workspace admin: {source}")]
+    AdminCheck {
+        workspace: WorkspaceKey,
+        source: databricks_client::Error,
+    },
 }
 
 impl WorkspaceError {
@@ -95,6 +117,11 @@ impl WorkspaceError {
             WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
             WorkspaceError::Kube { .. } => "KubernetesError",
             WorkspaceError::Client { .. } => "InvalidWorkspaceConfig",
+            WorkspaceError::ServicePrincipalNotAllowed { .. } => {
+                tenancy::SERVICE_PRINCIPAL_NOT_ALLOWED
+            }
+            WorkspaceError::OwnIdentityTokenRefused { .. } => tenancy::OWN_IDENTITY_TOKEN_REFUSED,
+            WorkspaceError::AdminCheck { .. } => tenancy::ADMIN_CHECK_FAILED,
         }
     }
 }
@@ -114,19 +141,36 @@ pub struct ResolvedWorkspace {
     pub key: WorkspaceKey,
     pub host: String,
     pub client: WorkspaceClient,
-    /// Who the credential authenticates as (SCIM id), asked once per client.
-    identity: tokio::sync::OnceCell<String>,
+    /// Who the credential authenticates as (SCIM `Me`), asked once per client and only when
+    /// needed: a client is rebuilt when the workspace or its credential changes.
+    me: tokio::sync::OnceCell<databricks_client::CurrentUser>,
 }
 
 impl ResolvedWorkspace {
-    /// Who the credential authenticates as (the SCIM id), asked once per client: a client is
-    /// rebuilt when the workspace or its credential changes.
-    pub async fn identity(&self) -> Result<String, databricks_client::Error> {
-        self.identity
-            .get_or_try_init(|| async { self.client.current_user().await.map(|u| u.id) })
-            .await
-            .cloned()
+    async fn me(&self) -> Result<&databricks_client::CurrentUser, databricks_client::Error> {
+        self.me.get_or_try_init(|| self.client.current_user()).await
     }
+
+    /// Who the credential authenticates as (the SCIM id).
+    pub async fn identity(&self) -> Result<String, databricks_client::Error> {
+        self.me().await.map(|me| me.id.clone())
+    }
+
+    async fn credential_is_admin(&self) -> Result<bool, WorkspaceError> {
+        self.me()
+            .await
+            .map(|me| me.is_workspace_admin())
+            .map_err(|source| WorkspaceError::AdminCheck {
+                workspace: self.key.clone(),
+                source,
+            })
+    }
+}
+
+/// The policy fields of the workspace a token resolved to.
+struct Policy<'a> {
+    allowed_service_principals: Option<&'a [AllowedServicePrincipal]>,
+    own_identity_tokens: OwnIdentityTokens,
 }
 
 struct Cached {
@@ -191,6 +235,44 @@ impl Workspaces {
         let key = Self::key_for(token);
         let token_ns = token.namespace().unwrap_or_default();
         self.resolve(&key, &token_ns, None).await
+    }
+
+    /// Like [`Workspaces::for_token`], and the workspace's token policy allows `token`: its
+    /// `onBehalfOf` service principal is on a cluster workspace's allow-list for its namespace,
+    /// or, without `onBehalfOf`, `ownIdentityTokens` allows the credential's own identity.
+    /// Revocation never goes through here: a policy never blocks a revoke.
+    pub async fn for_minting(
+        &self,
+        token: &DatabricksToken,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let resolved = self.for_token(token).await?;
+        let token_ns = token.namespace().unwrap_or_default();
+        let key = &resolved.key;
+        match key.kind {
+            WorkspaceKind::DatabricksWorkspace => {
+                let ws = self
+                    .namespaced
+                    .get(&ObjectRef::new(&key.name).within(&token_ns))
+                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
+                let policy = Policy {
+                    allowed_service_principals: None,
+                    own_identity_tokens: ws.spec.own_identity_tokens,
+                };
+                enforce(token, &token_ns, &policy, &resolved).await?;
+            }
+            WorkspaceKind::ClusterDatabricksWorkspace => {
+                let ws = self
+                    .cluster
+                    .get(&ObjectRef::new(&key.name))
+                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
+                let policy = Policy {
+                    allowed_service_principals: Some(&ws.spec.allowed_service_principals),
+                    own_identity_tokens: ws.spec.own_identity_tokens,
+                };
+                enforce(token, &token_ns, &policy, &resolved).await?;
+            }
+        }
+        Ok(resolved)
     }
 
     /// A client for `host` with the credentials of workspace `key`, as a token of `token_ns`
@@ -346,7 +428,7 @@ impl Workspaces {
             key: key.clone(),
             host,
             client,
-            identity: tokio::sync::OnceCell::new(),
+            me: tokio::sync::OnceCell::new(),
         });
         self.lock().insert(
             cache_key,
@@ -440,5 +522,54 @@ impl Workspaces {
                 name: secret_ref.name.clone(),
                 key: data_key.into(),
             })
+    }
+}
+
+/// Apply the token policy, asking Databricks whether the credential is an admin only when the
+/// decision depends on it.
+async fn enforce(
+    token: &DatabricksToken,
+    namespace: &str,
+    policy: &Policy<'_>,
+    resolved: &ResolvedWorkspace,
+) -> Result<(), WorkspaceError> {
+    let mut request = tenancy::Request {
+        namespace,
+        on_behalf_of: token
+            .spec
+            .on_behalf_of
+            .as_ref()
+            .map(|o| o.application_id.as_str()),
+        allowed_service_principals: policy.allowed_service_principals,
+        own_identity_tokens: policy.own_identity_tokens,
+        credential_is_admin: None,
+    };
+    let mut verdict = tenancy::decide(&request);
+    if verdict == Verdict::NeedsAdminCheck {
+        request.credential_is_admin = Some(resolved.credential_is_admin().await?);
+        verdict = tenancy::decide(&request);
+    }
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Refused(Refusal::ServicePrincipalNotAllowed { application_id }) => {
+            Err(WorkspaceError::ServicePrincipalNotAllowed {
+                workspace: resolved.key.name.clone(),
+                namespace: namespace.to_string(),
+                application_id,
+            })
+        }
+        Verdict::Refused(Refusal::OwnIdentityDenied) => {
+            Err(WorkspaceError::OwnIdentityTokenRefused {
+                workspace: resolved.key.clone(),
+                why: "spec.ownIdentityTokens: Deny",
+            })
+        }
+        // Not reached once the admin check is answered; refuse rather than mint unchecked.
+        Verdict::Refused(Refusal::OwnIdentityIsAdmin) | Verdict::NeedsAdminCheck => {
+            Err(WorkspaceError::OwnIdentityTokenRefused {
+                workspace: resolved.key.clone(),
+                why: "a workspace admin, refused by spec.ownIdentityTokens: DenyIfAdmin, the default",
+            })
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use kube::api::{DynamicObject, PostParams};
+use serde::Deserialize;
 use serde_json::json;
 
 #[test]
@@ -38,7 +39,7 @@ const INVALID_TOKENS: &[(&str, &str)] = &[
     ),
     (
         r#"{"workspaceRef":{"name":"ws"},"lifetime":"soon"}"#,
-        "should match",
+        "lifetime must be a duration like 720h or 30m",
     ),
     (
         r#"{"workspaceRef":{"name":"ws"},"lifetime":"5s"}"#,
@@ -92,6 +93,93 @@ const INVALID_TOKENS: &[(&str, &str)] = &[
         r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"30m","rotation":{"gracePeriod":"45m"}}"#,
         "rotation.gracePeriod must not exceed renewBefore",
     ),
+    // Durations: a person reads what a duration looks like, never a raw pattern or a CEL
+    // conversion error (an overflowing value matches a loose pattern but breaks duration()).
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"999999999999h"}"#,
+        "lifetime must be a duration like 720h or 30m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"30"}"#,
+        "lifetime must be a duration like 720h or 30m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":""}"#,
+        "lifetime must be a duration like 720h or 30m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"later"}"#,
+        "renewBefore must be a duration like 240h or 30m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"999999999999h"}"#,
+        "renewBefore must be a duration like 240h or 30m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","rotation":{"gracePeriod":"a bit"}}"#,
+        "rotation.gracePeriod must be a duration like 1h or 10m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","rotation":{"gracePeriod":"999999999999h"}}"#,
+        "rotation.gracePeriod must be a duration like 1h or 10m",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"0s"}"#,
+        "renewBefore must be longer than 0s",
+    ),
+    // Without renewBefore the renewal window is renewBeforePercentage of the lifetime (one
+    // third by default): 40m of grace cannot fit in the last 20m of a 1h token.
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","rotation":{"gracePeriod":"40m"}}"#,
+        "rotation.gracePeriod must fit in the renewal window",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBeforePercentage":10,"rotation":{"gracePeriod":"7m"}}"#,
+        "rotation.gracePeriod must fit in the renewal window",
+    ),
+    // Secret keys that would overwrite one another.
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"tokenKey":"value","hostKey":"value"}}"#,
+        "secret.tokenKey and secret.hostKey must differ",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"hostKey":"token"}}"#,
+        "secret.tokenKey and secret.hostKey must differ",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"tokenKey":"DATABRICKS_HOST"}}"#,
+        "secret.envKeys writes DATABRICKS_HOST and DATABRICKS_TOKEN itself",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"hostKey":"DATABRICKS_TOKEN"}}"#,
+        "secret.envKeys writes DATABRICKS_HOST and DATABRICKS_TOKEN itself",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"tokenKey":".databrickscfg","databricksCfgProfile":"DEFAULT"}}"#,
+        "secret.databricksCfgProfile writes the .databrickscfg key itself",
+    ),
+    // The operator's own tag, in any case or spacing.
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","comment":"copied [dbtoken.dev/uid=0b6f1f2e-8d1c-4f57-9a51-3f0f0e3c2d11]"}"#,
+        "comment must not contain the operator's tag",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","comment":"[ DBToken.Dev / UID = x ]"}"#,
+        "comment must not contain the operator's tag",
+    ),
+];
+
+/// Specs at the edge of each rule that must stay accepted.
+const VALID_TOKENS: &[&str] = &[
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"720h"}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h30m","renewBefore":"30m","rotation":{"gracePeriod":"30m"}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"17520h","renewBefore":"0.5h"}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"90m","rotation":{"gracePeriod":"29m"}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBeforePercentage":50,"rotation":{"gracePeriod":"30m"}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"10s","rotation":{"gracePeriod":"3s"}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"tokenKey":"DATABRICKS_TOKEN","hostKey":"DATABRICKS_HOST","envKeys":false}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"databricksCfgProfile":"DEFAULT"}}"#,
+    r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","comment":"reports job, see dbtoken.dev docs"}"#,
 ];
 
 const INVALID_WORKSPACES: &[(&str, &str, &str)] = &[
@@ -135,6 +223,41 @@ const INVALID_WORKSPACES: &[(&str, &str, &str)] = &[
         r#"{"host":"https://x.cloud.databricks.com","auth":{"pat":{"secretRef":{"name":"a","namespace":"p"}}}}"#,
         "allowedNamespaces: Required value",
     ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["team-a","Team_B"],"auth":{"pat":{"secretRef":{"name":"a","namespace":"p"}}}}"#,
+        "allowedNamespaces entries must be namespace names",
+    ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["team-*"],"auth":{"pat":{"secretRef":{"name":"a","namespace":"p"}}}}"#,
+        "allowedNamespaces entries must be namespace names",
+    ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["a"],"allowedServicePrincipals":[{"applicationId":"sp-a","namespaces":["a"]}],"auth":{"pat":{"secretRef":{"name":"a","namespace":"p"}}}}"#,
+        "allowedServicePrincipals[].applicationId must be a UUID",
+    ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["a"],"allowedServicePrincipals":[{"applicationId":"11111111-1111-1111-1111-111111111111","namespaces":["A"]}],"auth":{"pat":{"secretRef":{"name":"a","namespace":"p"}}}}"#,
+        "allowedServicePrincipals[].namespaces entries must be namespace names",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","ownIdentityTokens":"Sometimes","auth":{"pat":{"secretRef":{"name":"a"}}}}"#,
+        "Unsupported value: \"Sometimes\"",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t","authorityHost":"login.microsoftonline.com","secretRef":{"name":"a"}}}}"#,
+        "authorityHost must be a URL like https://login.microsoftonline.com",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t","authorityHost":"https://login.example.com/path?x=1","secretRef":{"name":"a"}}}}"#,
+        "authorityHost must be a URL like https://login.microsoftonline.com",
+    ),
 ];
 
 async fn create(
@@ -166,36 +289,44 @@ async fn create(
         dry_run: true,
         ..Default::default()
     };
+    // The API server's own message, exactly what `kubectl apply` prints.
     api.create(&params, &obj)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            kube::Error::Api(status) => status.message.clone(),
+            other => other.to_string(),
+        })
 }
 
 #[tokio::test]
 async fn invalid_tokens_are_refused_at_apply_with_a_clear_message() {
     let ns = support::cluster::namespace("validate").await;
     support::world::install_crds(&ns.client).await;
-    create(
-        &ns,
-        "DatabricksToken",
-        "databrickstokens",
-        true,
-        r#"{"workspaceRef":{"name":"ws"},"lifetime":"720h"}"#,
-    )
-    .await
-    .expect("a valid spec is accepted");
     let mut failures = Vec::new();
+    for spec in VALID_TOKENS {
+        if let Err(e) = create(&ns, "DatabricksToken", "databrickstokens", true, spec).await {
+            failures.push(format!("refused: {spec}\n  {e}"));
+        }
+    }
     for (spec, expected) in INVALID_TOKENS {
         match create(&ns, "DatabricksToken", "databrickstokens", true, spec).await {
             Ok(()) => failures.push(format!("accepted: {spec}")),
             Err(e) if !e.contains(expected) => {
                 failures.push(format!("{spec}\n  wanted: {expected}\n  got: {e}"))
             }
+            Err(e) if unreadable(&e) => {
+                failures.push(format!("{spec}\n  a raw pattern or CEL error: {e}"))
+            }
             Err(_) => {}
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What a person cannot act on: a raw regular expression or a CEL evaluation error.
+fn unreadable(message: &str) -> bool {
+    message.contains("should match") || message.contains("type conversion error")
 }
 
 #[tokio::test]
@@ -219,24 +350,80 @@ async fn invalid_workspaces_are_refused_at_apply_with_a_clear_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// An unparsable duration gets the pattern message alone: the CEL rules that compare durations
-/// skip values that are not durations instead of adding conversion errors.
+/// An unparsable or overflowing duration gets its field's message once: the CEL rules that
+/// compare durations skip values that are not durations instead of adding conversion errors.
 #[tokio::test]
 async fn an_unparsable_duration_gets_one_clear_message() {
     let ns = support::cluster::namespace("duration").await;
     support::world::install_crds(&ns.client).await;
-    for spec in [
-        r#"{"workspaceRef":{"name":"ws"},"lifetime":"soon"}"#,
-        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"later"}"#,
-        r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"10m","rotation":{"gracePeriod":"a bit"}}"#,
+    for (spec, field) in [
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"soon"}"#,
+            "lifetime",
+        ),
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"2562048h","renewBefore":"1h"}"#,
+            "lifetime",
+        ),
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"later"}"#,
+            "renewBefore",
+        ),
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"9999999999m","rotation":{"gracePeriod":"1m"}}"#,
+            "renewBefore",
+        ),
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","renewBefore":"10m","rotation":{"gracePeriod":"a bit"}}"#,
+            "rotation.gracePeriod",
+        ),
+        (
+            r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","rotation":{"gracePeriod":"99999999999s"}}"#,
+            "rotation.gracePeriod",
+        ),
     ] {
         let e = create(&ns, "DatabricksToken", "databrickstokens", true, spec)
             .await
             .expect_err(spec);
-        assert!(e.contains("should match"), "{spec}: {e}");
-        assert!(
-            !e.contains("type conversion error"),
-            "{spec}: the pattern message alone, got: {e}"
+        assert_eq!(
+            e.matches(&format!("{field} must be a duration like"))
+                .count(),
+            1,
+            "{spec}: the field's duration message once, got: {e}"
         );
+        assert!(!unreadable(&e), "{spec}: got: {e}");
     }
+}
+
+/// Every DatabricksToken and workspace in `examples/` passes the schema and CEL rules (applied
+/// as a dry run into the test namespace, cluster workspaces cluster-wide).
+#[tokio::test]
+async fn the_examples_pass_apply_time_validation() {
+    let ns = support::cluster::namespace("examples").await;
+    support::world::install_crds(&ns.client).await;
+    let dir = support::cluster::repo_root().join("examples");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc).unwrap();
+            let (Some(kind), Some(spec)) = (value["kind"].as_str(), value.get("spec")) else {
+                continue;
+            };
+            let (plural, namespaced) = match kind {
+                "DatabricksToken" => ("databrickstokens", true),
+                "DatabricksWorkspace" => ("databricksworkspaces", true),
+                "ClusterDatabricksWorkspace" => ("clusterdatabricksworkspaces", false),
+                _ => continue,
+            };
+            checked += 1;
+            if let Err(e) = create(&ns, kind, plural, namespaced, &spec.to_string()).await {
+                failures.push(format!("{} {kind}: {e}", path.display()));
+            }
+        }
+    }
+    assert!(checked >= 8, "found {checked} objects in examples/");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -15,6 +15,12 @@ use support::world::{WAIT, World};
 const FULLNAME: &str = "dbtoken-operator";
 
 fn helm(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, text) = helm_result(kubeconfig, args);
+    assert!(ok, "helm {args:?} failed:\n{text}");
+    text
+}
+
+fn helm_result(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     let helm = repo_root().join(".cache/bin/helm");
     if !helm.exists() {
         let status = Command::new("bash")
@@ -34,8 +40,7 @@ fn helm(kubeconfig: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "helm {args:?} failed:\n{text}");
-    text
+    (out.status.success(), text)
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
@@ -122,6 +127,45 @@ fn the_chart_lints_and_renders_in_both_rbac_modes() {
     );
 }
 
+/// Without leader election every replica would reconcile: two operators minting and revoking
+/// the same tokens. The chart refuses to render that.
+#[test]
+fn the_chart_refuses_several_replicas_without_leader_election() {
+    let kubeconfig = support::cluster::cluster_sync()
+        .kubeconfig_path()
+        .to_path_buf();
+    let chart = repo_root().join("charts/databricks-token-operator");
+    let chart = chart.to_str().unwrap();
+    let (ok, text) = helm_result(
+        &kubeconfig,
+        &[
+            "template",
+            "x",
+            chart,
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    );
+    assert!(!ok, "two replicas without leader election must not render");
+    assert!(
+        text.contains("leaderElection.enabled=false") && text.contains("replicaCount"),
+        "the failure says what to change: {text}"
+    );
+    let single = helm(
+        &kubeconfig,
+        &[
+            "template",
+            "x",
+            chart,
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "replicaCount=1",
+        ],
+    );
+    assert!(single.contains("replicas: 1") && single.contains("--leader-election=false"));
+}
+
 #[tokio::test]
 async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
     let w = World::new("chart").await;
@@ -143,29 +187,73 @@ async fn the_operator_works_with_exactly_the_rbac_the_chart_grants() {
         ],
     );
 
-    // Least privilege: what the operator never needs is refused.
+    // Least privilege: what the operator never needs is refused. It writes with patches
+    // (server-side apply, merge patches), never with update, except the Lease (replace, for
+    // its optimistic concurrency) and finalizers (what blockOwnerDeletion on the Secret's
+    // ownerReference requires); it restarts workloads with a patch and never reads them.
     let who = format!("system:serviceaccount:{release_ns}:{FULLNAME}");
-    for (verb, resource, ns) in [
-        ("list", "pods", w.ns.name.as_str()),
-        ("get", "configmaps", w.ns.name.as_str()),
-        ("delete", "databrickstokens.dbtoken.dev", w.ns.name.as_str()),
-        ("create", "clusterroles", ""),
-        (
-            "update",
-            "databricksworkspaces.dbtoken.dev",
-            w.ns.name.as_str(),
-        ),
-        ("create", "leases.coordination.k8s.io", w.ns.name.as_str()),
-    ] {
+    let ns = w.ns.name.as_str();
+    let can_i = |verb: &str, resource: &str, subresource: &str, ns: &str| {
         let mut args = vec!["auth", "can-i", verb, resource, "--as", &who];
         if !ns.is_empty() {
             args.extend(["-n", ns]);
         }
+        if !subresource.is_empty() {
+            args.extend(["--subresource", subresource]);
+        }
         let (_, answer) = kubectl(&admin, &args);
-        assert_eq!(
-            answer.lines().next().map(str::trim),
-            Some("no"),
-            "{who} must not {verb} {resource}"
+        answer.lines().next().map(str::trim) == Some("yes")
+    };
+    for (verb, resource, subresource, ns) in [
+        ("list", "pods", "", ns),
+        ("get", "configmaps", "", ns),
+        ("delete", "databrickstokens.dbtoken.dev", "", ns),
+        ("create", "clusterroles", "", ""),
+        ("update", "databricksworkspaces.dbtoken.dev", "", ns),
+        ("create", "leases.coordination.k8s.io", "", ns),
+        ("update", "databrickstokens.dbtoken.dev", "", ns),
+        ("update", "databrickstokens.dbtoken.dev", "status", ns),
+        ("update", "databricksworkspaces.dbtoken.dev", "status", ns),
+        (
+            "update",
+            "clusterdatabricksworkspaces.dbtoken.dev",
+            "status",
+            "",
+        ),
+        ("update", "secrets", "", ns),
+        ("get", "deployments.apps", "", ns),
+        ("get", "statefulsets.apps", "", ns),
+        ("get", "daemonsets.apps", "", ns),
+        ("patch", "leases.coordination.k8s.io", "", &release_ns),
+    ] {
+        assert!(
+            !can_i(verb, resource, subresource, ns),
+            "{who} must not {verb} {resource} {subresource} in {ns:?}"
+        );
+    }
+    // ...and what it does use is granted (the paths below exercise most of it for real).
+    for (verb, resource, subresource, ns) in [
+        ("patch", "databrickstokens.dbtoken.dev", "", ns),
+        ("patch", "databrickstokens.dbtoken.dev", "status", ns),
+        ("update", "databrickstokens.dbtoken.dev", "finalizers", ns),
+        ("patch", "databricksworkspaces.dbtoken.dev", "status", ns),
+        (
+            "patch",
+            "clusterdatabricksworkspaces.dbtoken.dev",
+            "status",
+            "",
+        ),
+        ("patch", "secrets", "", ns),
+        ("delete", "secrets", "", ns),
+        ("patch", "deployments.apps", "", ns),
+        ("patch", "statefulsets.apps", "", ns),
+        ("patch", "daemonsets.apps", "", ns),
+        ("create", "events.events.k8s.io", "", ns),
+        ("update", "leases.coordination.k8s.io", "", &release_ns),
+    ] {
+        assert!(
+            can_i(verb, resource, subresource, ns),
+            "{who} must be able to {verb} {resource} {subresource} in {ns:?}"
         );
     }
 

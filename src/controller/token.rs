@@ -45,7 +45,7 @@ pub async fn sync(
     let namespace = token
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let workspace = ctx.workspaces.for_token(token).await?;
+    let workspace = ctx.workspaces.for_minting(token).await?;
     let owner = owner_of(token);
     let name = secret::secret_name(token);
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);

@@ -8,11 +8,36 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 
-/// A Go duration, e.g. `720h` or `1h30m` (`[.]` rather than an escaped dot, so the same text is
-/// a valid CEL string literal in the rules that guard `duration()` with it).
+/// A duration such as `720h`, `90m` or `1h30m`: Go's syntax with each unit at most once, largest
+/// first, and few enough digits that no value overflows CEL's `duration()` (at most about
+/// 1.7 million hours in all). `[.]` rather than an escaped dot, so the same text is a valid CEL
+/// string literal in the rules that guard `duration()` with it.
 macro_rules! duration_regex {
     () => {
-        "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+        concat!(
+            "^([0-9]{1,6}([.][0-9]{1,9})?h)?",
+            "([0-9]{1,7}([.][0-9]{1,9})?m)?",
+            "([0-9]{1,9}([.][0-9]{1,9})?s)?",
+            "([0-9]{1,12}([.][0-9]{1,9})?ms)?",
+            "([0-9]{1,12}([.][0-9]{1,9})?(us|µs))?",
+            "([0-9]{1,12}([.][0-9]{1,9})?ns)?$"
+        )
+    };
+}
+
+/// CEL: whether the string at `$path` is a duration `duration()` converts without error. Every
+/// rule that converts checks this first, so a bad value gets its field's message alone.
+macro_rules! is_duration {
+    ($path:literal) => {
+        concat!(
+            "(",
+            $path,
+            " != '' && ",
+            $path,
+            ".matches('",
+            duration_regex!(),
+            "'))"
+        )
     };
 }
 
@@ -38,8 +63,11 @@ macro_rules! duration_regex {
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
 // Each rule that converts with duration() first checks the text is a duration: an unparsable
 // value gets the pattern's message alone, not also a type-conversion error per rule.
-#[x_kube(validation = Rule::new(concat!("!has(self.renewBefore) || !self.renewBefore.matches('", duration_regex!(), "') || !self.lifetime.matches('", duration_regex!(), "') || duration(self.renewBefore) < duration(self.lifetime)")).message("renewBefore must be shorter than lifetime"))]
-#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || !self.rotation.gracePeriod.matches('", duration_regex!(), "') || !self.renewBefore.matches('", duration_regex!(), "') || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)")).message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
+#[x_kube(validation = Rule::new(concat!("!has(self.renewBefore) || !", is_duration!("self.renewBefore"), " || !", is_duration!("self.lifetime"), " || duration(self.renewBefore) < duration(self.lifetime)")).message("renewBefore must be shorter than lifetime"))]
+#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || !", is_duration!("self.rotation.gracePeriod"), " || !", is_duration!("self.renewBefore"), " || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)")).message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
+// The renewal window without renewBefore: renewBeforePercentage of the lifetime, 33 by default
+// (schedule::DEFAULT_RENEW_BEFORE_PERCENT), compared in whole seconds.
+#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || has(self.renewBefore) || !", is_duration!("self.rotation.gracePeriod"), " || !", is_duration!("self.lifetime"), " || duration(self.rotation.gracePeriod).getSeconds() * 100 <= duration(self.lifetime).getSeconds() * (has(self.renewBeforePercentage) ? self.renewBeforePercentage : 33)")).message("rotation.gracePeriod must fit in the renewal window (renewBeforePercentage of the lifetime, one third by default): the previous token would expire before a longer grace period ends"))]
 pub struct DatabricksTokenSpec {
     /// The workspace (and credentials) to mint the token with.
     pub workspace_ref: WorkspaceRef,
@@ -52,15 +80,18 @@ pub struct DatabricksTokenSpec {
 
     /// How long each minted token lives, as a Go duration (e.g. `720h`). At least 10s and at
     /// most 730 days (17520h); the workspace's own maximum may be lower.
-    #[x_kube(validation = Rule::new(concat!("!self.matches('", duration_regex!(), "') || duration(self) >= duration('10s')")).message("lifetime must be at least 10s"))]
-    #[x_kube(validation = Rule::new(concat!("!self.matches('", duration_regex!(), "') || duration(self) <= duration('17520h')")).message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
-    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
+    #[x_kube(validation = Rule::new(is_duration!("self")).message("lifetime must be a duration like 720h or 30m (units h, m, s; largest first)"))]
+    #[x_kube(validation = Rule::new(concat!("!", is_duration!("self"), " || duration(self) >= duration('10s')")).message("lifetime must be at least 10s"))]
+    #[x_kube(validation = Rule::new(concat!("!", is_duration!("self"), " || duration(self) <= duration('17520h')")).message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
+    #[schemars(extend("maxLength" = 32))]
     pub lifetime: Duration,
 
     /// Rotate this long before the token expires (e.g. `240h`). Defaults to one third of the
     /// lifetime (renewal at 2/3 of the lifetime). Mutually exclusive with renewBeforePercentage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
+    #[x_kube(validation = Rule::new(is_duration!("self")).message("renewBefore must be a duration like 240h or 30m (units h, m, s; largest first)"))]
+    #[x_kube(validation = Rule::new(concat!("!", is_duration!("self"), " || duration(self) > duration('0s')")).message("renewBefore must be longer than 0s: a token renewed at its expiry leaves workloads without a valid one"))]
+    #[schemars(extend("maxLength" = 32))]
     pub renew_before: Option<Duration>,
 
     /// Rotate when this percentage of the lifetime remains (1-99). Mutually exclusive with
@@ -70,9 +101,11 @@ pub struct DatabricksTokenSpec {
     pub renew_before_percentage: Option<u8>,
 
     /// Comment stored on the token in Databricks. The operator appends
-    /// `[dbtoken.dev/uid=<uid>]` to find its own tokens again.
+    /// `[dbtoken.dev/uid=<uid>]` to find its own tokens again, so the comment itself may not
+    /// contain that tag (in any case or spacing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
+    #[x_kube(validation = Rule::new(r"!self.matches('(?i)dbtoken\\s*[.]\\s*dev\\s*/\\s*uid')").message("comment must not contain the operator's tag [dbtoken.dev/uid=...]: the operator adds it itself, and a copied tag would make another resource revoke this one's tokens"))]
     pub comment: Option<String>,
 
     /// OAuth scopes to restrict the token to (passed to the API when set).
@@ -95,7 +128,8 @@ pub struct DatabricksTokenSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
-/// A Go duration: one or more decimal numbers, each with a unit (ns, us, ms, s, m, h).
+/// A duration as the schema accepts it: decimal numbers with units h, m, s, ms, us, ns, each
+/// unit at most once and largest first.
 pub const DURATION_PATTERN: &str = duration_regex!();
 
 /// Which workspace object to use.
@@ -128,9 +162,12 @@ pub struct OnBehalfOf {
     pub application_id: String,
 }
 
-/// Where and how the token is written.
+/// Where and how the token is written. No two values may land on the same key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.tokenKey != self.hostKey").message("secret.tokenKey and secret.hostKey must differ: the host would overwrite the token"))]
+#[x_kube(validation = Rule::new("!self.envKeys || !(self.tokenKey in ['DATABRICKS_HOST', 'DATABRICKS_TOKEN'] || self.hostKey in ['DATABRICKS_HOST', 'DATABRICKS_TOKEN'])").message("secret.envKeys writes DATABRICKS_HOST and DATABRICKS_TOKEN itself: give tokenKey and hostKey other names, or set envKeys: false"))]
+#[x_kube(validation = Rule::new("!has(self.databricksCfgProfile) || !(self.tokenKey == '.databrickscfg' || self.hostKey == '.databrickscfg')").message("secret.databricksCfgProfile writes the .databrickscfg key itself: give tokenKey and hostKey other names"))]
 pub struct SecretTemplate {
     /// Secret name; defaults to the DatabricksToken's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,10 +228,13 @@ fn default_true() -> bool {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RotationSpec {
-    /// How long the previous token stays valid after the Secret holds the new one (default 1h,
-    /// capped at the previous token's own expiry).
+    /// How long the previous token stays valid after the Secret holds the new one (default: the
+    /// operator's `--default-grace-period`, 1h; capped at the previous token's own expiry). It
+    /// must fit in the renewal window, the time between renewal and expiry: `renewBefore`, or
+    /// `renewBeforePercentage` of the lifetime, one third of the lifetime by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("pattern" = DURATION_PATTERN, "maxLength" = 32))]
+    #[x_kube(validation = Rule::new(is_duration!("self")).message("rotation.gracePeriod must be a duration like 1h or 10m (units h, m, s; largest first)"))]
+    #[schemars(extend("maxLength" = 32))]
     pub grace_period: Option<Duration>,
     /// Workloads whose pod template gets a restart annotation after each rotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

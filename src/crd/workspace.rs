@@ -2,7 +2,15 @@
 //! workspace URL and exactly one way to authenticate to it.
 
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// A namespace name (DNS-1123 label), as a CEL string literal.
+macro_rules! dns_label_regex {
+    () => {
+        "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    };
+}
 
 use super::Condition;
 
@@ -36,6 +44,13 @@ pub struct DatabricksWorkspaceSpec {
     /// Client-side limits towards this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Whether DatabricksTokens without `onBehalfOf` may use this workspace. Such a token belongs
+    /// to the credential's own identity, so every consumer holding one could list and revoke
+    /// that identity's tokens, the workspace credential included. `DenyIfAdmin` (default)
+    /// refuses them when the credential is a workspace admin (member of `admins`); `Allow`
+    /// mints them (a credential no one else shares); `Deny` refuses them always.
+    #[serde(default)]
+    pub own_identity_tokens: OwnIdentityTokens,
 }
 
 /// A Databricks workspace usable by DatabricksTokens in the namespaces its allow-list admits.
@@ -64,10 +79,53 @@ pub struct ClusterDatabricksWorkspaceSpec {
     pub auth: WorkspaceAuth,
     /// Namespaces whose DatabricksTokens may use this workspace. `*` admits every namespace.
     #[schemars(length(min = 1, max = 1000), inner(length(min = 1, max = 63)))]
+    #[x_kube(validation = Rule::new(concat!("self.all(n, n == '*' || n.matches('", dns_label_regex!(), "'))")).message("allowedNamespaces entries must be namespace names (lowercase letters, digits and '-', starting and ending with a letter or digit) or '*'"))]
     pub allowed_namespaces: Vec<String>,
+    /// Service principals that DatabricksTokens may be minted for (`onBehalfOf`), each with the
+    /// admitted namespaces allowed to use it. A token naming any other service principal is
+    /// refused (`ServicePrincipalNotAllowed`): without this list a namespace could mint tokens
+    /// for every service principal of the workspace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub allowed_service_principals: Vec<AllowedServicePrincipal>,
+    /// Whether DatabricksTokens without `onBehalfOf` may use this workspace. Such a token belongs
+    /// to the credential's own identity, so every consumer holding one could list and revoke
+    /// that identity's tokens, the workspace credential included. `DenyIfAdmin` (default)
+    /// refuses them when the credential is a workspace admin (member of `admins`); `Allow`
+    /// mints them (a credential no one else shares); `Deny` refuses them always.
+    #[serde(default)]
+    pub own_identity_tokens: OwnIdentityTokens,
     /// Client-side limits towards this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// One service principal and the namespaces whose DatabricksTokens may mint for it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedServicePrincipal {
+    /// Application ID (UUID) of the Databricks service principal.
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')").message("allowedServicePrincipals[].applicationId must be a UUID"))]
+    pub application_id: String,
+    /// Namespaces (among those allowedNamespaces admits) that may mint for it; `*` for all.
+    #[schemars(length(min = 1, max = 50), inner(length(min = 1, max = 63)))]
+    #[x_kube(validation = Rule::new(concat!("self.all(n, n == '*' || n.matches('", dns_label_regex!(), "'))")).message("allowedServicePrincipals[].namespaces entries must be namespace names or '*'"))]
+    pub namespaces: Vec<String>,
+}
+
+/// Tokens owned by the workspace credential's own identity (a DatabricksToken without
+/// `onBehalfOf`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OwnIdentityTokens {
+    /// Refused when the credential is a workspace admin: every consumer would hold an admin
+    /// token. Use `onBehalfOf` a service principal instead.
+    #[default]
+    DenyIfAdmin,
+    /// Always minted (e.g. a dedicated, non-shared credential, or a deliberate choice).
+    Allow,
+    /// Never minted: only on-behalf-of tokens.
+    Deny,
 }
 
 impl ClusterDatabricksWorkspaceSpec {
@@ -127,9 +185,12 @@ pub struct AzureServicePrincipalAuth {
     /// Entra ID tenant (directory) id.
     #[schemars(length(min = 1, max = 64))]
     pub tenant_id: String,
-    /// Entra authority host; defaults to `https://login.microsoftonline.com`.
+    /// Entra authority host; defaults to the operator's `--entra-authority-host`
+    /// (`https://login.microsoftonline.com`). Like `host`, plain `http://` is only accepted when
+    /// the operator runs with `--insecure-allow-http`: the client secret is sent there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s@]+/?$')").message("authorityHost must be a URL like https://login.microsoftonline.com, without a path"))]
     pub authority_host: Option<String>,
     pub secret_ref: SecretRef,
     #[serde(default = "default_client_id_key")]

@@ -100,33 +100,39 @@ impl World {
             .expect("create secret");
     }
 
+    /// A workspace on the emulator that also mints tokens owned by its own (admin) identity:
+    /// most tests exercise rotation, not the tenancy policy, so they opt in explicitly.
     pub async fn apply_workspace(&self, name: &str, auth: serde_json::Value) {
-        let ws: DatabricksWorkspace = serde_json::from_value(json!({
-            "apiVersion": "dbtoken.dev/v1alpha1",
-            "kind": "DatabricksWorkspace",
-            "metadata": {"name": name},
-            "spec": {"host": self.emulator.base_url(), "auth": auth},
-        }))
-        .expect("workspace");
-        let api: Api<DatabricksWorkspace> = Api::namespaced(self.ns.client.clone(), &self.ns.name);
-        api.create(&PostParams::default(), &ws)
+        self.apply_workspace_spec(name, json!({"auth": auth, "ownIdentityTokens": "Allow"}))
             .await
-            .expect("create workspace");
     }
 
-    /// A workspace called `name` at `host` (another emulator plays another workspace).
-    pub async fn apply_workspace_at(&self, name: &str, host: &str, auth: serde_json::Value) {
+    /// A workspace with exactly these spec fields; `host` defaults to this world's emulator.
+    pub async fn apply_workspace_spec(&self, name: &str, mut spec: serde_json::Value) {
+        if spec.get("host").is_none() {
+            spec["host"] = json!(self.emulator.base_url());
+        }
         let ws: DatabricksWorkspace = serde_json::from_value(json!({
             "apiVersion": "dbtoken.dev/v1alpha1",
             "kind": "DatabricksWorkspace",
             "metadata": {"name": name},
-            "spec": {"host": host, "auth": auth},
+            "spec": spec,
         }))
         .expect("workspace");
         self.workspaces()
             .create(&PostParams::default(), &ws)
             .await
             .expect("create workspace");
+    }
+
+    /// A workspace called `name` at `host` (another emulator plays another workspace), minting
+    /// its own identity's tokens as `apply_workspace` does.
+    pub async fn apply_workspace_at(&self, name: &str, host: &str, auth: serde_json::Value) {
+        self.apply_workspace_spec(
+            name,
+            json!({"host": host, "auth": auth, "ownIdentityTokens": "Allow"}),
+        )
+        .await
     }
 
     pub fn workspaces(&self) -> Api<DatabricksWorkspace> {

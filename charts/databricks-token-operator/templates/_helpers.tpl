@@ -44,13 +44,19 @@ What the operator does in a namespace it watches: reconcile DatabricksTokens, re
 DatabricksWorkspaces, own the token Secrets (credential Secrets are read with get), record
 events, and restart the rolloutRestartTargets of a token.
 */}}
+{{- /*
+Only the verbs the operator calls: it writes with patches (server-side apply for Secrets and
+status, merge patches for finalizers and restart annotations), never with update. Finalizers
+keep `update`: the API server requires it to set blockOwnerDeletion on the Secret's owner
+reference. Secrets keep `create` for writes that must not overwrite an existing Secret.
+*/}}
 {{- define "dbtoken.namespacedRules" -}}
 - apiGroups: [dbtoken.dev]
   resources: [databrickstokens]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [dbtoken.dev]
   resources: [databrickstokens/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [dbtoken.dev]
   resources: [databrickstokens/finalizers]
   verbs: [update]
@@ -59,16 +65,16 @@ events, and restart the rolloutRestartTargets of a token.
   verbs: [get, list, watch]
 - apiGroups: [dbtoken.dev]
   resources: [databricksworkspaces/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
-  verbs: [get, patch]
+  verbs: [patch]
 {{- end }}
 
 {{- define "dbtoken.clusterWorkspaceRules" -}}
@@ -77,5 +83,5 @@ events, and restart the rolloutRestartTargets of a token.
   verbs: [get, list, watch]
 - apiGroups: [dbtoken.dev]
   resources: [clusterdatabricksworkspaces/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 {{- end }}

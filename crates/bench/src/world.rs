@@ -95,6 +95,8 @@ impl World {
             "spec": {
                 "host": world.emulator.base_url(),
                 "auth": {"pat": {"secretRef": {"name": "databricks-admin"}}},
+                // The fleet holds the admin's own tokens (as cert-manager's baseline holds its own).
+                "ownIdentityTokens": "Allow",
                 "rateLimit": {"requestsPerSecond": RATE_LIMIT_RPS, "maxConcurrentRequests": MAX_CONCURRENT},
             },
         }))?;

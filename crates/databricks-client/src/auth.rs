@@ -75,6 +75,8 @@ struct Cache {
 
 pub(crate) struct Authenticator {
     credentials: Credentials,
+    /// Plain-http token endpoints are accepted only with the operator's insecure flag.
+    allow_http: bool,
     cache: Mutex<Cache>,
 }
 
@@ -106,9 +108,10 @@ const ENTRA: Issuer = Issuer {
 };
 
 impl Authenticator {
-    pub fn new(credentials: Credentials) -> Self {
+    pub fn new(credentials: Credentials, allow_http: bool) -> Self {
         Self {
             credentials,
+            allow_http,
             cache: Mutex::new(Cache::default()),
         }
     }
@@ -150,7 +153,7 @@ impl Authenticator {
                 let endpoint = match &cache.token_endpoint {
                     Some(e) => e.clone(),
                     None => {
-                        let e = discover(http, host, observer).await?;
+                        let e = discover(http, host, self.allow_http, observer).await?;
                         cache.token_endpoint = Some(e.clone());
                         e
                     }
@@ -202,6 +205,7 @@ fn refresh_margin(lifetime: Duration) -> Duration {
 async fn discover(
     http: &reqwest::Client,
     host: &str,
+    allow_http: bool,
     observer: Option<&dyn RequestObserver>,
 ) -> Result<String, Error> {
     let issuer = Issuer {
@@ -213,10 +217,20 @@ async fn discover(
     if !status.is_success() {
         return Err(failure(&issuer, status, &body, None));
     }
-    let discovery: Discovery = serde_json::from_str(&body).map_err(|e| Error::AuthFlow {
+    parse_discovery(&url, &body, allow_http)
+}
+
+/// The token endpoint of a discovery document.
+fn parse_discovery(url: &str, body: &str, allow_http: bool) -> Result<String, Error> {
+    let discovery: Discovery = serde_json::from_str(body).map_err(|e| Error::AuthFlow {
         message: format!("OIDC discovery at {url} is unreadable: {e}"),
     })?;
-    Ok(discovery.token_endpoint)
+    // The client secret goes to this endpoint: the same https-only rule as the host.
+    crate::config::checked_url("token endpoint", &discovery.token_endpoint, allow_http).map_err(
+        |e| Error::AuthFlow {
+            message: format!("OIDC discovery at {url} is refused: {e}"),
+        },
+    )
 }
 
 async fn exchange(
@@ -410,6 +424,28 @@ mod tests {
             None,
         );
         assert!(matches!(e, Error::RateLimited { .. }));
+    }
+
+    #[test]
+    fn a_discovered_token_endpoint_must_be_https_unless_http_is_allowed() {
+        let url = "https://h/oidc/.well-known/oauth-authorization-server";
+        let doc = |endpoint: &str| format!(r#"{{"token_endpoint":"{endpoint}"}}"#);
+        let http = doc("http://h/oidc/v1/token");
+        let err = parse_discovery(url, &http, false)
+            .expect_err("client credentials would travel over plain http");
+        assert!(
+            matches!(&err, Error::AuthFlow { message } if message.contains("plain http")),
+            "{err}"
+        );
+        assert_eq!(
+            parse_discovery(url, &http, true).unwrap(),
+            "http://h/oidc/v1/token"
+        );
+        assert_eq!(
+            parse_discovery(url, &doc("https://h/oidc/v1/token"), false).unwrap(),
+            "https://h/oidc/v1/token"
+        );
+        assert!(parse_discovery(url, &doc("ftp://h/token"), true).is_err());
     }
 
     #[test]

@@ -75,6 +75,7 @@ const TOKEN_MANAGEMENT: &str = "/api/2.0/token-management/tokens";
 impl WorkspaceClient {
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
         let host = config.checked_host()?;
+        config.check_credentials()?;
         let limits = Limits::new(config.max_concurrency, config.requests_per_second)?;
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -91,7 +92,7 @@ impl WorkspaceClient {
             inner: Arc::new(Inner {
                 http,
                 host,
-                auth: Authenticator::new(config.credentials),
+                auth: Authenticator::new(config.credentials, config.allow_http),
                 limits,
                 retry: config.retry,
                 observer: config.observer,
@@ -436,6 +437,38 @@ mod tests {
         assert_eq!(
             WorkspaceClient::new(config).unwrap().host(),
             "http://127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn a_plain_http_entra_authority_is_refused_without_the_flag() {
+        let azure = |authority: &str| Credentials::AzureServicePrincipal {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            authority_host: authority.into(),
+        };
+        let Err(err) = WorkspaceClient::new(ClientConfig::new(
+            "https://adb-1.2.azuredatabricks.net",
+            azure("http://login.example.com"),
+        )) else {
+            panic!("the client secret would travel over plain http");
+        };
+        assert!(
+            matches!(&err, Error::Config { message } if message.contains("authority host") && message.contains("plain http")),
+            "{err}"
+        );
+        let allowed = ClientConfig {
+            allow_http: true,
+            ..ClientConfig::new("http://127.0.0.1:1", azure("http://127.0.0.1:2"))
+        };
+        assert!(WorkspaceClient::new(allowed).is_ok());
+        assert!(
+            WorkspaceClient::new(ClientConfig::new(
+                "https://h",
+                azure("https://login.microsoftonline.com/")
+            ))
+            .is_ok()
         );
     }
 

@@ -77,38 +77,53 @@ impl ClientConfig {
 
     /// The host without a trailing slash, if it is a URL this client may talk to.
     pub(crate) fn checked_host(&self) -> Result<String, Error> {
-        let host = self.host.trim().trim_end_matches('/').to_string();
-        let refuse = |why: &str| {
-            Err(Error::Config {
-                message: format!("host {host:?} {why}"),
-            })
-        };
-        let url = match reqwest::Url::parse(&host) {
-            Ok(url) => url,
-            Err(e) => return refuse(&format!("is not a URL: {e}")),
-        };
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_http => {}
-            "http" => {
-                return refuse(
-                    "uses plain http; only https is allowed unless the insecure flag is set",
-                );
-            }
-            _ => return refuse("must be an https:// URL"),
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return refuse("has no host name");
-        }
-        if url.query().is_some()
-            || url.fragment().is_some()
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
-            return refuse("must not carry credentials, a query or a fragment");
-        }
-        Ok(host)
+        checked_url("host", &self.host, self.allow_http)
     }
+
+    /// Refuse credentials that would be sent where `host` could not be: the Entra authority
+    /// receives the client secret, so it gets the same https-only rule.
+    pub(crate) fn check_credentials(&self) -> Result<(), Error> {
+        if let Credentials::AzureServicePrincipal { authority_host, .. } = &self.credentials {
+            checked_url("authority host", authority_host, self.allow_http)?;
+        }
+        Ok(())
+    }
+}
+
+/// `raw` without a trailing slash, if it is an https URL (or http with `allow_http`) without
+/// credentials, query or fragment: credentials or tokens are sent there.
+pub(crate) fn checked_url(what: &str, raw: &str, allow_http: bool) -> Result<String, Error> {
+    let trimmed = raw.trim().trim_end_matches('/').to_string();
+    let refuse = |why: &str| {
+        Err(Error::Config {
+            message: format!("{what} {trimmed:?} {why}"),
+        })
+    };
+    let url = match reqwest::Url::parse(&trimmed) {
+        Ok(url) => url,
+        Err(e) => return refuse(&format!("is not a URL: {e}")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return refuse(
+                "uses plain http; only https is allowed unless the insecure flag is set",
+            );
+        }
+        _ => return refuse("must be an https:// URL"),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return refuse("has no host name");
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return refuse("must not carry credentials, a query or a fragment");
+    }
+    Ok(trimmed)
 }
 
 impl fmt::Debug for ClientConfig {

@@ -22,4 +22,7 @@ pub use config::{ClientConfig, Endpoint, RequestObserver};
 pub use error::Error;
 pub use retry::RetryPolicy;
 pub use secret::{SecretString, scrub};
-pub use types::{CreateTokenRequest, CreatedToken, CurrentUser, ManagedTokenFilter, TokenInfo};
+pub use types::{
+    ADMINS_GROUP, CreateTokenRequest, CreatedToken, CurrentUser, GroupRef, ManagedTokenFilter,
+    TokenInfo,
+};

@@ -99,6 +99,30 @@ pub struct CurrentUser {
     pub user_name: Option<String>,
     #[serde(rename = "displayName", default)]
     pub display_name: Option<String>,
+    /// The groups the identity belongs to directly.
+    #[serde(default)]
+    pub groups: Vec<GroupRef>,
+}
+
+/// A group in a SCIM user's `groups`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct GroupRef {
+    #[serde(default)]
+    pub display: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// The built-in group of workspace admins.
+pub const ADMINS_GROUP: &str = "admins";
+
+impl CurrentUser {
+    /// Member of the workspace's `admins` group: may manage every token of the workspace.
+    pub fn is_workspace_admin(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.display.as_deref() == Some(ADMINS_GROUP))
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +148,21 @@ mod tests {
         assert_eq!(info.expiry_time, -1);
         assert_eq!(info.owner_id, Some(9));
         assert_eq!(info.created_by_username.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn scim_me_tells_a_workspace_admin_by_the_admins_group() {
+        let admin: CurrentUser = serde_json::from_str(
+            r#"{"id":"1","userName":"a@b","groups":[{"display":"users","value":"9"},{"display":"admins","value":"8","$ref":"Groups/8"}]}"#,
+        )
+        .unwrap();
+        assert!(admin.is_workspace_admin());
+        let user: CurrentUser =
+            serde_json::from_str(r#"{"id":"2","groups":[{"display":"users","value":"9"}]}"#)
+                .unwrap();
+        assert!(!user.is_workspace_admin());
+        let bare: CurrentUser = serde_json::from_str(r#"{"id":"3"}"#).unwrap();
+        assert!(!bare.is_workspace_admin());
     }
 
     #[test]

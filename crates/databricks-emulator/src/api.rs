@@ -231,6 +231,9 @@ async fn obo_create(
     .await
 }
 
+/// Id of the workspace's built-in `admins` group.
+const ADMINS_GROUP_ID: &str = "1000000000000001";
+
 async fn scim_me(State(app): State<Shared>, method: Method, headers: HeaderMap) -> Response {
     handle(&app, "scim/me", &method, &headers, |_, who| {
         Ok(json!({
@@ -243,6 +246,12 @@ async fn scim_me(State(app): State<Shared>, method: Method, headers: HeaderMap) 
                 json!([])
             } else {
                 json!([{"type": "work", "value": who.user_name, "primary": true}])
+            },
+            // Direct group memberships: workspace admins are members of `admins`.
+            "groups": if who.is_admin {
+                json!([{"display": "admins", "type": "direct", "value": ADMINS_GROUP_ID, "$ref": format!("Groups/{ADMINS_GROUP_ID}")}])
+            } else {
+                json!([])
             },
         }))
     })
