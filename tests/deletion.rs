@@ -1,0 +1,245 @@
+//! Deletion as users do it, with kube-controller-manager running: `kubectl delete namespace`,
+//! `kubectl delete -f` of one file holding the credential Secret, the workspace and the tokens,
+//! and a namespace dropped from a ClusterDatabricksWorkspace's allow-list. Every token must be
+//! revoked in Databricks, and then everything must finish deleting.
+
+mod support;
+
+use databricks_token_operator::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use support::cluster::kubectl;
+use support::operator::eventually;
+use support::world::{WAIT, World, condition_reason};
+
+/// The tag every minted token's comment carries.
+const TAG: &str = "[dbtoken.dev/uid=";
+
+fn spec(lifetime: &str) -> serde_json::Value {
+    json!({"workspaceRef": {"name": "ws"}, "lifetime": lifetime})
+}
+
+/// Live tokens in the emulator that the operator minted (the admin's bootstrap PAT excluded).
+fn live_minted(w: &World) -> Vec<String> {
+    w.emulator
+        .live_tokens()
+        .into_iter()
+        .filter(|t| t.comment.as_deref().is_some_and(|c| c.contains(TAG)))
+        .map(|t| t.token_id)
+        .collect()
+}
+
+/// `kubectl` off the runtime: the emulator serves from this test's runtime, and kubectl waits
+/// for deletions that need the emulator to answer.
+async fn kubectl_async(args: Vec<String>) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubectl(&args)
+    })
+    .await
+    .expect("kubectl task")
+}
+
+/// Two Ready tokens, one of them rotated with its previous token still inside a long grace
+/// period: three live tokens. Returns their ids.
+async fn three_live_tokens(w: &World) -> Vec<String> {
+    w.create_token("a", spec("1h")).await;
+    w.create_token(
+        "b",
+        json!({"workspaceRef": {"name": "ws"}, "lifetime": "1h", "rotation": {"gracePeriod": "1h"}}),
+    )
+    .await;
+    let a = w.wait_ready("a").await.status.unwrap().token_id.unwrap();
+    let b = w.wait_ready("b").await.status.unwrap().token_id.unwrap();
+    let patch = json!({"metadata": {"annotations": {"dbtoken.dev/rotate-requested-at": "2026-01-01T00:00:00Z"}}});
+    w.tokens()
+        .patch("b", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let b2 = w
+        .wait_replaced("b", &b, "b rotated on request")
+        .await
+        .status
+        .unwrap()
+        .token_id
+        .unwrap();
+    let ids = vec![a, b, b2];
+    let live = live_minted(w);
+    for id in &ids {
+        assert!(live.contains(id), "{id} must be live before the deletion");
+    }
+    ids
+}
+
+async fn wait_namespace_gone(w: &World) {
+    let namespaces: Api<Namespace> = Api::all(w.ns.client.clone());
+    let name = w.ns.name.clone();
+    eventually(&format!("namespace {name} gone"), WAIT, || {
+        let (namespaces, name) = (namespaces.clone(), name.clone());
+        async move { namespaces.get_opt(&name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_revokes_every_token_then_the_namespace_goes() {
+    let mut w = World::new("delns").await;
+    w.start_operator();
+    let ids = three_live_tokens(&w).await;
+
+    let (ok, out) = kubectl_async(vec![
+        "delete".into(),
+        "namespace".into(),
+        w.ns.name.clone(),
+        "--wait=false".into(),
+    ])
+    .await;
+    assert!(ok, "kubectl delete namespace: {out}");
+    wait_namespace_gone(&w).await;
+
+    let live = live_minted(&w);
+    for id in &ids {
+        assert!(!live.contains(id), "token {id} leaked: still live after the namespace went");
+    }
+    assert!(live.is_empty(), "tokens left live: {live:?}");
+}
+
+#[tokio::test]
+async fn kubectl_delete_of_one_file_with_credentials_workspace_and_tokens_revokes_every_token() {
+    // The README's layout, in the order a person writes it: credentials first, tokens last, so
+    // `kubectl delete -f` deletes the credentials and the workspace before the tokens.
+    let mut w = World::new("delfile").await;
+    let sp = w.emulator.add_service_principal("reports-bot", false);
+    let ns = w.ns.name.clone();
+    let host = w.emulator.base_url();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: databricks-sp, namespace: {ns}}}
+stringData: {{client_id: "{id}", client_secret: "{secret}"}}
+---
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksWorkspace
+metadata: {{name: prod, namespace: {ns}}}
+spec:
+  host: {host}
+  auth:
+    oauthM2M:
+      secretRef: {{name: databricks-sp}}
+---
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksToken
+metadata: {{name: reports, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: prod}}
+  lifetime: 1h
+---
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksToken
+metadata: {{name: etl, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: prod}}
+  lifetime: 2h
+"#,
+        id = sp.application_id,
+        secret = sp.client_secret,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("team-a.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let file = file.to_string_lossy().to_string();
+
+    w.start_operator();
+    let (ok, out) = kubectl_async(vec!["apply".into(), "-f".into(), file.clone()]).await;
+    assert!(ok, "kubectl apply: {out}");
+    let reports = w.wait_ready("reports").await.status.unwrap().token_id.unwrap();
+    let etl = w.wait_ready("etl").await.status.unwrap().token_id.unwrap();
+
+    let (ok, out) = kubectl_async(vec![
+        "delete".into(),
+        "-f".into(),
+        file,
+        "--timeout=120s".into(),
+    ])
+    .await;
+    assert!(ok, "kubectl delete -f must finish: {out}");
+
+    let live = live_minted(&w);
+    assert!(!live.contains(&reports), "reports' token leaked");
+    assert!(!live.contains(&etl), "etl's token leaked");
+    assert!(live.is_empty(), "tokens left live: {live:?}");
+    // Nothing is left holding a finalizer.
+    let secrets: Api<Secret> = w.secrets();
+    assert!(secrets.get_opt("databricks-sp").await.unwrap().is_none());
+    let workspaces: Api<DatabricksWorkspace> = Api::namespaced(w.ns.client.clone(), &ns);
+    assert!(workspaces.get_opt("prod").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revoked() {
+    let mut w = World::new("delcws").await;
+    let ns = w.ns.name.clone();
+    let name = format!("{ns}-shared");
+    let cws: ClusterDatabricksWorkspace = serde_json::from_value(json!({
+        "apiVersion": "dbtoken.dev/v1alpha1",
+        "kind": "ClusterDatabricksWorkspace",
+        "metadata": {"name": name},
+        "spec": {
+            "host": w.emulator.base_url(),
+            "auth": {"pat": {"secretRef": {"name": "databricks-admin", "namespace": ns}}},
+            "allowedNamespaces": [ns],
+        },
+    }))
+    .unwrap();
+    let cluster_workspaces: Api<ClusterDatabricksWorkspace> = Api::all(w.ns.client.clone());
+    cluster_workspaces
+        .create(&PostParams::default(), &cws)
+        .await
+        .unwrap();
+    w.start_operator();
+    w.create_token(
+        "t",
+        json!({"workspaceRef": {"kind": "ClusterDatabricksWorkspace", "name": name}, "lifetime": "1h"}),
+    )
+    .await;
+    let id = w.wait_ready("t").await.status.unwrap().token_id.unwrap();
+
+    // The platform team takes the namespace off the allow-list: no new token for it, and the
+    // one it holds keeps working until it expires or its resource is deleted.
+    let patch = json!({"spec": {"allowedNamespaces": ["someone-else"]}});
+    cluster_workspaces
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = w
+        .wait_token("t", "Degraded (NamespaceNotAllowed)", |t| {
+            condition_reason(t, "Degraded")
+                .is_some_and(|(reason, _)| reason == "NamespaceNotAllowed")
+        })
+        .await;
+    assert_eq!(t.status.unwrap().token_id.as_deref(), Some(id.as_str()));
+    assert!(
+        w.emulator
+            .accepts(&w.secret_value("t", "token").await.unwrap()),
+        "the token already handed out is not revoked by the allow-list change"
+    );
+
+    // Deleting the resource revokes it through the workspace that minted it.
+    w.tokens().delete("t", &DeleteParams::default()).await.unwrap();
+    eventually("DatabricksToken t gone", WAIT, || async {
+        w.tokens().get_opt("t").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        !live_minted(&w).contains(&id),
+        "the token of a namespace no longer admitted was stranded"
+    );
+    cluster_workspaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
