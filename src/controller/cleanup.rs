@@ -1,6 +1,9 @@
 //! Deletion of a `DatabricksToken`, behind the `dbtoken.dev/revoke-tokens` finalizer:
 //! `Revoke` revokes every token of the resource and deletes the Secret; `Retain` leaves both
 //! and detaches the Secret so garbage collection does not take it either.
+//!
+//! The workspace and its credential Secret outlive this finalizer (`protection`), so revocation
+//! works whatever was deleted first: the whole namespace, or the workspace before its tokens.
 
 use std::collections::BTreeSet;
 
@@ -11,11 +14,11 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, events, token::owner_of};
+use super::{Context, Error, events, protection, token::owner_of};
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::databricks;
 use crate::secret;
-use crate::workspace::WorkspaceError;
+use crate::workspace::{WorkspaceError, Workspaces};
 
 pub const FINALIZER: &str = "dbtoken.dev/revoke-tokens";
 
@@ -24,9 +27,14 @@ pub fn has_finalizer(token: &DatabricksToken) -> bool {
 }
 
 /// Add the finalizer before the first mint, so no token can outlive its resource unnoticed.
+/// A workspace being deleted waits only for tokens holding this finalizer, so a resource that
+/// has none yet may not start using it.
 pub async fn ensure_finalizer(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
     if has_finalizer(token) {
         return Ok(());
+    }
+    if protection::workspace_deleting(ctx, token) {
+        return Err(WorkspaceError::Deleting(Workspaces::key_for(token)).into());
     }
     let mut finalizers = token.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
@@ -107,11 +115,14 @@ async fn revoke_all(
     ctx: &Context,
     secret: Option<&Secret>,
 ) -> Result<(), Error> {
-    let workspace = match ctx.workspaces.for_token(token).await {
-        Ok(ws) => ws,
-        // With the workspace gone there is nothing to call; blocking deletion forever would not
-        // help anyone. The tokens die at their expiry; the event says so.
-        Err(e @ (WorkspaceError::NotFound(_) | WorkspaceError::NamespaceNotAllowed { .. })) => {
+    // The workspace is still there: its finalizer waits for this one. A namespace a cluster
+    // workspace no longer admits still revokes through it what it minted while admitted.
+    let (workspace, admitted) = match ctx.workspaces.for_revocation(token).await {
+        Ok(found) => found,
+        // Only a workspace deleted before it had the operator's finalizer is gone: there is
+        // nothing to call, and blocking deletion forever would help nobody. The tokens die at
+        // their expiry; the event says so.
+        Err(e @ WorkspaceError::NotFound(_)) => {
             let expiry = token
                 .status
                 .as_ref()
@@ -136,13 +147,18 @@ async fn revoke_all(
     let owner = owner_of(token);
     let uid = token.uid().unwrap_or_default();
     let mut ids = BTreeSet::new();
-    if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
-        ids.insert(record.current.token_id);
-        ids.extend(record.previous.into_iter().map(|p| p.token_id));
-    }
-    if let Some(status) = &token.status {
-        ids.extend(status.token_id.clone());
-        ids.extend(status.previous_tokens.iter().map(|p| p.token_id.clone()));
+    // Not admitted any more: only what the token list shows tagged for this resource, so that
+    // ids written into a Secret or status cannot aim the shared workspace's credentials at
+    // tokens this namespace never minted.
+    if admitted {
+        if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
+            ids.insert(record.current.token_id);
+            ids.extend(record.previous.into_iter().map(|p| p.token_id));
+        }
+        if let Some(status) = &token.status {
+            ids.extend(status.token_id.clone());
+            ids.extend(status.previous_tokens.iter().map(|p| p.token_id.clone()));
+        }
     }
     let snapshot = ctx
         .inventory
@@ -156,17 +172,20 @@ async fn revoke_all(
             .map(|t| t.token_id.clone()),
     );
 
+    let mut revoked = 0;
     for id in &ids {
         let outcome = databricks::revoke(&workspace.client, &owner, id)
             .await
             .map_err(Error::databricks("revoke token"))?;
         if outcome == databricks::Revoked::Now {
+            revoked += 1;
             ctx.metrics.revocation("deleted");
         }
     }
+    // Count only what this call revoked: a token already gone was not revoked here.
     let note = format!(
-        "Revoked {} token(s) of this resource (deletionPolicy: Revoke)",
-        ids.len()
+        "Revoked {revoked} token(s) of this resource, {} already gone (deletionPolicy: Revoke)",
+        ids.len() - revoked
     );
     events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
     Ok(())

@@ -9,6 +9,7 @@ mod inventory;
 mod namespace_merge;
 mod own_writes;
 pub mod plan;
+mod protection;
 mod rollout;
 mod secret_index;
 pub mod status;
@@ -75,6 +76,8 @@ pub struct Settings {
 pub struct Context {
     pub kube: kube::Client,
     pub workspaces: Workspaces,
+    /// The token controller's cache, for deletion protection: which tokens still use a workspace.
+    pub tokens: Store<DatabricksToken>,
     /// Managed Secrets, version and token record only: values are read only to be written.
     pub secrets: secret_index::SecretIndex,
     pub inventory: inventory::Inventory,
@@ -385,6 +388,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
+        tokens: token_reader.clone(),
         secrets: secret_index,
         inventory: Default::default(),
         reporter,

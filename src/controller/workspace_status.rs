@@ -1,5 +1,7 @@
 //! Workspace objects get a Ready condition once their credentials authenticate (a who-am-I
-//! call), rechecked periodically and with backoff while failing.
+//! call), rechecked periodically and with backoff while failing. Each reconcile first keeps the
+//! workspace and its credential Secret from being deleted while tokens still revoke through
+//! them (`protection`); a workspace being deleted is only finalized, never checked.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +14,7 @@ use kube::{
 use serde::Serialize;
 use tracing::warn;
 
-use super::{Context, Error, FIELD_MANAGER, watch};
+use super::{Context, Error, FIELD_MANAGER, protection, watch};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
@@ -36,20 +38,36 @@ pub async fn run(
     )
     .reflect(writer)
     .applied_objects()
-    .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    .predicate_filter(spec_or_deletion, Default::default());
     let namespaced = Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // Tokens of a cluster workspace live in every watched namespace.
+    let watched = Arc::new(namespaces.to_vec());
     let cluster = Controller::new(
         Api::<ClusterDatabricksWorkspace>::all(kube),
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown)
-    .run(reconcile_cluster, error_policy, ctx)
+    .run(
+        move |ws, ctx| reconcile_cluster(ws, ctx, watched.clone()),
+        error_policy,
+        ctx,
+    )
     .for_each(|_| future::ready(()));
     futures::join!(namespaced, cluster);
+}
+
+/// A spec change, or the start of deletion (which finalizers turn into an update).
+fn spec_or_deletion(ws: &DatabricksWorkspace) -> Option<u64> {
+    let text = format!(
+        "{:?}/{}",
+        ws.metadata.generation,
+        ws.metadata.deletion_timestamp.is_some()
+    );
+    Some(crate::schedule::seed_of(&text))
 }
 
 /// A workspace found Ready for its current generation is trusted until the next periodic check,
@@ -73,6 +91,10 @@ async fn reconcile_namespaced(
     ws: Arc<DatabricksWorkspace>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if ws.metadata.deletion_timestamp.is_some() {
+        return protection::finalize(ws.as_ref(), &ctx, &[]).await;
+    }
+    protection::protect(ws.as_ref(), &ctx).await?;
     let key = format!(
         "ns/{}/{}",
         ws.namespace().unwrap_or_default(),
@@ -94,7 +116,12 @@ async fn reconcile_namespaced(
 async fn reconcile_cluster(
     ws: Arc<ClusterDatabricksWorkspace>,
     ctx: Arc<Context>,
+    watched_namespaces: Arc<Vec<String>>,
 ) -> Result<Action, Error> {
+    if ws.metadata.deletion_timestamp.is_some() {
+        return protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await;
+    }
+    protection::protect(ws.as_ref(), &ctx).await?;
     if trust_existing(
         &ctx,
         format!("cluster/{}", ws.name_any()),

@@ -54,9 +54,10 @@ events, and restart the rolloutRestartTargets of a token.
 - apiGroups: [dbtoken.dev]
   resources: [databrickstokens/finalizers]
   verbs: [update]
+# patch: the finalizer that keeps a workspace until its tokens are revoked.
 - apiGroups: [dbtoken.dev]
   resources: [databricksworkspaces]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [dbtoken.dev]
   resources: [databricksworkspaces/status]
   verbs: [get, patch, update]
@@ -74,7 +75,7 @@ events, and restart the rolloutRestartTargets of a token.
 {{- define "dbtoken.clusterWorkspaceRules" -}}
 - apiGroups: [dbtoken.dev]
   resources: [clusterdatabricksworkspaces]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [dbtoken.dev]
   resources: [clusterdatabricksworkspaces/status]
   verbs: [get, patch, update]
