@@ -226,7 +226,12 @@ impl Workspaces {
     }
 
     /// The cached workspace objects of both kinds (deletion protection reads them).
-    pub fn stores(&self) -> (&Store<DatabricksWorkspace>, &Store<ClusterDatabricksWorkspace>) {
+    pub fn stores(
+        &self,
+    ) -> (
+        &Store<DatabricksWorkspace>,
+        &Store<ClusterDatabricksWorkspace>,
+    ) {
         (&self.namespaced, &self.cluster)
     }
 

@@ -80,7 +80,14 @@ async fn wait_namespace_gone(w: &World) {
     let name = w.ns.name.clone();
     eventually(&format!("namespace {name} gone"), WAIT, || {
         let (namespaces, name) = (namespaces.clone(), name.clone());
-        async move { namespaces.get_opt(&name).await.unwrap().is_none().then_some(()) }
+        async move {
+            namespaces
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
     })
     .await;
 }
@@ -103,7 +110,10 @@ async fn deleting_the_namespace_revokes_every_token_then_the_namespace_goes() {
 
     let live = live_minted(&w);
     for id in &ids {
-        assert!(!live.contains(id), "token {id} leaked: still live after the namespace went");
+        assert!(
+            !live.contains(id),
+            "token {id} leaked: still live after the namespace went"
+        );
     }
     assert!(live.is_empty(), "tokens left live: {live:?}");
 }
@@ -156,7 +166,13 @@ spec:
     w.start_operator();
     let (ok, out) = kubectl_async(vec!["apply".into(), "-f".into(), file.clone()]).await;
     assert!(ok, "kubectl apply: {out}");
-    let reports = w.wait_ready("reports").await.status.unwrap().token_id.unwrap();
+    let reports = w
+        .wait_ready("reports")
+        .await
+        .status
+        .unwrap()
+        .token_id
+        .unwrap();
     let etl = w.wait_ready("etl").await.status.unwrap().token_id.unwrap();
 
     let (ok, out) = kubectl_async(vec![
@@ -229,9 +245,17 @@ async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revo
     );
 
     // Deleting the resource revokes it through the workspace that minted it.
-    w.tokens().delete("t", &DeleteParams::default()).await.unwrap();
+    w.tokens()
+        .delete("t", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("DatabricksToken t gone", WAIT, || async {
-        w.tokens().get_opt("t").await.unwrap().is_none().then_some(())
+        w.tokens()
+            .get_opt("t")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(
@@ -242,4 +266,115 @@ async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revo
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+fn finalizers_of(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.finalizers.clone().unwrap_or_default()
+}
+
+/// Wait until the workspace `ws` and its credential Secret carry the operator's finalizers.
+async fn wait_protected(w: &World, workspace: &str, credential: &str) {
+    let workspaces: Api<DatabricksWorkspace> = Api::namespaced(w.ns.client.clone(), &w.ns.name);
+    let secrets = w.secrets();
+    eventually(
+        &format!("{workspace} and {credential} protected"),
+        WAIT,
+        || {
+            let (workspaces, secrets) = (workspaces.clone(), secrets.clone());
+            async move {
+                let ws = workspaces.get(workspace).await.unwrap();
+                let secret = secrets.get(credential).await.unwrap();
+                (finalizers_of(&ws.metadata).contains(&WORKSPACE_FINALIZER.to_string())
+                    && finalizers_of(&secret.metadata).contains(&CREDENTIAL_FINALIZER.to_string()))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+const WORKSPACE_FINALIZER: &str = "dbtoken.dev/workspace-in-use";
+const CREDENTIAL_FINALIZER: &str = "dbtoken.dev/credential-in-use";
+
+#[tokio::test]
+async fn a_workspace_deleted_before_its_tokens_waits_for_them_and_takes_no_new_one() {
+    let mut w = World::new("delws").await;
+    w.start_operator();
+    w.create_token("t", spec("1h")).await;
+    let id = w.wait_ready("t").await.status.unwrap().token_id.unwrap();
+    wait_protected(&w, "ws", "databricks-admin").await;
+
+    let workspaces: Api<DatabricksWorkspace> = Api::namespaced(w.ns.client.clone(), &w.ns.name);
+    workspaces
+        .delete("ws", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.create_token("late", spec("1h")).await;
+    let late = w
+        .wait_token("late", "Degraded (WorkspaceDeleting)", |t| {
+            condition_reason(t, "Degraded").is_some_and(|(reason, _)| reason == "WorkspaceDeleting")
+        })
+        .await;
+    assert!(
+        late.status.unwrap().token_id.is_none(),
+        "late minted nothing"
+    );
+    assert!(
+        workspaces.get_opt("ws").await.unwrap().is_some(),
+        "the workspace stays while t may still need it"
+    );
+    assert!(
+        w.emulator
+            .accepts(&w.secret_value("t", "token").await.unwrap()),
+        "t keeps working while its workspace waits"
+    );
+
+    w.tokens()
+        .delete("t", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("workspace ws gone", WAIT, || async {
+        workspaces
+            .get_opt("ws")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!live_minted(&w).contains(&id), "t's token was revoked");
+    let credential = w.secrets().get("databricks-admin").await.unwrap();
+    assert!(
+        !finalizers_of(&credential.metadata).contains(&CREDENTIAL_FINALIZER.to_string()),
+        "the credential Secret is let go with its workspace"
+    );
+}
+
+#[tokio::test]
+async fn a_credential_secret_the_workspace_stopped_naming_can_be_deleted() {
+    let mut w = World::new("delcred").await;
+    w.create_secret("admin-2", &[("token", &w.admin_pat)]).await;
+    w.start_operator();
+    wait_protected(&w, "ws", "databricks-admin").await;
+
+    let workspaces: Api<DatabricksWorkspace> = Api::namespaced(w.ns.client.clone(), &w.ns.name);
+    let patch = json!({"spec": {"auth": {"pat": {"secretRef": {"name": "admin-2"}}}}});
+    workspaces
+        .patch("ws", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_protected(&w, "ws", "admin-2").await;
+    w.secrets()
+        .delete("databricks-admin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the old credential Secret gone", WAIT, || async {
+        w.secrets()
+            .get_opt("databricks-admin")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }

@@ -194,11 +194,15 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
     if token.meta().deletion_timestamp.is_some() {
         return cleanup::finalize(token, ctx).await;
     }
-    cleanup::ensure_finalizer(token, ctx).await?;
     let ns = token.namespace().unwrap_or_default();
     let name = token.name_any();
     let now = crate::now_millis();
-    match token::sync(token, ctx, now).await {
+    // A refused finalizer (workspace being deleted) is a failure shown in status like any other.
+    let result = async {
+        cleanup::ensure_finalizer(token, ctx).await?;
+        token::sync(token, ctx, now).await
+    };
+    match result.await {
         Ok(synced) => {
             status::write_if_changed(token, ctx, &status::synced(token, &synced, now)).await?;
             let renewal = plan::renewal_of(token, &synced.record);

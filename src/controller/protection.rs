@@ -174,8 +174,7 @@ fn holder<K: WorkspaceObject>(ws: &K) -> Holder {
     Holder {
         key: ws.key(),
         secrets,
-        released: ws.meta().deletion_timestamp.is_some()
-            && !has_finalizer(ws, WORKSPACE_FINALIZER),
+        released: ws.meta().deletion_timestamp.is_some() && !has_finalizer(ws, WORKSPACE_FINALIZER),
     }
 }
 
@@ -237,7 +236,11 @@ pub async fn protect<K: WorkspaceObject>(ws: &K, ctx: &Context) -> Result<(), Er
         "resourceVersion": ws.resource_version(),
     }});
     ws.api(ctx.kube.clone())
-        .patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .map_err(Error::kube("add workspace finalizer"))?;
     Ok(())
@@ -286,7 +289,11 @@ pub async fn finalize<K: WorkspaceObject>(
     }});
     match ws
         .api(ctx.kube.clone())
-        .patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => {}
