@@ -378,3 +378,56 @@ async fn a_credential_secret_the_workspace_stopped_naming_can_be_deleted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retain_keeps_the_secret_through_a_foreground_cascading_delete() {
+    // `kubectl delete --cascade=foreground` (and Argo CD's default prune) asks the garbage
+    // collector to delete every dependent first; `deletionPolicy: Retain` promises the Secret
+    // and its token stay, also when the operator is not running at that moment (a restart, an
+    // upgrade), so it cannot win a race against the garbage collector.
+    let mut w = World::new("retainfg").await;
+    w.start_operator();
+    w.create_token(
+        "k",
+        json!({"workspaceRef": {"name": "ws"}, "lifetime": "1h", "deletionPolicy": "Retain"}),
+    )
+    .await;
+    let id = w.wait_ready("k").await.status.unwrap().token_id.unwrap();
+    // The Secret as last written: a Retain Secret is written before the operator stops.
+    eventually("the Secret written", WAIT, || async {
+        w.secret_value("k", "token").await.map(|_| ())
+    })
+    .await;
+    w.operator.as_mut().unwrap().kill();
+
+    let (ok, out) = kubectl_async(vec![
+        "delete".into(),
+        "databrickstoken".into(),
+        "k".into(),
+        "-n".into(),
+        w.ns.name.clone(),
+        "--cascade=foreground".into(),
+        "--wait=false".into(),
+    ])
+    .await;
+    assert!(ok, "kubectl delete --cascade=foreground: {out}");
+    // The garbage collector is done with k's dependents when it drops this finalizer.
+    eventually("garbage collector done with k", WAIT, || async {
+        let k = w.tokens().get_opt("k").await.unwrap()?;
+        (!finalizers_of(&k.metadata).contains(&"foregroundDeletion".to_string())).then_some(())
+    })
+    .await;
+    w.start_operator();
+    eventually("k gone", WAIT, || async {
+        w.tokens().get_opt("k").await.unwrap().is_none().then_some(())
+    })
+    .await;
+
+    let value = w.secret_value("k", "token").await;
+    assert!(
+        value.is_some(),
+        "the garbage collector deleted the Secret of a Retain resource"
+    );
+    assert!(w.emulator.accepts(&value.unwrap()));
+    assert!(live_minted(&w).contains(&id));
+}
