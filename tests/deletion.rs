@@ -419,7 +419,12 @@ async fn retain_keeps_the_secret_through_a_foreground_cascading_delete() {
     .await;
     w.start_operator();
     eventually("k gone", WAIT, || async {
-        w.tokens().get_opt("k").await.unwrap().is_none().then_some(())
+        w.tokens()
+            .get_opt("k")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
 

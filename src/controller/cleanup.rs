@@ -1,6 +1,7 @@
 //! Deletion of a `DatabricksToken`, behind the `dbtoken.dev/revoke-tokens` finalizer:
 //! `Revoke` revokes every token of the resource and deletes the Secret; `Retain` leaves both
-//! and detaches the Secret so garbage collection does not take it either.
+//! (a Retain Secret has no ownerReference for garbage collection to follow; one written by an
+//! older version is detached here).
 //!
 //! The workspace and its credential Secret outlive this finalizer (`protection`), so revocation
 //! works whatever was deleted first: the whole namespace, or the workspace before its tokens.

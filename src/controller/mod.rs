@@ -434,7 +434,8 @@ pub async fn run(
     };
 
     let token_controller = Controller::for_stream(tokens, token_reader)
-        .owns_stream(secrets)
+        // Not owns_stream: a Retain Secret has no ownerReference (see watch::secret_owner).
+        .watches_stream(secrets, |s| watch::secret_owner(&s))
         .watches_stream(workspaces, by_namespaced_ws)
         .watches_stream(cluster_workspaces, by_cluster_ws)
         .with_config(controller::Config::default().concurrency(config.concurrency))
