@@ -94,14 +94,16 @@ async fn reconcile_namespaced(
     if ws.metadata.deletion_timestamp.is_some() {
         return protection::finalize(ws.as_ref(), &ctx, &[]).await;
     }
-    protection::protect(ws.as_ref(), &ctx).await?;
+    // A failure to protect (RBAC on the credential Secret, say) must not hide the Ready check:
+    // it is returned after it, and retried with backoff.
+    let protected = protection::protect(ws.as_ref(), &ctx).await;
     let key = format!(
         "ns/{}/{}",
         ws.namespace().unwrap_or_default(),
         ws.name_any()
     );
     if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
-        return Ok(Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
@@ -110,7 +112,7 @@ async fn reconcile_namespaced(
             Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
         write_status(&api, &ws.name_any(), "DatabricksWorkspace", &status).await?;
     }
-    Ok(action)
+    protected.map(|()| action)
 }
 
 async fn reconcile_cluster(
@@ -121,14 +123,14 @@ async fn reconcile_cluster(
     if ws.metadata.deletion_timestamp.is_some() {
         return protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await;
     }
-    protection::protect(ws.as_ref(), &ctx).await?;
+    let protected = protection::protect(ws.as_ref(), &ctx).await;
     if trust_existing(
         &ctx,
         format!("cluster/{}", ws.name_any()),
         ws.status.as_ref(),
         ws.metadata.generation,
     ) {
-        return Ok(Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
@@ -136,7 +138,7 @@ async fn reconcile_cluster(
         let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
         write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
     }
-    Ok(action)
+    protected.map(|()| action)
 }
 
 /// Authenticate once and describe the outcome.
