@@ -319,10 +319,18 @@ async fn a_workspace_deleted_before_its_tokens_waits_for_them_and_takes_no_new_o
         late.status.unwrap().token_id.is_none(),
         "late minted nothing"
     );
-    assert!(
-        workspaces.get_opt("ws").await.unwrap().is_some(),
-        "the workspace stays while t may still need it"
-    );
+    // The workspace stays while t may still need it, and says why.
+    eventually("ws shows it waits for t", WAIT, || async {
+        let ws = workspaces.get("ws").await.unwrap();
+        let c = ws
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Deleting")?;
+        (c.reason == "WaitingForTokens" && c.message.contains("waiting for 1 DatabricksToken"))
+            .then_some(())
+    })
+    .await;
     assert!(
         w.emulator
             .accepts(&w.secret_value("t", "token").await.unwrap()),

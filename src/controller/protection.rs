@@ -21,10 +21,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::{controller::Action, reflector::ObjectRef},
+    runtime::reflector::ObjectRef,
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{Context, Error, cleanup};
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
@@ -246,13 +246,22 @@ pub async fn protect<K: WorkspaceObject>(ws: &K, ctx: &Context) -> Result<(), Er
     Ok(())
 }
 
+/// Where the deletion of a workspace stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finalized {
+    /// This many DatabricksTokens still revoke through it; look again after the delay.
+    Waiting(usize, Duration),
+    /// Its finalizer is gone (now or before).
+    Released,
+}
+
 /// A workspace being deleted: wait for the tokens that revoke through it, then let go of its
 /// credential Secret and of the workspace itself.
 pub async fn finalize<K: WorkspaceObject>(
     ws: &K,
     ctx: &Context,
     namespaces: &[String],
-) -> Result<Action, Error> {
+) -> Result<Finalized, Error> {
     let key = ws.key();
     let cached = ctx
         .tokens
@@ -266,10 +275,10 @@ pub async fn finalize<K: WorkspaceObject>(
         other => other,
     };
     match decision {
-        Decision::Nothing | Decision::Protect => return Ok(Action::await_change()),
+        Decision::Nothing | Decision::Protect => return Ok(Finalized::Released),
         Decision::Wait(tokens) => {
-            info!(workspace = %key, tokens, "workspace deletion waits for its tokens to be revoked");
-            return Ok(Action::requeue(WAIT_FOR_TOKENS));
+            debug!(workspace = %key, tokens, "workspace deletion waits for its tokens to be revoked");
+            return Ok(Finalized::Waiting(tokens, WAIT_FOR_TOKENS));
         }
         Decision::Release => {}
     }
@@ -301,7 +310,7 @@ pub async fn finalize<K: WorkspaceObject>(
         Err(e) => return Err(Error::kube("remove workspace finalizer")(e)),
     }
     info!(workspace = %key, "no token revokes through this workspace any more; released it");
-    Ok(Action::await_change())
+    Ok(Finalized::Released)
 }
 
 /// Tokens that still revoke through `key`, read from the API server rather than the cache.

@@ -23,6 +23,10 @@ use crate::workspace::{ResolvedWorkspace, WorkspaceError};
 
 const RECHECK_READY: Duration = Duration::from_secs(300);
 
+/// Condition type and reason of a workspace whose deletion waits for its tokens.
+pub const DELETING: &str = "Deleting";
+pub const WAITING_FOR_TOKENS: &str = "WaitingForTokens";
+
 pub async fn run(
     kube: kube::Client,
     namespaces: &[String],
@@ -92,7 +96,10 @@ async fn reconcile_namespaced(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     if ws.metadata.deletion_timestamp.is_some() {
-        return protection::finalize(ws.as_ref(), &ctx, &[]).await;
+        let finalized = protection::finalize(ws.as_ref(), &ctx, &[]).await?;
+        let api: Api<DatabricksWorkspace> =
+            Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
+        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
     }
     // A failure to protect (RBAC on the credential Secret, say) must not hide the Ready check:
     // it is returned after it, and retried with backoff.
@@ -121,7 +128,9 @@ async fn reconcile_cluster(
     watched_namespaces: Arc<Vec<String>>,
 ) -> Result<Action, Error> {
     if ws.metadata.deletion_timestamp.is_some() {
-        return protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await;
+        let finalized = protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await?;
+        let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
+        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
     }
     let protected = protection::protect(ws.as_ref(), &ctx).await;
     if trust_existing(
@@ -139,6 +148,52 @@ async fn reconcile_cluster(
         write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
     }
     protected.map(|()| action)
+}
+
+/// A workspace whose deletion waits for its tokens says so in a `Deleting` condition, so that
+/// `kubectl describe` explains why it stays.
+async fn show_deletion<K>(
+    api: &Api<K>,
+    ws: &K,
+    current: Option<&WorkspaceStatus>,
+    finalized: protection::Finalized,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Serialize,
+{
+    let protection::Finalized::Waiting(tokens, delay) = finalized else {
+        return Ok(Action::await_change());
+    };
+    let mut status = current.cloned().unwrap_or_default();
+    let message = format!(
+        "Deleted; waiting for {tokens} DatabricksToken(s) using it to be deleted and their tokens revoked"
+    );
+    let unchanged = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DELETING && c.message == message);
+    if !unchanged {
+        let now = crate::secret::format_time(crate::now_millis());
+        let generation = ws.meta().generation;
+        upsert_condition(
+            &mut status.conditions,
+            Condition::new(
+                DELETING,
+                ConditionStatus::True,
+                WAITING_FOR_TOKENS,
+                message,
+                &now,
+                generation,
+            ),
+        );
+        let kind = K::kind(&()).to_string();
+        write_status(api, &ws.name_any(), &kind, &status).await?;
+    }
+    Ok(Action::requeue(delay))
 }
 
 /// Authenticate once and describe the outcome.
