@@ -184,10 +184,22 @@ async fn revoke_all(
         }
     }
     // Count only what this call revoked: a token already gone was not revoked here.
-    let note = format!(
-        "Revoked {revoked} token(s) of this resource, {} already gone (deletionPolicy: Revoke)",
-        ids.len() - revoked
-    );
-    events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
+    let gone = ids.len() - revoked;
+    let (reason, note) = if revoked > 0 {
+        (
+            "Revoked",
+            format!(
+                "Revoked {revoked} token(s) of this resource, {gone} already gone (deletionPolicy: Revoke)"
+            ),
+        )
+    } else {
+        (
+            "NothingToRevoke",
+            format!(
+                "No live token of this resource to revoke, {gone} already gone (deletionPolicy: Revoke)"
+            ),
+        )
+    };
+    events::publish(ctx, token, EventType::Normal, reason, "Delete", note).await;
     Ok(())
 }
