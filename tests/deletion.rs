@@ -198,6 +198,8 @@ spec:
 #[tokio::test]
 async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revoked() {
     let mut w = World::new("delcws").await;
+    w.create_secret("shared-admin", &[("token", &w.admin_pat)])
+        .await;
     let ns = w.ns.name.clone();
     let name = format!("{ns}-shared");
     let cws: ClusterDatabricksWorkspace = serde_json::from_value(json!({
@@ -206,7 +208,7 @@ async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revo
         "metadata": {"name": name},
         "spec": {
             "host": w.emulator.base_url(),
-            "auth": {"pat": {"secretRef": {"name": "databricks-admin", "namespace": ns}}},
+            "auth": {"pat": {"secretRef": {"name": "shared-admin", "namespace": ns}}},
             "allowedNamespaces": [ns],
         },
     }))
@@ -262,10 +264,26 @@ async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revo
         !live_minted(&w).contains(&id),
         "the token of a namespace no longer admitted was stranded"
     );
+    // With no token left to revoke through it, the cluster workspace goes and lets go of its
+    // credential Secret.
     cluster_workspaces
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
+    eventually("cluster workspace gone", WAIT, || async {
+        cluster_workspaces
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually("credential Secret released", WAIT, || async {
+        let s = w.secrets().get("shared-admin").await.unwrap();
+        (!finalizers_of(&s.metadata).contains(&CREDENTIAL_FINALIZER.to_string())).then_some(())
+    })
+    .await;
 }
 
 fn finalizers_of(meta: &kube::api::ObjectMeta) -> Vec<String> {
