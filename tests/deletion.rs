@@ -327,16 +327,6 @@ async fn a_workspace_deleted_before_its_tokens_waits_for_them_and_takes_no_new_o
         .delete("ws", &DeleteParams::default())
         .await
         .unwrap();
-    w.create_token("late", spec("1h")).await;
-    let late = w
-        .wait_token("late", "Degraded (WorkspaceDeleting)", |t| {
-            condition_reason(t, "Degraded").is_some_and(|(reason, _)| reason == "WorkspaceDeleting")
-        })
-        .await;
-    assert!(
-        late.status.unwrap().token_id.is_none(),
-        "late minted nothing"
-    );
     // The workspace stays while t may still need it, and says why.
     eventually("ws shows it waits for t", WAIT, || async {
         let ws = workspaces.get("ws").await.unwrap();
@@ -349,6 +339,17 @@ async fn a_workspace_deleted_before_its_tokens_waits_for_them_and_takes_no_new_o
             .then_some(())
     })
     .await;
+    // Only now, with the deletion seen by the operator, a new resource names it.
+    w.create_token("late", spec("1h")).await;
+    let late = w
+        .wait_token("late", "Degraded (WorkspaceDeleting)", |t| {
+            condition_reason(t, "Degraded").is_some_and(|(reason, _)| reason == "WorkspaceDeleting")
+        })
+        .await;
+    assert!(
+        late.status.unwrap().token_id.is_none(),
+        "late minted nothing"
+    );
     assert!(
         w.emulator
             .accepts(&w.secret_value("t", "token").await.unwrap()),
