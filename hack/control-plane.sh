@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane (etcd + kube-apiserver with RBAC) on loopback, for tests and
-# the demo. Binaries come from hack/build-tools.sh.
+# A local Kubernetes control plane (etcd + kube-apiserver with RBAC + kube-controller-manager) on
+# loopback, for tests and the demo. Binaries come from hack/build-tools.sh.
+#
+# kube-controller-manager runs only the controllers deletion depends on: namespace (a deleted
+# namespace empties and goes away), garbage collector (ownerReferences are collected) and
+# serviceaccount-token. No scheduler or kubelet: pods never run.
 #
 #   hack/control-plane.sh start [DIR]   start in the background; prints the kubeconfig path
 #   hack/control-plane.sh stop  [DIR]   stop it and remove its state
@@ -9,7 +13,8 @@
 #                                       (the test fixture uses this; it owns the lifetime)
 #
 # DIR defaults to .cache/control-plane. The admin kubeconfig is DIR/kubeconfig; DIR/ready appears
-# when /readyz answers ok and the default namespace exists.
+# when /readyz answers ok, the default namespace exists and kube-controller-manager's /healthz
+# answers ok.
 set -euo pipefail
 umask 077 # the directory holds the admin token and the CA key
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,15 +32,17 @@ pids_alive() { # any process of this control plane still running
   return $any
 }
 
-all_alive() { # both etcd and kube-apiserver running
+components=(etcd kube-apiserver kube-controller-manager)
+
+all_alive() { # every component running
   local name
-  for name in etcd kube-apiserver; do
+  for name in "${components[@]}"; do
     [[ -f "$dir/$name.pid" ]] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null || return 1
   done
 }
 
 stop() {
-  for f in "$dir"/kube-apiserver.pid "$dir"/etcd.pid; do
+  for f in "$dir"/kube-controller-manager.pid "$dir"/kube-apiserver.pid "$dir"/etcd.pid; do
     [[ -f "$f" ]] || continue
     local pid; pid="$(cat "$f")"
     kill "$pid" 2>/dev/null || true
@@ -68,18 +75,41 @@ make_pki() {
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
 
+write_kubeconfig() { # path port user token
+  cat > "$1" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$2
+    certificate-authority-data: $(base64 -w0 < "$dir/pki/ca.crt")
+users:
+- name: $3
+  user:
+    token: $4
+contexts:
+- name: local
+  context: {cluster: local, user: $3, namespace: default}
+current-context: local
+KUBECONFIG
+}
+
 start() {
-  for b in etcd kube-apiserver; do
+  for b in "${components[@]}"; do
     [[ -x "$bin/$b" ]] || { echo "control-plane: $bin/$b missing; run hack/build-tools.sh" >&2; exit 1; }
   done
   if pids_alive; then echo "control-plane: already running in $dir" >&2; exit 1; fi
   clear_dir
   mkdir -p "$dir"; touch "$dir/.dbtoken-control-plane"
   make_pki
-  local etcd_port peer_port api_port token
-  etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"
-  token="$(openssl rand -hex 24)"
-  echo "$token,admin,admin,system:masters" > "$dir/tokens.csv"
+  local etcd_port peer_port api_port kcm_port token kcm_token
+  etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"; kcm_port="$(free_port)"
+  token="$(openssl rand -hex 24)"; kcm_token="$(openssl rand -hex 24)"
+  # kube-controller-manager runs its controllers under its own identity
+  # (--use-service-account-credentials=false), and the namespace controller deletes every kind.
+  printf '%s\n' "$token,admin,admin,system:masters" \
+    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" > "$dir/tokens.csv"
 
   "$bin/etcd" --name local --data-dir "$dir/etcd" --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -100,32 +130,28 @@ start() {
     --cert-dir "$dir/pki" </dev/null >"$dir/kube-apiserver.log" 2>&1 &
   echo $! > "$dir/kube-apiserver.pid"
 
-  cat > "$dir/kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://127.0.0.1:$api_port
-    certificate-authority-data: $(base64 -w0 < "$dir/pki/ca.crt")
-users:
-- name: admin
-  user:
-    token: $token
-contexts:
-- name: local
-  context: {cluster: local, user: admin, namespace: default}
-current-context: local
-KUBECONFIG
+  write_kubeconfig "$dir/kubeconfig" "$api_port" admin "$token"
+  write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$api_port" kube-controller-manager "$kcm_token"
+
+  # Cheap settings for two shared cores: few workers, no leader election, loopback only.
+  "$bin/kube-controller-manager" --kubeconfig "$dir/kube-controller-manager.kubeconfig" \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-token-controller \
+    --leader-elect=false --use-service-account-credentials=false \
+    --concurrent-gc-syncs 2 --concurrent-namespace-syncs 2 --concurrent-serviceaccount-token-syncs 1 \
+    --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$dir/kcm-pki" \
+    </dev/null >"$dir/kube-controller-manager.log" 2>&1 &
+  echo $! > "$dir/kube-controller-manager.pid"
 
   local deadline=$((SECONDS + 120))
   until curl -sf --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $token" \
         "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 &&
         curl -sf --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $token" \
-        "https://127.0.0.1:$api_port/api/v1/namespaces/default" >/dev/null 2>&1; do
+        "https://127.0.0.1:$api_port/api/v1/namespaces/default" >/dev/null 2>&1 &&
+        curl -sfk "https://127.0.0.1:$kcm_port/healthz" >/dev/null 2>&1; do
     if (( SECONDS > deadline )) || ! all_alive; then
       echo "control-plane: not ready; last log lines:" >&2
-      tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
+      tail -n 20 "$dir"/*.log >&2 || true
       stop; exit 1
     fi
     sleep 0.2
@@ -144,10 +170,10 @@ case "$cmd" in
   run)
     trap 'stop; clear_dir; exit 0' TERM INT HUP
     start
-    # Stay up until told to stop; exit (and clean up) if either process dies.
+    # Stay up until told to stop; exit (and clean up) if any process dies.
     while all_alive; do sleep 1 & wait $!; done
     echo "control-plane: a process exited; last log lines:" >&2
-    tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
+    tail -n 20 "$dir"/*.log >&2 || true
     stop; exit 1 ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

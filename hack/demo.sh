@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The operator's main job end to end on local defaults: a local control plane, the Databricks
 # emulator, the CRDs, the operator, and a DatabricksToken with a one-minute lifetime. Shows the
-# Secret, waits for a rotation and for the old token's revocation, then tears everything down.
+# Secret, waits for a rotation and for the old token's revocation, deletes the namespace (which
+# revokes its tokens first), then tears everything down.
 # Non-interactive; `KEEP=1 hack/demo.sh` leaves it all running for exploration.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +27,7 @@ wait_for() { # description timeout-seconds command...
   done
 }
 
-say "1. Local control plane (kube-apiserver + etcd built from Go modules)"
+say "1. Local control plane (kube-apiserver, kube-controller-manager, etcd built from Go modules)"
 export KUBECONFIG
 KUBECONFIG="$(hack/control-plane.sh start "$work/cp")"
 echo "kube-apiserver $(kubectl get --raw /version | python3 -c "import json,sys; print(json.load(sys.stdin)[\"gitVersion\"])")"
@@ -98,4 +99,10 @@ say "7. Metrics"
 addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | sed -n 1p | cut -d= -f2)"
 curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests)' | sed -n 1,12p
 
-say "Demo finished: a token was minted, rotated and the old one revoked."
+say "8. kubectl delete namespace demo: its tokens are revoked before the namespace goes"
+kubectl delete namespace demo --timeout=120s
+live="$(curl -sf "$host/_emulator/tokens" | { grep -o 'dbtoken.dev/uid=' || true; } | wc -l)"
+echo "tokens minted by the operator still live in the workspace: $live"
+[[ "$live" == 0 ]] || { echo "a token outlived its namespace" >&2; exit 1; }
+
+say "Demo finished: a token was minted, rotated, the old one revoked, and the namespace deleted."

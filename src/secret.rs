@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::crd::DatabricksToken;
+use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::schedule::EpochMillis;
 use crate::workspace::WorkspaceKey;
 
@@ -28,6 +28,10 @@ pub const ANN_PREVIOUS: &str = "dbtoken.dev/previous-tokens";
 /// Where the current token was minted (JSON [`TokenOrigin`]).
 pub const ANN_ORIGIN: &str = "dbtoken.dev/origin";
 pub const ANN_ROTATE_HANDLED: &str = "dbtoken.dev/rotate-request-handled";
+/// On a `Retain` Secret: the uid of the `DatabricksToken` that owns it. Such a Secret carries no
+/// ownerReference, which the garbage collector would follow to delete it with its resource
+/// (a foreground cascading delete deletes dependents before the operator can detach them).
+pub const ANN_OWNER_UID: &str = "dbtoken.dev/owner-uid";
 /// Set by users on the `DatabricksToken` to ask for a rotation now.
 pub const ANN_ROTATE_REQUESTED: &str = "dbtoken.dev/rotate-requested-at";
 
@@ -161,15 +165,26 @@ pub fn stored_value(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(bytes.0.clone()).ok()
 }
 
-/// Whether the Secret is controlled by this `DatabricksToken` (so it may be overwritten).
+/// Whether the Secret is controlled by this `DatabricksToken` (so it may be overwritten): by
+/// its controller ownerReference, or for a `Retain` Secret by the owner annotation.
 pub fn is_owned_by(secret: &Secret, token: &DatabricksToken) -> bool {
-    let uid = token.meta().uid.as_deref();
-    secret
+    let Some(uid) = token.meta().uid.as_deref() else {
+        return false;
+    };
+    let by_reference = secret
         .metadata
         .owner_references
         .iter()
         .flatten()
-        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
+        .any(|o| o.uid == uid && o.controller == Some(true));
+    // Whatever the policy is now: a resource switched from Retain to Revoke adopts its Secret.
+    let by_annotation = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_OWNER_UID))
+        .is_some_and(|v| v == uid);
+    by_reference || by_annotation
 }
 
 /// The full Secret for `record` with token `value`, for server-side apply.
@@ -203,6 +218,11 @@ pub fn render(
 
     let mut annotations = spec.annotations.clone();
     annotations.extend(record_annotations(record));
+    // Retain: the Secret outlives its resource, so the garbage collector must not see an owner.
+    let retain = token.spec.deletion_policy == DeletionPolicy::Retain;
+    if retain && let Some(uid) = token.uid() {
+        annotations.insert(ANN_OWNER_UID.into(), uid);
+    }
 
     Secret {
         metadata: ObjectMeta {
@@ -210,7 +230,10 @@ pub fn render(
             namespace: token.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references: token.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: token
+                .controller_owner_ref(&())
+                .filter(|_| !retain)
+                .map(|o| vec![o]),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
@@ -419,6 +442,26 @@ mod tests {
             MANAGED_BY
         );
         assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
+    }
+
+    #[test]
+    fn a_retain_secret_has_no_owner_the_garbage_collector_could_follow() {
+        let t = token("workspaceRef: {name: ws}\nlifetime: 1h\ndeletionPolicy: Retain\n");
+        let layout = SecretLayout {
+            name: "reports",
+            host: "https://h",
+        };
+        let s = render(&t, &layout, &record(), "v");
+        assert!(s.metadata.owner_references.is_none());
+        assert!(is_owned_by(&s, &t), "owned through the annotation");
+        let mut other = t.clone();
+        other.metadata.uid = Some("uid-2".into());
+        assert!(!is_owned_by(&s, &other), "another resource does not own it");
+        // Switched to Revoke: still its Secret, which gets its ownerReference back.
+        let revoke = token(SPEC);
+        assert!(is_owned_by(&s, &revoke));
+        let rewritten = render(&revoke, &layout, &record(), "v");
+        assert!(rewritten.metadata.owner_references.is_some());
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub enum WorkspaceError {
         workspace: String,
         namespace: String,
     },
+    #[error(
+        "{0} is being deleted: no new DatabricksToken may start using it (tokens that already use it keep working until they are deleted)"
+    )]
+    Deleting(WorkspaceKey),
     #[error("credential Secret {namespace}/{name} of {workspace} not found")]
     SecretMissing {
         workspace: WorkspaceKey,
@@ -112,6 +116,7 @@ impl WorkspaceError {
         match self {
             WorkspaceError::NotFound(_) => "WorkspaceNotFound",
             WorkspaceError::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
+            WorkspaceError::Deleting(_) => "WorkspaceDeleting",
             WorkspaceError::SecretMissing { .. } => "CredentialSecretMissing",
             WorkspaceError::SecretKeyMissing { .. } => "CredentialKeyMissing",
             WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
@@ -319,6 +324,38 @@ impl Workspaces {
                 self.cluster_at(&ws, host).await
             }
         }
+    }
+
+    /// The workspace to revoke `token`'s tokens through, and whether the token's namespace is
+    /// admitted. Unlike [`Self::for_token`], a namespace that a ClusterDatabricksWorkspace no
+    /// longer admits still gets the workspace: tokens minted while it was admitted must not be
+    /// stranded. The caller then revokes only tokens that carry the resource's own tag.
+    pub async fn for_revocation(
+        &self,
+        token: &DatabricksToken,
+    ) -> Result<(Arc<ResolvedWorkspace>, bool), WorkspaceError> {
+        match self.for_token(token).await {
+            Ok(ws) => Ok((ws, true)),
+            Err(WorkspaceError::NamespaceNotAllowed { .. }) => {
+                let key = Self::key_for(token);
+                let ws = self
+                    .cluster
+                    .get(&ObjectRef::new(&key.name))
+                    .ok_or(WorkspaceError::NotFound(key))?;
+                Ok((self.for_cluster(&ws).await?, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cached workspace objects of both kinds (deletion protection reads them).
+    pub fn stores(
+        &self,
+    ) -> (
+        &Store<DatabricksWorkspace>,
+        &Store<ClusterDatabricksWorkspace>,
+    ) {
+        (&self.namespaced, &self.cluster)
     }
 
     /// A namespaced workspace: its credentials always come from its own namespace.

@@ -1,6 +1,10 @@
 //! Deletion of a `DatabricksToken`, behind the `dbtoken.dev/revoke-tokens` finalizer:
 //! `Revoke` revokes every token of the resource and deletes the Secret; `Retain` leaves both
-//! and detaches the Secret so garbage collection does not take it either.
+//! (a Retain Secret has no ownerReference for garbage collection to follow; one written by an
+//! older version is detached here).
+//!
+//! The workspace and its credential Secret outlive this finalizer (`protection`), so revocation
+//! works whatever was deleted first: the whole namespace, or the workspace before its tokens.
 
 use std::collections::BTreeMap;
 
@@ -11,12 +15,12 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, events, revocation, token::owner_of};
+use super::{Context, Error, events, protection, revocation, token::owner_of};
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::databricks;
 use crate::schedule::EpochMillis;
 use crate::secret::{self, TokenOrigin};
-use crate::workspace::WorkspaceError;
+use crate::workspace::{WorkspaceError, Workspaces};
 
 pub const FINALIZER: &str = "dbtoken.dev/revoke-tokens";
 
@@ -25,9 +29,14 @@ pub fn has_finalizer(token: &DatabricksToken) -> bool {
 }
 
 /// Add the finalizer before the first mint, so no token can outlive its resource unnoticed.
+/// A workspace being deleted waits only for tokens holding this finalizer, so a resource that
+/// has none yet may not start using it.
 pub async fn ensure_finalizer(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
     if has_finalizer(token) {
         return Ok(());
+    }
+    if protection::workspace_deleting(ctx, token) {
+        return Err(WorkspaceError::Deleting(Workspaces::key_for(token)).into());
     }
     let mut finalizers = token.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
@@ -108,11 +117,14 @@ async fn revoke_all(
     ctx: &Context,
     secret: Option<&Secret>,
 ) -> Result<(), Error> {
-    let workspace = match ctx.workspaces.for_token(token).await {
-        Ok(ws) => ws,
-        // With the workspace gone there is nothing to call; blocking deletion forever would not
-        // help anyone. The tokens die at their expiry; the event says so.
-        Err(e @ (WorkspaceError::NotFound(_) | WorkspaceError::NamespaceNotAllowed { .. })) => {
+    // The workspace is still there: its finalizer waits for this one. A namespace a cluster
+    // workspace no longer admits still revokes through it what it minted while admitted.
+    let (workspace, admitted) = match ctx.workspaces.for_revocation(token).await {
+        Ok(found) => found,
+        // Only a workspace deleted before it had the operator's finalizer is gone: there is
+        // nothing to call, and blocking deletion forever would help nobody. The tokens die at
+        // their expiry; the event says so.
+        Err(e @ WorkspaceError::NotFound(_)) => {
             let expiry = token
                 .status
                 .as_ref()
@@ -137,31 +149,34 @@ async fn revoke_all(
     let owner = owner_of(token);
     let uid = token.uid().unwrap_or_default();
     let namespace = token.namespace().unwrap_or_default();
-    // Each id with where it was minted, when the Secret recorded it (status records no origin).
     // Each id with where it was minted and when it expires, as far as the Secret recorded them
-    // (status records neither).
+    // (status records neither). Not admitted any more: only what the token list shows tagged
+    // for this resource, so that ids written into a Secret or status cannot aim the shared
+    // workspace's credentials at tokens this namespace never minted.
     type Known = (Option<TokenOrigin>, Option<EpochMillis>);
     let mut ids: BTreeMap<String, Known> = BTreeMap::new();
-    if let Some(status) = &token.status {
-        ids.extend(status.token_id.clone().map(|id| (id, (None, None))));
-        ids.extend(
-            status
-                .previous_tokens
-                .iter()
-                .map(|p| (p.token_id.clone(), (None, None))),
-        );
-    }
-    if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
-        ids.insert(
-            record.current.token_id,
-            (record.current.origin, record.current.expiry),
-        );
-        ids.extend(
-            record
-                .previous
-                .into_iter()
-                .map(|p| (p.token_id, (p.origin, p.expiry))),
-        );
+    if admitted {
+        if let Some(status) = &token.status {
+            ids.extend(status.token_id.clone().map(|id| (id, (None, None))));
+            ids.extend(
+                status
+                    .previous_tokens
+                    .iter()
+                    .map(|p| (p.token_id.clone(), (None, None))),
+            );
+        }
+        if let Some(record) = secret.and_then(|s| secret::read_record(&s.metadata)) {
+            ids.insert(
+                record.current.token_id,
+                (record.current.origin, record.current.expiry),
+            );
+            ids.extend(
+                record
+                    .previous
+                    .into_iter()
+                    .map(|p| (p.token_id, (p.origin, p.expiry))),
+            );
+        }
     }
     let now = crate::now_millis();
     let snapshot = ctx.inventory.snapshot(&workspace, &owner, now).await?;
@@ -199,7 +214,23 @@ async fn revoke_all(
             }
         }
     }
-    let note = format!("Revoked {revoked} token(s) of this resource (deletionPolicy: Revoke)");
-    events::publish(ctx, token, EventType::Normal, "Revoked", "Delete", note).await;
+    // Count only what this call revoked: a token already gone was not revoked here.
+    let gone = ids.len() - revoked;
+    let (reason, note) = if revoked > 0 {
+        (
+            "Revoked",
+            format!(
+                "Revoked {revoked} token(s) of this resource, {gone} already gone (deletionPolicy: Revoke)"
+            ),
+        )
+    } else {
+        (
+            "NothingToRevoke",
+            format!(
+                "No live token of this resource to revoke, {gone} already gone (deletionPolicy: Revoke)"
+            ),
+        )
+    };
+    events::publish(ctx, token, EventType::Normal, reason, "Delete", note).await;
     Ok(())
 }

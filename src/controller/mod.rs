@@ -9,6 +9,7 @@ mod inventory;
 mod namespace_merge;
 mod own_writes;
 pub mod plan;
+mod protection;
 mod revocation;
 mod rollout;
 mod secret_index;
@@ -76,6 +77,8 @@ pub struct Settings {
 pub struct Context {
     pub kube: kube::Client,
     pub workspaces: Workspaces,
+    /// The token controller's cache, for deletion protection: which tokens still use a workspace.
+    pub tokens: Store<DatabricksToken>,
     /// Managed Secrets, version and token record only: values are read only to be written.
     pub secrets: secret_index::SecretIndex,
     pub inventory: inventory::Inventory,
@@ -192,11 +195,15 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
     if token.meta().deletion_timestamp.is_some() {
         return cleanup::finalize(token, ctx).await;
     }
-    cleanup::ensure_finalizer(token, ctx).await?;
     let ns = token.namespace().unwrap_or_default();
     let name = token.name_any();
     let now = crate::now_millis();
-    match token::sync(token, ctx, now).await {
+    // A refused finalizer (workspace being deleted) is a failure shown in status like any other.
+    let result = async {
+        cleanup::ensure_finalizer(token, ctx).await?;
+        token::sync(token, ctx, now).await
+    };
+    match result.await {
         Ok(synced) => {
             status::write_if_changed(token, ctx, &status::synced(token, &synced, now)).await?;
             let renewal = plan::renewal_of(token, &synced.record);
@@ -386,6 +393,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
+        tokens: token_reader.clone(),
         secrets: secret_index,
         inventory: Default::default(),
         reporter,
@@ -427,7 +435,8 @@ pub async fn run(
     };
 
     let token_controller = Controller::for_stream(tokens, token_reader)
-        .owns_stream(secrets)
+        // Not owns_stream: a Retain Secret has no ownerReference (see watch::secret_owner).
+        .watches_stream(secrets, |s| watch::secret_owner(&s))
         .watches_stream(workspaces, by_namespaced_ws)
         .watches_stream(cluster_workspaces, by_cluster_ws)
         .with_config(controller::Config::default().concurrency(config.concurrency))

@@ -7,9 +7,15 @@ use std::{
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource,
-    runtime::{WatchStreamExt, reflector::Store, watcher},
+    core::PartialObjectMeta,
+    runtime::{
+        WatchStreamExt,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::de::DeserializeOwned;
 
@@ -119,6 +125,28 @@ fn key_of<K: Resource>(obj: &K) -> u64 {
     crate::schedule::seed_of(meta.uid.as_deref().unwrap_or_default())
 }
 
+/// The `DatabricksToken` a managed Secret belongs to: its controller ownerReference, or for a
+/// `Retain` Secret (which has none, see `secret::ANN_OWNER_UID`) the token-name label.
+pub fn secret_owner(
+    secret: &PartialObjectMeta<Secret>,
+) -> Option<ObjectRef<crate::crd::DatabricksToken>> {
+    let meta = &secret.metadata;
+    let namespace = meta.namespace.as_deref()?;
+    let name = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "DatabricksToken")
+        .map(|o| o.name.as_str())
+        .or_else(|| {
+            meta.labels
+                .as_ref()?
+                .get(crate::secret::TOKEN_NAME_LABEL)
+                .map(String::as_str)
+        })?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
 /// A workspace retriggers its tokens when its spec or its readiness changes (a credential fix).
 pub fn workspace_trigger<K: WorkspaceLike>(ws: &K) -> Option<u64> {
     Some(crate::schedule::seed_of(&format!(
@@ -155,7 +183,6 @@ impl WorkspaceLike for ClusterDatabricksWorkspace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Secret;
     use kube::api::ObjectMeta;
 
     fn object(uid: &str, generation: i64) -> Secret {
@@ -186,6 +213,33 @@ mod tests {
             filter.changed(&object("c", 1), |_| None),
             "no trigger value always passes"
         );
+    }
+
+    #[test]
+    fn a_secret_maps_to_its_token_by_reference_or_by_label() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let meta = |owner: Option<&str>, label: Option<&str>| {
+            let mut m = PartialObjectMeta::<Secret>::default();
+            m.metadata.namespace = Some("team-a".into());
+            m.metadata.owner_references = owner.map(|name| {
+                vec![OwnerReference {
+                    kind: "DatabricksToken".into(),
+                    name: name.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            });
+            m.metadata.labels = label
+                .map(|l| [(crate::secret::TOKEN_NAME_LABEL.to_string(), l.to_string())].into());
+            m
+        };
+        let name = |m| secret_owner(&m).map(|r| r.name);
+        assert_eq!(name(meta(Some("a"), Some("a"))).as_deref(), Some("a"));
+        assert_eq!(
+            name(meta(None, Some("retained"))).as_deref(),
+            Some("retained")
+        );
+        assert_eq!(name(meta(None, None)), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Workspace objects get a Ready condition once their credentials authenticate (a who-am-I
-//! call), rechecked periodically and with backoff while failing.
+//! call), rechecked periodically and with backoff while failing. Each reconcile first keeps the
+//! workspace and its credential Secret from being deleted while tokens still revoke through
+//! them (`protection`); a workspace being deleted is only finalized, never checked.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +14,7 @@ use kube::{
 use serde::Serialize;
 use tracing::warn;
 
-use super::{Context, Error, FIELD_MANAGER, watch};
+use super::{Context, Error, FIELD_MANAGER, protection, watch};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
@@ -20,6 +22,10 @@ use crate::crd::{
 use crate::workspace::{ResolvedWorkspace, WorkspaceError};
 
 const RECHECK_READY: Duration = Duration::from_secs(300);
+
+/// Condition type and reason of a workspace whose deletion waits for its tokens.
+pub const DELETING: &str = "Deleting";
+pub const WAITING_FOR_TOKENS: &str = "WaitingForTokens";
 
 pub async fn run(
     kube: kube::Client,
@@ -36,20 +42,36 @@ pub async fn run(
     )
     .reflect(writer)
     .applied_objects()
-    .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    .predicate_filter(spec_or_deletion, Default::default());
     let namespaced = Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // Tokens of a cluster workspace live in every watched namespace.
+    let watched = Arc::new(namespaces.to_vec());
     let cluster = Controller::new(
         Api::<ClusterDatabricksWorkspace>::all(kube),
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown)
-    .run(reconcile_cluster, error_policy, ctx)
+    .run(
+        move |ws, ctx| reconcile_cluster(ws, ctx, watched.clone()),
+        error_policy,
+        ctx,
+    )
     .for_each(|_| future::ready(()));
     futures::join!(namespaced, cluster);
+}
+
+/// A spec change, or the start of deletion (which finalizers turn into an update).
+fn spec_or_deletion(ws: &DatabricksWorkspace) -> Option<u64> {
+    let text = format!(
+        "{:?}/{}",
+        ws.metadata.generation,
+        ws.metadata.deletion_timestamp.is_some()
+    );
+    Some(crate::schedule::seed_of(&text))
 }
 
 /// A workspace found Ready for its current generation is trusted until the next periodic check,
@@ -73,13 +95,22 @@ async fn reconcile_namespaced(
     ws: Arc<DatabricksWorkspace>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if ws.metadata.deletion_timestamp.is_some() {
+        let finalized = protection::finalize(ws.as_ref(), &ctx, &[]).await?;
+        let api: Api<DatabricksWorkspace> =
+            Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
+        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
+    }
+    // A failure to protect (RBAC on the credential Secret, say) must not hide the Ready check:
+    // it is returned after it, and retried with backoff.
+    let protected = protection::protect(ws.as_ref(), &ctx).await;
     let key = format!(
         "ns/{}/{}",
         ws.namespace().unwrap_or_default(),
         ws.name_any()
     );
     if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
-        return Ok(Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
@@ -88,20 +119,27 @@ async fn reconcile_namespaced(
             Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
         write_status(&api, &ws.name_any(), "DatabricksWorkspace", &status).await?;
     }
-    Ok(action)
+    protected.map(|()| action)
 }
 
 async fn reconcile_cluster(
     ws: Arc<ClusterDatabricksWorkspace>,
     ctx: Arc<Context>,
+    watched_namespaces: Arc<Vec<String>>,
 ) -> Result<Action, Error> {
+    if ws.metadata.deletion_timestamp.is_some() {
+        let finalized = protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await?;
+        let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
+        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
+    }
+    let protected = protection::protect(ws.as_ref(), &ctx).await;
     if trust_existing(
         &ctx,
         format!("cluster/{}", ws.name_any()),
         ws.status.as_ref(),
         ws.metadata.generation,
     ) {
-        return Ok(Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
     let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
@@ -109,7 +147,53 @@ async fn reconcile_cluster(
         let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
         write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
     }
-    Ok(action)
+    protected.map(|()| action)
+}
+
+/// A workspace whose deletion waits for its tokens says so in a `Deleting` condition, so that
+/// `kubectl describe` explains why it stays.
+async fn show_deletion<K>(
+    api: &Api<K>,
+    ws: &K,
+    current: Option<&WorkspaceStatus>,
+    finalized: protection::Finalized,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Serialize,
+{
+    let protection::Finalized::Waiting(tokens, delay) = finalized else {
+        return Ok(Action::await_change());
+    };
+    let mut status = current.cloned().unwrap_or_default();
+    let message = format!(
+        "Deleted; waiting for {tokens} DatabricksToken(s) using it to be deleted and their tokens revoked"
+    );
+    let unchanged = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DELETING && c.message == message);
+    if !unchanged {
+        let now = crate::secret::format_time(crate::now_millis());
+        let generation = ws.meta().generation;
+        upsert_condition(
+            &mut status.conditions,
+            Condition::new(
+                DELETING,
+                ConditionStatus::True,
+                WAITING_FOR_TOKENS,
+                message,
+                &now,
+                generation,
+            ),
+        );
+        let kind = K::kind(&()).to_string();
+        write_status(api, &ws.name_any(), &kind, &status).await?;
+    }
+    Ok(Action::requeue(delay))
 }
 
 /// Authenticate once and describe the outcome.

@@ -1,5 +1,6 @@
-//! One real control plane (etcd + kube-apiserver from hack/build-tools.sh) per test process,
-//! and a fresh namespace per test so tests run in parallel without stepping on each other.
+//! One real control plane (etcd + kube-apiserver + kube-controller-manager from
+//! hack/build-tools.sh) per test process, and a fresh namespace per test so tests run in parallel
+//! without stepping on each other.
 //!
 //! ```ignore
 //! let ns = support::cluster::namespace("rotate").await; // TestNamespace { name, client }
@@ -9,14 +10,16 @@
 //! Lifetime: the control plane runs as `hack/control-plane.sh run DIR`, spawned from a thread
 //! that lives as long as the test process, with PR_SET_PDEATHSIG. When the test process exits,
 //! however it exits (success, panic, abort, SIGKILL), the kernel sends the script SIGTERM and its
-//! trap stops etcd and kube-apiserver and deletes DIR. A static destructor or Drop would not run
+//! trap stops every component and deletes DIR. A static destructor or Drop would not run
 //! on abort or SIGKILL, and Rust runs no destructors of statics at all. The signal is tied to the
 //! spawning *thread*, so that thread must never end: it waits on the script for the whole run.
 //!
 //! `DBTOKEN_TEST_KUBECONFIG=path` makes the tests use an existing cluster instead.
 //!
-//! No kube-controller-manager runs: namespaces never finish deleting and owned objects are not
-//! garbage-collected. Tests must not rely on either.
+//! kube-controller-manager runs the namespace, garbage-collector and serviceaccount-token
+//! controllers: a deleted namespace empties and goes away (after objects with finalizers are
+//! released), and objects whose owners are gone are collected, as in a real cluster. Nothing
+//! schedules or runs pods.
 
 #![allow(dead_code)]
 
@@ -61,7 +64,8 @@ impl Cluster {
         &self.kubeconfig
     }
 
-    /// The control plane's state and logs (etcd.log, kube-apiserver.log); empty if external.
+    /// The control plane's state and logs (etcd.log, kube-apiserver.log,
+    /// kube-controller-manager.log); empty if external.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -157,7 +161,10 @@ fn start() -> Result<Cluster, String> {
 /// Build the binaries if missing: a test never skips for want of them.
 fn ensure_binaries() -> Result<(), String> {
     let bin = repo_root().join(".cache/bin");
-    if bin.join("kube-apiserver").exists() && bin.join("etcd").exists() {
+    if ["kube-apiserver", "kube-controller-manager", "etcd"]
+        .iter()
+        .all(|b| bin.join(b).exists())
+    {
         return Ok(());
     }
     eprintln!("control plane binaries missing: running hack/build-tools.sh (cold: ~10 min)");
@@ -169,7 +176,7 @@ fn ensure_binaries() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "hack/build-tools.sh failed ({status}): the tests need kube-apiserver and etcd in .cache/bin"
+            "hack/build-tools.sh failed ({status}): the tests need kube-apiserver, kube-controller-manager and etcd in .cache/bin"
         ))
     }
 }
@@ -179,8 +186,8 @@ pub struct TestNamespace {
     pub client: kube::Client,
 }
 
-/// A namespace of its own for one test, named `{prefix}-{pid}-{n}`. Namespaces are not deleted:
-/// without a kube-controller-manager they would never finish terminating anyway.
+/// A namespace of its own for one test, named `{prefix}-{pid}-{n}`. Namespaces are left in
+/// place: the whole control plane goes when the test process exits.
 pub async fn namespace(prefix: &str) -> TestNamespace {
     let cluster = cluster().await;
     let client = cluster.client().await;
@@ -198,4 +205,21 @@ pub async fn namespace(prefix: &str) -> TestNamespace {
         .await
         .expect("create namespace");
     TestNamespace { name, client }
+}
+
+/// Run the real `kubectl` against the test cluster; returns (succeeded, stdout + stderr).
+pub fn kubectl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", cluster_sync().kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("kubectl on PATH");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -60,9 +60,10 @@ reference. Secrets keep `create` for writes that must not overwrite an existing 
 - apiGroups: [dbtoken.dev]
   resources: [databrickstokens/finalizers]
   verbs: [update]
+# patch: the finalizer that keeps a workspace until its tokens are revoked.
 - apiGroups: [dbtoken.dev]
   resources: [databricksworkspaces]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [dbtoken.dev]
   resources: [databricksworkspaces/status]
   verbs: [patch]
@@ -80,7 +81,7 @@ reference. Secrets keep `create` for writes that must not overwrite an existing 
 {{- define "dbtoken.clusterWorkspaceRules" -}}
 - apiGroups: [dbtoken.dev]
   resources: [clusterdatabricksworkspaces]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [dbtoken.dev]
   resources: [clusterdatabricksworkspaces/status]
   verbs: [patch]
