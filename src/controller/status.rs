@@ -6,7 +6,10 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use super::{Context, Error, FIELD_MANAGER, plan, token::Synced};
+use super::{
+    Context, Error, FIELD_MANAGER, plan,
+    token::{Failed, Synced},
+};
 use crate::crd::{
     Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
     find_condition, upsert_condition,
@@ -96,9 +99,15 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     status
 }
 
-/// Status after a failed sync: Degraded with the reason; still Ready while the Secret's token lives.
-pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> DatabricksTokenStatus {
-    let mut status = token.status.clone().unwrap_or_default();
+/// Status after a failed sync: Degraded with the reason. Ready stays True only while the
+/// Secret serves a token that has not expired; what the sync completed before failing (a
+/// rotation) is recorded first.
+pub fn failed(token: &DatabricksToken, failed: &Failed, now: EpochMillis) -> DatabricksTokenStatus {
+    let mut status = match &failed.partial {
+        Some(partial) => synced(token, partial, now),
+        None => token.status.clone().unwrap_or_default(),
+    };
+    let error = &failed.error;
     let generation = token.metadata.generation;
     let now_text = format_time(now);
     let reason = error.reason();
@@ -107,10 +116,10 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
         .expiry_time
         .as_deref()
         .and_then(crate::secret::parse_time)
-        .is_some_and(|expiry| expiry > now)
+        .is_none_or(|expiry| expiry > now)
         && status.token_id.is_some();
     let c = &mut status.conditions;
-    if !token_alive {
+    if !plan::ready_after_failure(failed.secret_serves, token_alive) {
         upsert_condition(
             c,
             Condition::new(
@@ -155,6 +164,20 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
         ),
     );
     status
+}
+
+/// Whether the status says Ready=True.
+pub fn is_ready(status: &DatabricksTokenStatus) -> bool {
+    find_condition(&status.conditions, READY).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+/// Whether a failure differs from the one already reported (worth an event).
+pub fn failure_is_news(before: Option<&DatabricksTokenStatus>, after: &DatabricksTokenStatus) -> bool {
+    let degraded = |s: &DatabricksTokenStatus| {
+        find_condition(&s.conditions, DEGRADED)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    before.and_then(degraded) != degraded(after)
 }
 
 /// Write `desired` unless it equals what the object already has (and nothing else touched it).

@@ -11,7 +11,7 @@ use databricks_client::CreateTokenRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{controller::Action, events::EventType},
 };
 use tracing::{info, warn};
@@ -21,7 +21,7 @@ use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenRecord};
-use crate::workspace::ResolvedWorkspace;
+use crate::workspace::{ResolvedWorkspace, WorkspaceKey, Workspaces};
 
 /// What a successful sync leaves behind, for status and the next wake-up.
 pub struct Synced {
@@ -33,17 +33,90 @@ pub struct Synced {
     pub next_verification: EpochMillis,
 }
 
-/// Bring the Secret and Databricks in line with the spec.
+/// A sync that failed: the error, what is known of the Secret, and what the sync completed
+/// before the failure (a rotation is recorded in status even when a later step fails).
+pub struct Failed {
+    pub error: Error,
+    /// Whether the Secret still serves a working token; None when the sync did not get far
+    /// enough to know.
+    pub secret_serves: Option<bool>,
+    pub partial: Option<Synced>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            secret_serves: None,
+            partial: None,
+        }
+    }
+}
+
+/// Bring the Secret and Databricks in line with the spec. Every call to Databricks passes the
+/// workspace's shared backoff first; the outcome is reported back to it.
 pub async fn sync(
     token: &DatabricksToken,
     ctx: &Context,
     now: EpochMillis,
-) -> Result<Synced, Error> {
+) -> Result<Synced, Failed> {
+    let key = Workspaces::key_for(token);
+    let mut gate = Gate {
+        key: &key,
+        entered: false,
+    };
+    let result = sync_inner(token, ctx, now, &mut gate).await;
+    if gate.entered {
+        match &result {
+            Err(f) if f.error.is_workspace_failure() => {
+                ctx.workspace_backoff.failed(
+                    &key,
+                    crate::now_millis(),
+                    f.error.retry_after(),
+                    &f.error.reason(),
+                    &f.error.to_string(),
+                );
+            }
+            _ => ctx.workspace_backoff.succeeded(&key),
+        }
+    }
+    result
+}
+
+/// Passage to one workspace's API for one reconcile.
+struct Gate<'a> {
+    key: &'a WorkspaceKey,
+    entered: bool,
+}
+
+impl Gate<'_> {
+    fn enter(&mut self, ctx: &Context, now: EpochMillis) -> Result<(), Error> {
+        if self.entered {
+            return Ok(());
+        }
+        ctx.workspace_backoff
+            .enter(self.key, now)
+            .map_err(|b| Error::WorkspaceBackingOff {
+                reason: b.reason,
+                message: b.message,
+                until: b.until,
+            })?;
+        self.entered = true;
+        Ok(())
+    }
+}
+
+async fn sync_inner(
+    token: &DatabricksToken,
+    ctx: &Context,
+    now: EpochMillis,
+    gate: &mut Gate<'_>,
+) -> Result<Synced, Failed> {
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let namespace = token
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let workspace = ctx.workspaces.for_token(token).await?;
+    let workspace = ctx.workspaces.for_token(token).await.map_err(Error::from)?;
     let owner = owner_of(token);
     let name = secret::secret_name(token);
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
@@ -81,24 +154,51 @@ pub async fn sync(
                 .map_err(Error::kube("read Secret"))?;
             if let Some(s) = &live {
                 if !secret::is_owned_by(s, token) {
-                    return Err(Error::SecretConflict { name });
+                    return Err(conflict(name));
                 }
                 secret_version = s.resource_version();
             }
             plan::observe(live.as_ref(), &token.spec.secret.token_key)
         }
     };
+    // Whether the Secret exists, so a write must find it as it was read (or absent).
+    let mut secret_exists = !read_whole || live.is_some();
     let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-    // A renamed Secret: carry the token over from the old one instead of minting.
+    // A renamed Secret: carry the token over from the old one instead of minting, and delete the
+    // old one once the new one holds the token (also when a crash came between the two).
+    let recorded_name = token.status.as_ref().and_then(|s| s.secret_name.as_deref());
     let mut renamed_from = None;
-    if observed.record.is_none()
-        && let Some(old) = moved_secret(token, &secrets, &name).await?
+    if let Some(old_name) = plan::renamed_from(recorded_name, &name)
+        && let Some(old) = owned_secret(token, &secrets, old_name).await?
     {
-        let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
-        if old_observed.value.is_some() {
-            observed = old_observed;
-            reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-            renamed_from = old.metadata.name.clone();
+        if observed.record.is_none() {
+            let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
+            if old_observed.value.is_some() {
+                observed = old_observed;
+                reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+            }
+        }
+        renamed_from = Some(old_name.to_string());
+    }
+
+    // Someone keeps taking the token out of the Secret: replacements are budgeted.
+    if let Some(r) = reason
+        && plan::is_replacement(r)
+    {
+        let recent = ctx.replacements(&uid);
+        if let Some(until) = plan::next_replacement_at(&recent, now) {
+            return Err(Failed {
+                error: Error::ReplacementsExhausted {
+                    name,
+                    changed_by: live
+                        .as_ref()
+                        .and_then(|l| plan::who_changed(l, FIELD_MANAGER)),
+                    count: recent.len(),
+                    until,
+                },
+                secret_serves: Some(false),
+                partial: None,
+            });
         }
     }
 
@@ -107,7 +207,21 @@ pub async fn sync(
     let unknown_mints =
         reason.is_some() && ctx.unknown_mints_possible(token, cleanup::has_finalizer(token));
     let verify = uncertain_create || unknown_mints || ctx.verification_due(&uid, now);
+    let revocations_due = observed
+        .record
+        .as_ref()
+        .is_some_and(|r| r.has_revocations_due(now));
+    let serves = |reason| Some(plan::secret_serves(reason));
+    if verify || reason.is_some() || revocations_due {
+        gate.enter(ctx, now).map_err(|error| Failed {
+            error,
+            secret_serves: serves(reason),
+            partial: None,
+        })?;
+    }
     let mut snapshot = None;
+    // A failed list does not hold up a rotation that is due: it is reported afterwards.
+    let mut later_error = None;
     if verify {
         // Fresh enough to contain the current token, and recent: shared by a fleet verifying
         // at once, yet never so old that an outside revocation goes unseen. After an uncertain
@@ -125,20 +239,25 @@ pub async fn sync(
         } else {
             created.max(recent)
         };
-        let snap = ctx
+        match ctx
             .inventory
             .snapshot(&workspace, &owner, not_before)
-            .await?;
-        if reason.is_none()
-            && let Some(record) = &observed.record
-            && !snap
-                .tokens
-                .iter()
-                .any(|t| t.token_id == record.current.token_id)
+            .await
         {
-            reason = Some(plan::RotationReason::RevokedOutside);
+            Ok(snap) => {
+                if reason.is_none()
+                    && let Some(record) = &observed.record
+                    && !snap
+                        .tokens
+                        .iter()
+                        .any(|t| t.token_id == record.current.token_id)
+                {
+                    reason = Some(plan::RotationReason::RevokedOutside);
+                }
+                snapshot = Some(snap);
+            }
+            Err(e) => later_error = Some(e),
         }
-        snapshot = Some(snap);
     }
 
     let mut record = observed.record.clone();
@@ -146,28 +265,49 @@ pub async fn sync(
     let mut rotated_at = None;
     let mut secret_written = false;
     if let Some(reason) = reason {
+        let failed = |error| Failed {
+            error,
+            secret_serves: serves(Some(reason)),
+            partial: None,
+        };
         let (new_record, new_value) =
-            rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
+            rotate(token, ctx, &workspace, &owner, &observed, reason, now)
+                .await
+                .map_err(failed)?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
-        let written = match apply_secret(ctx, &secrets, &desired).await {
+        let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
+        let written = match write_secret(token, ctx, &secrets, desired, expected).await {
             Ok(version) => version,
             Err(e) => {
                 // Nobody will ever see this token: take it back now (the sweep covers a failure
                 // here).
                 let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id)
                     .await;
-                return Err(e);
+                return Err(match e {
+                    WriteError::Taken => conflict(name),
+                    WriteError::Kube(e) => failed(e),
+                });
             }
         };
         secret_written = true;
+        secret_exists = true;
         secret_version = written;
+        if plan::is_replacement(reason) {
+            ctx.record_replacement(&uid, now);
+        }
         announce_rotation(token, ctx, reason, &new_record).await;
         rollout::restart_targets(token, ctx, now).await;
         record = Some(new_record);
         value = Some(new_value);
         rotated_at = Some(now);
     }
-    let mut record = record.ok_or(Error::MissingField("token record"))?;
+    let Some(mut record) = record else {
+        return Err(Failed {
+            error: later_error.unwrap_or(Error::MissingField("token record")),
+            secret_serves: serves(reason),
+            partial: None,
+        });
+    };
 
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
@@ -176,6 +316,9 @@ pub async fn sync(
 
     let (revoked_any, revoke_error) =
         revoke_due(token, ctx, &workspace, &owner, &mut record, now).await;
+    if later_error.is_none() {
+        later_error = revoke_error;
+    }
 
     // Rewrite after a revocation, or when the Secret read whole differs from what it should be.
     if revoked_any || (read_whole && !secret_written) {
@@ -185,26 +328,49 @@ pub async fn sync(
             .as_ref()
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
         if revoked_any || drifted {
-            secret_version = apply_secret(ctx, &secrets, &desired).await?;
+            let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
+            match write_secret(token, ctx, &secrets, desired, expected).await {
+                Ok(version) => secret_version = version,
+                Err(WriteError::Taken) => return Err(conflict(name)),
+                Err(WriteError::Kube(e)) => {
+                    later_error.get_or_insert(e);
+                }
+            }
         }
     }
-    if let Some(e) = revoke_error {
-        return Err(e);
-    }
-    if let Some(old) = renamed_from {
-        secrets
-            .delete(&old, &DeleteParams::default())
-            .await
-            .map_err(Error::kube("delete renamed Secret"))?;
+    if later_error.is_none()
+        && let Some(old) = renamed_from
+    {
+        match secrets.delete(&old, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => later_error = Some(Error::kube("delete renamed Secret")(e)),
+        }
     }
 
-    Ok(Synced {
+    let synced = Synced {
         record,
         secret_name: name,
         secret_version,
         rotated_at,
         next_verification: ctx.next_verification(&uid, now),
-    })
+    };
+    match later_error {
+        None => Ok(synced),
+        Some(error) => Err(Failed {
+            error,
+            secret_serves: Some(true),
+            partial: Some(synced),
+        }),
+    }
+}
+
+fn conflict(name: String) -> Failed {
+    Failed {
+        error: Error::SecretConflict { name },
+        secret_serves: Some(false),
+        partial: None,
+    }
 }
 
 /// The requeue delay after a successful sync.
@@ -350,42 +516,80 @@ fn old_current(
     ))
 }
 
-/// An owned Secret under the name status last recorded, when the spec now names another.
-async fn moved_secret(
+/// The Secret `name`, if this resource owns it.
+async fn owned_secret(
     token: &DatabricksToken,
     secrets: &Api<Secret>,
     name: &str,
 ) -> Result<Option<Secret>, Error> {
-    let Some(old_name) = token.status.as_ref().and_then(|s| s.secret_name.clone()) else {
-        return Ok(None);
-    };
-    if old_name == name {
-        return Ok(None);
-    }
     let old = secrets
-        .get_opt(&old_name)
+        .get_opt(name)
         .await
         .map_err(Error::kube("read previous Secret"))?;
     Ok(old.filter(|s| secret::is_owned_by(s, token)))
 }
 
-/// Server-side apply of the whole Secret; returns its new resourceVersion.
-async fn apply_secret(
+/// Why a Secret write did not happen.
+enum WriteError {
+    /// The Secret was created or replaced by someone else since it was read.
+    Taken,
+    Kube(Error),
+}
+
+/// Write the whole Secret, only if it is still as it was read: created when it was absent
+/// (never over a Secret someone created meanwhile), applied at the version read otherwise.
+/// Returns its new resourceVersion.
+async fn write_secret(
+    token: &DatabricksToken,
     ctx: &Context,
     secrets: &Api<Secret>,
-    desired: &Secret,
-) -> Result<Option<String>, Error> {
+    mut desired: Secret,
+    expected: plan::ExpectedSecret,
+) -> Result<Option<String>, WriteError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let written = secrets
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(desired),
-        )
-        .await
-        .map_err(Error::kube("write Secret"))?;
-    ctx.own_writes.record(&written);
-    Ok(written.resource_version())
+    let result = match expected {
+        plan::ExpectedSecret::Absent => {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
+            secrets.create(&params, &desired).await
+        }
+        plan::ExpectedSecret::AtVersion(version) => {
+            desired.metadata.resource_version = version;
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+        }
+    };
+    match result {
+        Ok(written) => {
+            ctx.own_writes.record(&written);
+            Ok(written.resource_version())
+        }
+        // Created by someone else meanwhile, or changed since it was read: whose it is now,
+        // the next reconcile reads again (a Secret of someone else is never written).
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let foreign = secrets
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|live| !secret::is_owned_by(&live, token));
+            if foreign {
+                Err(WriteError::Taken)
+            } else {
+                Err(WriteError::Kube(Error::kube("write Secret")(
+                    kube::Error::Api(s),
+                )))
+            }
+        }
+        Err(e) => Err(WriteError::Kube(Error::kube("write Secret")(e))),
+    }
 }
 
 async fn announce_rotation(
