@@ -96,7 +96,10 @@ async fn a_secret_created_during_a_mint_is_not_overwritten() {
     w.create_token("shared", spec("1h")).await;
     // The finalizer comes before the Secret is read and the (slow) create is sent.
     w.wait_token("shared", "finalizer", |t| {
-        t.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+        t.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| !f.is_empty())
     })
     .await;
     w.create_secret("shared", &[("token", "the user's own value")])
@@ -114,7 +117,11 @@ async fn a_secret_created_during_a_mint_is_not_overwritten() {
         Some("the user's own value")
     );
     assert!(
-        secret.metadata.owner_references.unwrap_or_default().is_empty(),
+        secret
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
         "the user's Secret must not be taken over"
     );
     assert_eq!(
@@ -368,4 +375,34 @@ async fn a_failing_proxy_is_retried_with_backoff_and_a_readable_message() {
             "the proxy's page leaked into the message: {message:?}"
         );
     }
+}
+
+/// 2.5's create-only write must not cost the Secret's later rewrites their precision: keys the
+/// spec no longer asks for are removed.
+#[tokio::test]
+async fn keys_dropped_from_the_spec_leave_the_created_secret() {
+    let mut w = World::new("ready-keys").await;
+    w.start_operator();
+    w.create_token("keys", spec("1h")).await;
+    w.wait_ready("keys").await;
+    assert!(w.secret_value("keys", "DATABRICKS_TOKEN").await.is_some());
+    w.tokens()
+        .patch(
+            "keys",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"secret": {"envKeys": false, "tokenKey": "pat"}}})),
+        )
+        .await
+        .expect("change keys");
+    let secrets = w.secrets();
+    let keys = eventually("only the new keys", WAIT, || {
+        let secrets = secrets.clone();
+        async move {
+            let s = secrets.get("keys").await.ok()?;
+            let keys: Vec<String> = s.data?.into_keys().collect();
+            (keys == ["host", "pat"]).then_some(keys)
+        }
+    })
+    .await;
+    assert_eq!(keys, ["host", "pat"]);
 }

@@ -242,7 +242,11 @@ mod tests {
         let waiting = b.enter(&"w", next).unwrap_err();
         assert_eq!(waiting.until, next + PROBE_WAIT);
         let after = b.failed(&"w", next, None, "R", "m");
-        assert!(after - next >= 2 * S, "the second step doubles: {}", after - next);
+        assert!(
+            after - next >= 2 * S,
+            "the second step doubles: {}",
+            after - next
+        );
         // A probe that never reported back does not block for ever.
         assert_eq!(b.enter(&"w", after), Ok(()));
         assert_eq!(b.enter(&"w", after + PROBE_TIMEOUT), Ok(()));

@@ -120,9 +120,8 @@ impl Error {
     /// When the next attempt is scheduled regardless of backoff (a workspace's or a budget's).
     pub fn wait_until(&self) -> Option<EpochMillis> {
         match self {
-            Error::WorkspaceBackingOff { until, .. } | Error::ReplacementsExhausted { until, .. } => {
-                Some(*until)
-            }
+            Error::WorkspaceBackingOff { until, .. }
+            | Error::ReplacementsExhausted { until, .. } => Some(*until),
             _ => None,
         }
     }

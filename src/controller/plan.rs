@@ -1,6 +1,9 @@
 //! Deciding, from the Secret and the spec alone, whether a token must be replaced now.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry},
+};
 use kube::ResourceExt;
 
 use crate::crd::{DatabricksToken, DatabricksTokenSpec};
@@ -284,6 +287,89 @@ pub fn expected_secret(exists: bool, version: Option<&str>) -> ExpectedSecret {
         ExpectedSecret::AtVersion(version.map(str::to_string))
     } else {
         ExpectedSecret::Absent
+    }
+}
+
+/// A Secret the operator created (POST) has its fields recorded under an "Update" entry, which
+/// server-side apply never removes fields of. Before an apply that drops a key, label or
+/// annotation, that entry is turned into the operator's "Apply" entry (merged with it when both
+/// exist). Returns the managedFields to write, or None when nothing is to be dropped or there is
+/// nothing to convert.
+pub fn adopt_created_fields(
+    live: &Secret,
+    desired: &Secret,
+    manager: &str,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let entries = live.metadata.managed_fields.as_ref()?;
+    let ours = |m: &ManagedFieldsEntry, op: &str| {
+        m.manager.as_deref() == Some(manager) && m.operation.as_deref() == Some(op)
+    };
+    let created = entries.iter().find(|m| ours(m, "Update"))?;
+    if !drops_something(live, desired) {
+        return None;
+    }
+    let created_fields = created.fields_v1.as_ref().map(|f| f.0.clone());
+    let mut out: Vec<ManagedFieldsEntry> = Vec::with_capacity(entries.len());
+    let mut merged = false;
+    for m in entries {
+        if ours(m, "Update") {
+            continue;
+        }
+        let mut m = m.clone();
+        if ours(&m, "Apply") {
+            let mut fields = m
+                .fields_v1
+                .map(|f| f.0)
+                .unwrap_or_else(|| serde_json::json!({}));
+            if let Some(extra) = &created_fields {
+                merge_fields(&mut fields, extra);
+            }
+            m.fields_v1 = Some(FieldsV1(fields));
+            merged = true;
+        }
+        out.push(m);
+    }
+    if !merged {
+        out.push(ManagedFieldsEntry {
+            operation: Some("Apply".into()),
+            ..created.clone()
+        });
+    }
+    Some(out)
+}
+
+/// Whether `live` has a data key, label or annotation that `desired` does not.
+fn drops_something(live: &Secret, desired: &Secret) -> bool {
+    fn extra<V, W>(
+        live: Option<&std::collections::BTreeMap<String, V>>,
+        want: Option<&std::collections::BTreeMap<String, W>>,
+    ) -> bool {
+        live.into_iter()
+            .flatten()
+            .any(|(k, _)| !want.is_some_and(|w| w.contains_key(k)))
+    }
+    extra(live.data.as_ref(), desired.data.as_ref())
+        || extra(
+            live.metadata.labels.as_ref(),
+            desired.metadata.labels.as_ref(),
+        )
+        || extra(
+            live.metadata.annotations.as_ref(),
+            desired.metadata.annotations.as_ref(),
+        )
+}
+
+/// Union of two fieldsV1 trees.
+fn merge_fields(into: &mut serde_json::Value, from: &serde_json::Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in from {
+            match into.get_mut(k) {
+                Some(existing) => merge_fields(existing, v),
+                None => {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        }
     }
 }
 
@@ -606,14 +692,10 @@ mod tests {
 
     #[test]
     fn the_last_writer_of_the_data_other_than_the_operator_is_named() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-            FieldsV1, ManagedFieldsEntry, Time,
-        };
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
         let entry = |manager: &str, secs: i64, fields: serde_json::Value| ManagedFieldsEntry {
             manager: Some(manager.into()),
-            time: Some(Time(
-                jiff::Timestamp::from_second(secs).unwrap(),
-            )),
+            time: Some(Time(jiff::Timestamp::from_second(secs).unwrap())),
             fields_v1: Some(FieldsV1(fields)),
             ..ManagedFieldsEntry::default()
         };
@@ -647,5 +729,95 @@ mod tests {
             ExpectedSecret::AtVersion(Some("3".into()))
         );
         assert_eq!(expected_secret(true, None), ExpectedSecret::AtVersion(None));
+    }
+
+    mod adopt {
+        use super::*;
+        use k8s_openapi::ByteString;
+        use serde_json::json;
+
+        fn entry(manager: &str, op: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+            ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(op.into()),
+                fields_v1: Some(FieldsV1(fields)),
+                ..ManagedFieldsEntry::default()
+            }
+        }
+
+        fn secret(keys: &[&str], managed: Vec<ManagedFieldsEntry>) -> Secret {
+            let mut s = Secret::default();
+            s.data = Some(
+                keys.iter()
+                    .map(|k| (k.to_string(), ByteString(vec![])))
+                    .collect(),
+            );
+            s.metadata.managed_fields = Some(managed);
+            s
+        }
+
+        #[test]
+        fn nothing_dropped_needs_no_write() {
+            let live = secret(
+                &["a"],
+                vec![entry("op", "Update", json!({"f:data": {"f:a": {}}}))],
+            );
+            assert_eq!(
+                adopt_created_fields(&live, &secret(&["a", "b"], vec![]), "op"),
+                None
+            );
+        }
+
+        #[test]
+        fn a_secret_applied_all_along_needs_no_write() {
+            let live = secret(
+                &["a"],
+                vec![entry("op", "Apply", json!({"f:data": {"f:a": {}}}))],
+            );
+            assert_eq!(
+                adopt_created_fields(&live, &secret(&[], vec![]), "op"),
+                None
+            );
+        }
+
+        #[test]
+        fn the_create_entry_becomes_the_apply_entry() {
+            let others = entry("kubectl", "Update", json!({"f:metadata": {}}));
+            let live = secret(
+                &["a", "b"],
+                vec![
+                    entry("op", "Update", json!({"f:data": {"f:a": {}, "f:b": {}}})),
+                    others.clone(),
+                ],
+            );
+            let out = adopt_created_fields(&live, &secret(&["a"], vec![]), "op").unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    others,
+                    entry("op", "Apply", json!({"f:data": {"f:a": {}, "f:b": {}}}))
+                ]
+            );
+        }
+
+        #[test]
+        fn both_entries_merge_into_the_apply_entry() {
+            let live = secret(
+                &["a", "b", "c"],
+                vec![
+                    entry("op", "Update", json!({"f:data": {"f:a": {}, "f:b": {}}})),
+                    entry("op", "Apply", json!({"f:data": {"f:c": {}}, "f:type": {}})),
+                ],
+            );
+            let out = adopt_created_fields(&live, &secret(&["a"], vec![]), "op").unwrap();
+            assert_eq!(
+                out,
+                vec![entry(
+                    "op",
+                    "Apply",
+                    json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}, "f:type": {}})
+                )]
+            );
+        }
     }
 }

@@ -172,7 +172,10 @@ pub fn is_ready(status: &DatabricksTokenStatus) -> bool {
 }
 
 /// Whether a failure differs from the one already reported (worth an event).
-pub fn failure_is_news(before: Option<&DatabricksTokenStatus>, after: &DatabricksTokenStatus) -> bool {
+pub fn failure_is_news(
+    before: Option<&DatabricksTokenStatus>,
+    after: &DatabricksTokenStatus,
+) -> bool {
     let degraded = |s: &DatabricksTokenStatus| {
         find_condition(&s.conditions, DEGRADED)
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))

@@ -239,11 +239,7 @@ async fn sync_inner(
         } else {
             created.max(recent)
         };
-        match ctx
-            .inventory
-            .snapshot(&workspace, &owner, not_before)
-            .await
-        {
+        match ctx.inventory.snapshot(&workspace, &owner, not_before).await {
             Ok(snap) => {
                 if reason.is_none()
                     && let Some(record) = &observed.record
@@ -276,7 +272,9 @@ async fn sync_inner(
                 .map_err(failed)?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
         let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
-        let written = match write_secret(token, ctx, &secrets, desired, expected).await {
+        let written = match write_secret(token, ctx, &secrets, desired, expected, live.as_ref())
+            .await
+        {
             Ok(version) => version,
             Err(e) => {
                 // Nobody will ever see this token: take it back now (the sweep covers a failure
@@ -329,7 +327,9 @@ async fn sync_inner(
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
         if revoked_any || drifted {
             let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
-            match write_secret(token, ctx, &secrets, desired, expected).await {
+            // What was read is stale once this sync wrote the Secret.
+            let read = live.as_ref().filter(|_| !secret_written);
+            match write_secret(token, ctx, &secrets, desired, expected, read).await {
                 Ok(version) => secret_version = version,
                 Err(WriteError::Taken) => return Err(conflict(name)),
                 Err(WriteError::Kube(e)) => {
@@ -545,6 +545,7 @@ async fn write_secret(
     secrets: &Api<Secret>,
     mut desired: Secret,
     expected: plan::ExpectedSecret,
+    live: Option<&Secret>,
 ) -> Result<Option<String>, WriteError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     let result = match expected {
@@ -555,7 +556,14 @@ async fn write_secret(
             };
             secrets.create(&params, &desired).await
         }
-        plan::ExpectedSecret::AtVersion(version) => {
+        plan::ExpectedSecret::AtVersion(mut version) => {
+            if let Some(live) = live
+                && let Some(managed) = plan::adopt_created_fields(live, &desired, FIELD_MANAGER)
+            {
+                version = adopt_fields(secrets, &name, managed, version)
+                    .await
+                    .map_err(WriteError::Kube)?;
+            }
             desired.metadata.resource_version = version;
             secrets
                 .patch(
@@ -590,6 +598,31 @@ async fn write_secret(
         }
         Err(e) => Err(WriteError::Kube(Error::kube("write Secret")(e))),
     }
+}
+
+/// Hand the fields the operator's create recorded to its server-side apply (see
+/// `plan::adopt_created_fields`), at the version read. Returns the new version.
+async fn adopt_fields(
+    secrets: &Api<Secret>,
+    name: &str,
+    managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
+    version: Option<String>,
+) -> Result<Option<String>, Error> {
+    let patch = serde_json::json!({
+        "metadata": {"managedFields": managed, "resourceVersion": version}
+    });
+    let patched = secrets
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube("adopt Secret fields"))?;
+    Ok(patched.resource_version())
 }
 
 async fn announce_rotation(

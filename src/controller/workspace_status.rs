@@ -172,12 +172,8 @@ async fn check(
         }
         Err((reason, message)) => {
             let delay = match wait_until {
-                Some(at) => Duration::from_millis(
-                    (at - crate::now_millis()).max(0) as u64 + 100,
-                ),
-                None => ctx
-                    .backoff
-                    .next_delay(&format!("{reason}/{message}"), None),
+                Some(at) => Duration::from_millis((at - crate::now_millis()).max(0) as u64 + 100),
+                None => ctx.backoff.next_delay(&format!("{reason}/{message}"), None),
             }
             .min(RECHECK_READY);
             (

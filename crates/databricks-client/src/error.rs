@@ -190,7 +190,10 @@ fn not_an_api_answer(status: u16, body: &str) -> String {
     if looks_html {
         return match html_title(text) {
             Some(title) if !title.is_empty() => {
-                format!("HTTP {status} {phrase} (HTML page from a proxy: {})", short(&title))
+                format!(
+                    "HTTP {status} {phrase} (HTML page from a proxy: {})",
+                    short(&title)
+                )
             }
             _ => format!("HTTP {status} {phrase} (HTML page from a proxy)"),
         };
@@ -444,7 +447,10 @@ mod tests {
             e.to_string(),
             "BAD_GATEWAY (HTTP 502): HTTP 502 Bad Gateway (HTML page from a proxy: 502 Bad Gateway)"
         );
-        let untitled = map(503, "<html><body><p>down\r\nfor maintenance</p></body></html>");
+        let untitled = map(
+            503,
+            "<html><body><p>down\r\nfor maintenance</p></body></html>",
+        );
         assert_eq!(
             untitled.to_string(),
             "TEMPORARILY_UNAVAILABLE (HTTP 503): HTTP 503 Service Unavailable (HTML page from a proxy)"
