@@ -361,6 +361,7 @@ async fn a_failing_proxy_is_retried_with_backoff_and_a_readable_message() {
     let before = w.emulator.stats().total_requests();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let calls = w.emulator.stats().total_requests() - before;
+    eprintln!("{calls} calls in 30 s to a failing proxy");
     assert!(
         calls <= 10,
         "{calls} calls in 30 s to a workspace that fails every call"
@@ -405,4 +406,62 @@ async fn keys_dropped_from_the_spec_leave_the_created_secret() {
     })
     .await;
     assert_eq!(keys, ["host", "pat"]);
+}
+
+/// 2.13: a host whose connections die at once (nothing listening behind a load balancer):
+/// connection attempts decay with backoff too, for all the workspace's tokens together.
+#[tokio::test]
+async fn an_unreachable_workspace_is_retried_with_backoff() {
+    let mut w = World::new("ready-dead").await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let attempts = attempts.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+    }
+    let ws: databricks_token_operator::crd::DatabricksWorkspace = serde_json::from_value(json!({
+        "apiVersion": "dbtoken.dev/v1alpha1",
+        "kind": "DatabricksWorkspace",
+        "metadata": {"name": "dead"},
+        "spec": {"host": format!("http://{addr}"), "auth": {"pat": {"secretRef": {"name": "databricks-admin"}}}},
+    }))
+    .expect("workspace");
+    Api::<databricks_token_operator::crd::DatabricksWorkspace>::namespaced(
+        w.ns.client.clone(),
+        &w.ns.name,
+    )
+    .create(&PostParams::default(), &ws)
+    .await
+    .expect("create workspace");
+    w.start_operator();
+    for name in ["a", "b", "c"] {
+        w.create_token(
+            name,
+            json!({"workspaceRef": {"name": "dead"}, "lifetime": "1h"}),
+        )
+        .await;
+    }
+    for name in ["a", "b", "c"] {
+        let t = w
+            .wait_token(name, "Degraded", |t| condition_is(t, "Degraded", "True"))
+            .await;
+        let (reason, _) = condition_reason(&t, "Degraded").expect("Degraded");
+        assert_eq!(reason, "TRANSPORT");
+    }
+
+    // A measuring window, not a synchronisation.
+    let before = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = attempts.load(std::sync::atomic::Ordering::SeqCst) - before;
+    eprintln!("{during} connection attempts in 30 s");
+    assert!(
+        during <= 10,
+        "{during} connection attempts in 30 s to a workspace that never answers"
+    );
 }

@@ -38,7 +38,8 @@ pub enum Error {
     MissingField(&'static str),
 
     /// An earlier call to the workspace failed; its backoff keeps this one from being sent.
-    #[error("{message} (workspace failing; calls resume with backoff)")]
+    /// Shown as that failure, so waiting and probing resources report the same words.
+    #[error("{message}")]
     WorkspaceBackingOff {
         reason: String,
         message: String,

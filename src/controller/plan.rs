@@ -746,12 +746,14 @@ mod tests {
         }
 
         fn secret(keys: &[&str], managed: Vec<ManagedFieldsEntry>) -> Secret {
-            let mut s = Secret::default();
-            s.data = Some(
-                keys.iter()
-                    .map(|k| (k.to_string(), ByteString(vec![])))
-                    .collect(),
-            );
+            let mut s = Secret {
+                data: Some(
+                    keys.iter()
+                        .map(|k| (k.to_string(), ByteString(vec![])))
+                        .collect(),
+                ),
+                ..Secret::default()
+            };
             s.metadata.managed_fields = Some(managed);
             s
         }

@@ -178,7 +178,7 @@ pub fn failure_is_news(
 ) -> bool {
     let degraded = |s: &DatabricksTokenStatus| {
         find_condition(&s.conditions, DEGRADED)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .map(|c| (c.status, c.reason.clone(), c.message.clone()))
     };
     before.and_then(degraded) != degraded(after)
 }
@@ -215,4 +215,120 @@ async fn write(
     .await
     .map_err(Error::kube("write status"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::DatabricksTokenSpec;
+    use crate::secret::{CurrentToken, TokenRecord};
+
+    const NOW: EpochMillis = 1_700_000_000_000;
+    const HOUR: EpochMillis = 3_600_000;
+
+    /// A resource whose status says Ready with token `old`, expiring in an hour.
+    fn ready_token() -> DatabricksToken {
+        let spec: DatabricksTokenSpec =
+            serde_yaml::from_str("workspaceRef: {name: ws}\nlifetime: 3h\n").unwrap();
+        let mut t = DatabricksToken::new("t", spec);
+        t.metadata.generation = Some(1);
+        let synced = synced_with("old", NOW - HOUR);
+        t.status = Some(synced_status(&t, &synced));
+        t
+    }
+
+    fn synced_with(id: &str, creation: EpochMillis) -> Synced {
+        Synced {
+            record: TokenRecord {
+                current: CurrentToken {
+                    token_id: id.into(),
+                    creation,
+                    expiry: Some(creation + 2 * HOUR),
+                    value_digest: "d".into(),
+                },
+                previous: vec![],
+                spec_hash: "h".into(),
+                rotate_request_handled: None,
+            },
+            secret_name: "t".into(),
+            secret_version: Some("1".into()),
+            rotated_at: Some(creation),
+            next_verification: creation + HOUR,
+        }
+    }
+
+    fn synced_status(t: &DatabricksToken, s: &Synced) -> DatabricksTokenStatus {
+        synced(t, s, s.record.current.creation)
+    }
+
+    fn quota() -> Error {
+        Error::databricks("create token")(databricks_client::Error::QuotaExceeded {
+            code: "QUOTA_EXCEEDED".into(),
+            message: "too many tokens".into(),
+        })
+    }
+
+    fn failure(secret_serves: Option<bool>, partial: Option<Synced>) -> Failed {
+        Failed {
+            error: quota(),
+            secret_serves,
+            partial,
+        }
+    }
+
+    fn condition(s: &DatabricksTokenStatus, type_: &str) -> (ConditionStatus, String) {
+        let c = find_condition(&s.conditions, type_).expect(type_);
+        (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn a_failed_replacement_of_a_lost_token_is_not_ready() {
+        let t = ready_token();
+        let s = failed(&t, &failure(Some(false), None), NOW);
+        assert_eq!(
+            condition(&s, READY),
+            (ConditionStatus::False, "QUOTA_EXCEEDED".into())
+        );
+        assert!(!is_ready(&s));
+        assert_eq!(
+            condition(&s, DEGRADED),
+            (ConditionStatus::True, "QUOTA_EXCEEDED".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_renewal_stays_ready_while_the_token_lives() {
+        let t = ready_token();
+        for serves in [Some(true), None] {
+            let s = failed(&t, &failure(serves, None), NOW);
+            assert!(is_ready(&s), "{serves:?}");
+        }
+        let s = failed(&t, &failure(Some(true), None), NOW + HOUR);
+        assert!(!is_ready(&s), "expired");
+    }
+
+    #[test]
+    fn a_rotation_is_recorded_although_a_later_step_failed() {
+        let t = ready_token();
+        let s = failed(&t, &failure(Some(true), Some(synced_with("new", NOW))), NOW);
+        assert_eq!(s.token_id.as_deref(), Some("new"));
+        assert_eq!(s.last_rotation_time, Some(format_time(NOW)));
+        assert!(is_ready(&s));
+        assert_eq!(condition(&s, DEGRADED).0, ConditionStatus::True);
+    }
+
+    #[test]
+    fn the_same_failure_again_is_no_news() {
+        let t = ready_token();
+        let first = failed(&t, &failure(Some(true), None), NOW);
+        assert!(failure_is_news(t.status.as_ref(), &first));
+        let again = failed(&t, &failure(Some(true), None), NOW + 1_000);
+        assert!(!failure_is_news(Some(&first), &again));
+        let other = Failed {
+            error: Error::SecretConflict { name: "t".into() },
+            secret_serves: Some(false),
+            partial: None,
+        };
+        assert!(failure_is_news(Some(&first), &failed(&t, &other, NOW)));
+    }
 }

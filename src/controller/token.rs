@@ -16,7 +16,9 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, rollout, status};
+use super::{
+    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, plan, rollout, status,
+};
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
@@ -90,18 +92,12 @@ struct Gate<'a> {
 }
 
 impl Gate<'_> {
-    fn enter(&mut self, ctx: &Context, now: EpochMillis) -> Result<(), Error> {
-        if self.entered {
-            return Ok(());
+    /// Pass the workspace's backoff (once per reconcile).
+    fn enter(&mut self, ctx: &Context, now: EpochMillis) -> Result<(), Blocked> {
+        if !self.entered {
+            ctx.workspace_backoff.enter(self.key, now)?;
+            self.entered = true;
         }
-        ctx.workspace_backoff
-            .enter(self.key, now)
-            .map_err(|b| Error::WorkspaceBackingOff {
-                reason: b.reason,
-                message: b.message,
-                until: b.until,
-            })?;
-        self.entered = true;
         Ok(())
     }
 }
@@ -213,8 +209,12 @@ async fn sync_inner(
         .is_some_and(|r| r.has_revocations_due(now));
     let serves = |reason| Some(plan::secret_serves(reason));
     if verify || reason.is_some() || revocations_due {
-        gate.enter(ctx, now).map_err(|error| Failed {
-            error,
+        gate.enter(ctx, now).map_err(|b| Failed {
+            error: Error::WorkspaceBackingOff {
+                reason: b.reason,
+                message: b.message,
+                until: b.until,
+            },
             secret_serves: serves(reason),
             partial: None,
         })?;
