@@ -465,3 +465,58 @@ async fn an_unreachable_workspace_is_retried_with_backoff() {
         "{during} connection attempts in 30 s to a workspace that never answers"
     );
 }
+
+/// 2.5: two resources naming one Secret, both minting at once: one wins, the other's token is
+/// revoked and it reports SecretConflict (not Ready).
+#[tokio::test]
+async fn two_tokens_racing_for_one_secret_leave_one_owner_and_no_extra_token() {
+    let mut w = World::new("ready-twins").await;
+    w.emulator.set_faults(Faults::new(vec![FaultRule {
+        latency_ms: Some(databricks_emulator::Latency::Fixed(2_000)),
+        ..FaultRule::on("token/create")
+    }]));
+    w.start_operator();
+    let shared = |lifetime: &str| json!({"workspaceRef": {"name": "ws"}, "lifetime": lifetime, "secret": {"name": "shared"}});
+    let (a, b) = tokio::join!(
+        w.create_token("first", shared("1h")),
+        w.create_token("second", shared("1h"))
+    );
+    let settled = |t: &databricks_token_operator::crd::DatabricksToken| {
+        condition_is(t, "Ready", "True")
+            || condition_reason(t, "Ready").is_some_and(|(r, _)| r == "SecretConflict")
+    };
+    let first = w
+        .wait_token("first", "Ready or SecretConflict", settled)
+        .await;
+    let second = w
+        .wait_token("second", "Ready or SecretConflict", settled)
+        .await;
+    let (winner, loser) = if condition_is(&first, "Ready", "True") {
+        (a, second)
+    } else {
+        (b, first)
+    };
+    assert_eq!(
+        condition_reason(&loser, "Ready").map(|(r, _)| r).as_deref(),
+        Some("SecretConflict"),
+        "exactly one resource may be Ready"
+    );
+    let secret = w.secrets().get("shared").await.expect("secret");
+    let owners: Vec<String> = secret
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.uid)
+        .collect();
+    assert_eq!(owners, [winner.metadata.uid.clone().expect("uid")]);
+    let admin = w.admin_pat.clone();
+    eventually("only the winner's token is live", WAIT, || {
+        let live = w.emulator.live_tokens();
+        let ok = live.len() == 2 && w.emulator.accepts(&admin);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let value = w.secret_value("shared", "token").await.expect("token");
+    assert!(w.emulator.accepts(&value));
+}

@@ -118,6 +118,14 @@ impl<K: std::hash::Hash + Eq + Clone> WorkspaceBackoff<K> {
         Ok(())
     }
 
+    /// `enter`, forgetting earlier failures first when `afresh` (the workspace's spec changed).
+    pub fn enter_afresh_if(&self, afresh: bool, key: &K, now: EpochMillis) -> Result<(), Blocked> {
+        if afresh {
+            self.succeeded(key);
+        }
+        self.enter(key, now)
+    }
+
     /// Record a workspace failure; returns when the next attempt may be made. Failures of
     /// calls that raced into the same step count once.
     pub fn failed(

@@ -119,13 +119,18 @@ async fn check(
     current: Option<WorkspaceStatus>,
     generation: Option<i64>,
 ) -> (WorkspaceStatus, Action) {
-    let mut status = current.unwrap_or_default();
+    let mut status = current.clone().unwrap_or_default();
     let now = crate::secret::format_time(crate::now_millis());
     // Calls share the workspace's backoff with its tokens: a failing workspace is probed once
     // per step, by whichever caller comes first.
+    // A changed spec (a fixed host, another credential) starts afresh.
     let mut wait_until = None;
+    let spec_changed = current.as_ref().and_then(|s| s.observed_generation) != generation;
     let outcome = match resolved {
-        Ok(ws) => match ctx.workspace_backoff.enter(&ws.key, crate::now_millis()) {
+        Ok(ws) => match ctx
+            .workspace_backoff
+            .enter_afresh_if(spec_changed, &ws.key, crate::now_millis())
+        {
             Err(blocked) => {
                 wait_until = Some(blocked.until);
                 Err((blocked.reason, blocked.message))
