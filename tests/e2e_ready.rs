@@ -362,8 +362,9 @@ async fn a_failing_proxy_is_retried_with_backoff_and_a_readable_message() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let calls = w.emulator.stats().total_requests() - before;
     eprintln!("{calls} calls in 30 s to a failing proxy");
+    // 30 s hold 4 or 5 backoff steps; a probe makes at most a list and a create.
     assert!(
-        calls <= 12,
+        calls <= 14,
         "{calls} calls in 30 s to a workspace that fails every call"
     );
     for name in ["one", "two"] {
