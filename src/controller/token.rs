@@ -17,7 +17,8 @@ use kube::{
 use tracing::{info, warn};
 
 use super::{
-    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, plan, rollout, status,
+    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, own_writes::OwnWrites, plan,
+    rollout, status,
 };
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
@@ -272,8 +273,15 @@ async fn sync_inner(
                 .map_err(failed)?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
         let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
-        let written = match write_secret(token, ctx, &secrets, desired, expected, live.as_ref())
-            .await
+        let written = match write_secret(
+            token,
+            &ctx.own_writes,
+            &secrets,
+            desired,
+            expected,
+            live.as_ref(),
+        )
+        .await
         {
             Ok(version) => version,
             Err(e) => {
@@ -329,7 +337,7 @@ async fn sync_inner(
             let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
             // What was read is stale once this sync wrote the Secret.
             let read = live.as_ref().filter(|_| !secret_written);
-            match write_secret(token, ctx, &secrets, desired, expected, read).await {
+            match write_secret(token, &ctx.own_writes, &secrets, desired, expected, read).await {
                 Ok(version) => secret_version = version,
                 Err(WriteError::Taken) => return Err(conflict(name)),
                 Err(WriteError::Kube(e)) => {
@@ -541,7 +549,7 @@ enum WriteError {
 /// Returns its new resourceVersion.
 async fn write_secret(
     token: &DatabricksToken,
-    ctx: &Context,
+    own_writes: &OwnWrites,
     secrets: &Api<Secret>,
     mut desired: Secret,
     expected: plan::ExpectedSecret,
@@ -576,7 +584,7 @@ async fn write_secret(
     };
     match result {
         Ok(written) => {
-            ctx.own_writes.record(&written);
+            own_writes.record(&written);
             Ok(written.resource_version())
         }
         // Created by someone else meanwhile, or changed since it was read: whose it is now,
@@ -735,4 +743,213 @@ async fn revoke_due(
     }
     record.previous = kept;
     (changed, first_error)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Secret writes of one reconcile against a scripted API server: the exact requests.
+
+    use std::{
+        collections::VecDeque,
+        sync::{Arc, Mutex},
+    };
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::DatabricksTokenSpec;
+
+    /// One expected request (method, path) and the answer to give.
+    type Step = (&'static str, &'static str, u16, serde_json::Value);
+
+    /// The requests seen: method, path and query, body.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    fn api_server(script: Vec<Step>) -> (kube::Client, Seen) {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let script = script.clone();
+            let log = log.clone();
+            async move {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                log.lock().unwrap().push((
+                    method.clone(),
+                    uri.clone(),
+                    String::from_utf8_lossy(&body).into(),
+                ));
+                let (want_method, want_path, status, answer) = script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .expect("an unexpected request");
+                assert_eq!(method, want_method, "{uri}");
+                assert!(uri.starts_with(want_path), "{uri} is not {want_path}");
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        (kube::Client::new(service, "ns"), seen)
+    }
+
+    fn token() -> DatabricksToken {
+        let spec: DatabricksTokenSpec =
+            serde_yaml::from_str("workspaceRef: {name: ws}\nlifetime: 1h\n").unwrap();
+        let mut t = DatabricksToken::new("t", spec);
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("uid-1".into());
+        t
+    }
+
+    fn desired(t: &DatabricksToken) -> Secret {
+        let record = TokenRecord {
+            current: CurrentToken {
+                token_id: "id".into(),
+                creation: 0,
+                expiry: None,
+                value_digest: secret::value_digest("v"),
+            },
+            previous: vec![],
+            spec_hash: "h".into(),
+            rotate_request_handled: None,
+        };
+        secret::render(
+            t,
+            &SecretLayout {
+                name: "t",
+                host: "https://h",
+            },
+            &record,
+            "v",
+        )
+    }
+
+    fn as_json(s: &Secret, version: &str) -> serde_json::Value {
+        let mut v = serde_json::to_value(s).unwrap();
+        v["apiVersion"] = json!("v1");
+        v["kind"] = json!("Secret");
+        v["metadata"]["resourceVersion"] = json!(version);
+        v
+    }
+
+    fn foreign() -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "9"}, "data": {"token": "dXNlcg=="}})
+    }
+
+    fn conflict(reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": 409, "message": "conflict"})
+    }
+
+    const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
+
+    #[tokio::test]
+    async fn an_absent_secret_is_created_never_applied() {
+        let t = token();
+        let want = desired(&t);
+        let (client, seen) = api_server(vec![("POST", SECRETS, 201, as_json(&want, "5"))]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::Absent,
+            None,
+        )
+        .await;
+        assert!(matches!(written, Ok(Some(ref v)) if v == "5"));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].1.contains("fieldManager=databricks-token-operator"),
+            "{}",
+            seen[0].1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_secret_is_applied_at_the_version_read() {
+        let t = token();
+        let want = desired(&t);
+        let (client, seen) = api_server(vec![(
+            "PATCH",
+            &"/api/v1/namespaces/ns/secrets/t",
+            200,
+            as_json(&want, "8"),
+        )]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::AtVersion(Some("7".into())),
+            None,
+        )
+        .await;
+        assert!(matches!(written, Ok(Some(ref v)) if v == "8"));
+        let body: serde_json::Value = serde_json::from_str(&seen.lock().unwrap()[0].2).unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_created_meanwhile_by_someone_else_is_left_alone() {
+        let t = token();
+        let (client, seen) = api_server(vec![
+            ("POST", SECRETS, 409, conflict("AlreadyExists")),
+            ("GET", "/api/v1/namespaces/ns/secrets/t", 200, foreign()),
+        ]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            desired(&t),
+            plan::ExpectedSecret::Absent,
+            None,
+        )
+        .await;
+        assert!(matches!(written, Err(WriteError::Taken)));
+        assert_eq!(seen.lock().unwrap().len(), 2, "no write after the conflict");
+    }
+
+    #[tokio::test]
+    async fn a_secret_changed_meanwhile_but_still_owned_is_a_plain_conflict() {
+        let t = token();
+        let want = desired(&t);
+        let (client, _) = api_server(vec![
+            (
+                "PATCH",
+                "/api/v1/namespaces/ns/secrets/t",
+                409,
+                conflict("Conflict"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns/secrets/t",
+                200,
+                as_json(&want, "9"),
+            ),
+        ]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::AtVersion(Some("7".into())),
+            None,
+        )
+        .await;
+        assert!(matches!(written, Err(WriteError::Kube(ref e)) if e.is_conflict()));
+    }
 }

@@ -127,36 +127,38 @@ async fn check(
     let mut wait_until = None;
     let spec_changed = current.as_ref().and_then(|s| s.observed_generation) != generation;
     let outcome = match resolved {
-        Ok(ws) => match ctx
-            .workspace_backoff
-            .enter_afresh_if(spec_changed, &ws.key, crate::now_millis())
-        {
-            Err(blocked) => {
-                wait_until = Some(blocked.until);
-                Err((blocked.reason, blocked.message))
-            }
-            Ok(()) => match ws.client.current_user().await {
-                Ok(user) => {
-                    ctx.workspace_backoff.succeeded(&ws.key);
-                    Ok(user.user_name.unwrap_or(user.id))
+        Ok(ws) => {
+            match ctx
+                .workspace_backoff
+                .enter_afresh_if(spec_changed, &ws.key, crate::now_millis())
+            {
+                Err(blocked) => {
+                    wait_until = Some(blocked.until);
+                    Err((blocked.reason, blocked.message))
                 }
-                Err(e) => {
-                    let error = Error::databricks("authenticate")(e);
-                    if error.is_auth_failure() {
-                        ctx.workspaces.invalidate(&ws.key);
+                Ok(()) => match ws.client.current_user().await {
+                    Ok(user) => {
+                        ctx.workspace_backoff.succeeded(&ws.key);
+                        Ok(user.user_name.unwrap_or(user.id))
                     }
-                    let (reason, message) = error.to_string_with_reason();
-                    wait_until = Some(ctx.workspace_backoff.failed(
-                        &ws.key,
-                        crate::now_millis(),
-                        error.retry_after(),
-                        &reason,
-                        &message,
-                    ));
-                    Err((reason, message))
-                }
-            },
-        },
+                    Err(e) => {
+                        let error = Error::databricks("authenticate")(e);
+                        if error.is_auth_failure() {
+                            ctx.workspaces.invalidate(&ws.key);
+                        }
+                        let (reason, message) = error.to_string_with_reason();
+                        wait_until = Some(ctx.workspace_backoff.failed(
+                            &ws.key,
+                            crate::now_millis(),
+                            error.retry_after(),
+                            &reason,
+                            &message,
+                        ));
+                        Err((reason, message))
+                    }
+                },
+            }
+        }
         Err(e) => Err((e.reason().to_string(), e.to_string())),
     };
     let (condition, action) = match outcome {
