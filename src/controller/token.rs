@@ -882,7 +882,7 @@ mod tests {
         let want = desired(&t);
         let (client, seen) = api_server(vec![(
             "PATCH",
-            &"/api/v1/namespaces/ns/secrets/t",
+            "/api/v1/namespaces/ns/secrets/t",
             200,
             as_json(&want, "8"),
         )]);
