@@ -132,7 +132,9 @@ pub fn failed(token: &DatabricksToken, failed: &Failed, now: EpochMillis) -> Dat
             ),
         );
     }
-    let rotating = if error.mint_uncertain() {
+    // An uncertain create stays flagged until a reconcile succeeds whole (its token list
+    // included): only then has the token it may have left been looked for.
+    let rotating = if error.mint_uncertain() || is_minting(token) {
         Condition::new(
             ROTATING,
             ConditionStatus::True,
@@ -330,5 +332,35 @@ mod tests {
             partial: None,
         };
         assert!(failure_is_news(Some(&first), &failed(&t, &other, NOW)));
+    }
+
+    #[test]
+    fn an_uncertain_create_stays_flagged_until_a_whole_success() {
+        let mut t = ready_token();
+        let s = failed(&t, &failure(Some(true), None), NOW);
+        assert!(!is_minting_status(&s));
+        let uncertain = Failed {
+            error: Error::databricks("create token")(databricks_client::Error::Transport {
+                message: "reset".into(),
+                uncertain: true,
+            }),
+            secret_serves: Some(true),
+            partial: None,
+        };
+        t.status = Some(failed(&t, &uncertain, NOW));
+        assert!(is_minting(&t));
+        // A later failure (the list it needs failed, a rotation went through) keeps the flag.
+        let later = failed(&t, &failure(Some(true), Some(synced_with("new", NOW))), NOW);
+        assert!(is_minting_status(&later));
+        assert!(!is_minting_status(&synced(
+            &t,
+            &synced_with("new", NOW),
+            NOW
+        )));
+    }
+
+    fn is_minting_status(s: &DatabricksTokenStatus) -> bool {
+        find_condition(&s.conditions, ROTATING)
+            .is_some_and(|c| c.status == ConditionStatus::True && c.reason == MINTING)
     }
 }
