@@ -200,6 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn errors_can_come_as_a_proxy_page() {
+        let mut s = state(Faults::new(vec![FaultRule {
+            error_rate: 1.0,
+            error_status: Some(502),
+            error_html: true,
+            ..FaultRule::on("*")
+        }]));
+        assert_eq!(
+            s.decide("token/list", false).outcome,
+            Some(Outcome::HtmlError(502))
+        );
+    }
+
+    #[test]
     fn a_rule_applies_only_to_its_endpoint() {
         let mut s = state(Faults::new(vec![FaultRule {
             error_rate: 1.0,
