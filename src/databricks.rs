@@ -71,14 +71,22 @@ pub async fn mint(
     }
 }
 
-/// The live tokens the operator can see for this owner.
-pub async fn list(client: &WorkspaceClient, owner: &Owner) -> Result<Vec<TokenInfo>, Error> {
+/// The live tokens the operator can see for this owner. On-behalf-of tokens are listed only
+/// as far as `creator` (the operator's identity id) created them: the workspace's other
+/// tokens are not the operator's business, and listing them all costs a fleet's worth.
+pub async fn list(
+    client: &WorkspaceClient,
+    owner: &Owner,
+    creator: Option<i64>,
+) -> Result<Vec<TokenInfo>, Error> {
     match owner {
         Owner::Caller => client.list_tokens().await,
         Owner::ServicePrincipal(_) => {
-            client
-                .list_managed_tokens(&ManagedTokenFilter::default())
-                .await
+            let filter = ManagedTokenFilter {
+                created_by_id: creator,
+                created_by_username: None,
+            };
+            client.list_managed_tokens(&filter).await
         }
     }
 }

@@ -2,7 +2,15 @@
 
 use std::time::Duration;
 
+use crate::schedule::EpochMillis;
 use crate::workspace::WorkspaceError;
+
+/// Reasons this module names (conditions and events).
+pub mod reasons {
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// Someone keeps deleting or overwriting the Secret; replacement mints are backing off.
+    pub const SECRET_FIGHT: &str = "SecretFight";
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +41,27 @@ pub enum Error {
         "cannot revoke replaced token {token_id} yet: {why}; it stays recorded until it can be revoked or expires"
     )]
     RevocationBlocked { token_id: String, why: String },
+    /// An earlier call to the workspace failed; its backoff keeps this one from being sent.
+    /// Shown as that failure, so waiting and probing resources report the same words.
+    #[error("{message}")]
+    WorkspaceBackingOff {
+        reason: String,
+        message: String,
+        until: EpochMillis,
+    },
+
+    /// The Secret keeps losing its token (deleted or overwritten) and replacements are spent.
+    #[error(
+        "Secret {name} keeps losing its token ({}); {count} replacement tokens minted in the last hour, the next not before {}",
+        changed_by.as_deref().map_or_else(|| "deleted or overwritten".to_string(), |m| format!("last changed by {m}")),
+        crate::secret::format_time(*until)
+    )]
+    ReplacementsExhausted {
+        name: String,
+        changed_by: Option<String>,
+        count: usize,
+        until: EpochMillis,
+    },
 }
 
 impl Error {
@@ -58,9 +87,11 @@ impl Error {
                 }
             }
             Error::Kube { .. } => "KubernetesError".into(),
-            Error::SecretConflict { .. } => "SecretConflict".into(),
+            Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
             Error::MissingField(_) => "InvalidObject".into(),
             Error::RevocationBlocked { .. } => super::revocation::REVOCATION_BLOCKED.into(),
+            Error::WorkspaceBackingOff { reason, .. } => reason.clone(),
+            Error::ReplacementsExhausted { .. } => reasons::SECRET_FIGHT.into(),
         }
     }
 
@@ -83,6 +114,24 @@ impl Error {
         matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409)
     }
 
+    /// The workspace as a whole failed (unreachable, 5xx, rate limited, credentials refused),
+    /// as opposed to this one request being wrong: every call to it backs off together.
+    pub fn is_workspace_failure(&self) -> bool {
+        match self {
+            Error::Databricks { source, .. } => source.is_retryable() || self.is_auth_failure(),
+            _ => false,
+        }
+    }
+
+    /// When the next attempt is scheduled regardless of backoff (a workspace's or a budget's).
+    pub fn wait_until(&self) -> Option<EpochMillis> {
+        match self {
+            Error::WorkspaceBackingOff { until, .. }
+            | Error::ReplacementsExhausted { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
     /// The credentials were refused: the cached client must re-read them.
     pub fn is_auth_failure(&self) -> bool {
         matches!(
@@ -93,5 +142,92 @@ impl Error {
                 ..
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn databricks(source: databricks_client::Error) -> Error {
+        Error::databricks("list tokens")(source)
+    }
+
+    fn unavailable() -> databricks_client::Error {
+        databricks_client::Error::Unavailable {
+            status: 502,
+            code: "BAD_GATEWAY".into(),
+            message: "HTTP 502 Bad Gateway".into(),
+            retry_after: None,
+            uncertain: false,
+        }
+    }
+
+    #[test]
+    fn reasons_are_error_codes_or_names() {
+        assert_eq!(databricks(unavailable()).reason(), "BAD_GATEWAY");
+        let numeric = databricks(databricks_client::Error::Unauthenticated {
+            code: "403".into(),
+            message: "Invalid access token.".into(),
+        });
+        assert_eq!(numeric.reason(), "HTTP_403");
+        assert_eq!(
+            Error::SecretConflict { name: "s".into() }.reason(),
+            "SecretConflict"
+        );
+        let waiting = Error::WorkspaceBackingOff {
+            reason: "BAD_GATEWAY".into(),
+            message: "m".into(),
+            until: 5,
+        };
+        assert_eq!(waiting.reason(), "BAD_GATEWAY", "the cause, not the wait");
+        assert_eq!(waiting.wait_until(), Some(5));
+    }
+
+    #[test]
+    fn workspace_failures_are_transient_or_refused_credentials() {
+        assert!(databricks(unavailable()).is_workspace_failure());
+        assert!(
+            databricks(databricks_client::Error::Transport {
+                message: "connection refused".into(),
+                uncertain: false
+            })
+            .is_workspace_failure()
+        );
+        assert!(
+            databricks(databricks_client::Error::Unauthenticated {
+                code: "UNAUTHENTICATED".into(),
+                message: "m".into()
+            })
+            .is_workspace_failure()
+        );
+        for one_request in [
+            databricks_client::Error::QuotaExceeded {
+                code: "QUOTA_EXCEEDED".into(),
+                message: "m".into(),
+            },
+            databricks_client::Error::NotFound {
+                code: "NOT_FOUND".into(),
+                message: "m".into(),
+            },
+        ] {
+            assert!(!databricks(one_request).is_workspace_failure());
+        }
+        assert!(!Error::SecretConflict { name: "s".into() }.is_workspace_failure());
+    }
+
+    #[test]
+    fn an_exhausted_replacement_budget_names_who_changed_the_secret() {
+        let e = Error::ReplacementsExhausted {
+            name: "reports".into(),
+            changed_by: Some("argocd".into()),
+            count: 4,
+            until: 0,
+        };
+        assert_eq!(e.reason(), "SecretFight");
+        assert_eq!(
+            e.to_string(),
+            "Secret reports keeps losing its token (last changed by argocd); 4 replacement tokens minted in the last hour, the next not before 1970-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -28,11 +28,28 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Who the workspace credentials authenticate as, as the numeric id token lists filter on
+    /// (SCIM Me, read once per client by `ResolvedWorkspace::identity`).
+    async fn identity_id(workspace: &ResolvedWorkspace) -> Result<i64, Error> {
+        let id = workspace
+            .identity()
+            .await
+            .map_err(Error::databricks("read the operator's identity"))?;
+        id.parse::<i64>().map_err(|_| Error::Databricks {
+            action: "read the operator's identity",
+            source: databricks_client::Error::Other {
+                status: 200,
+                code: "UNEXPECTED_RESPONSE".into(),
+                message: format!("SCIM Me id {id:?} is not a number"),
+            },
+        })
+    }
+
     /// A snapshot of the tokens visible for `owner`, taken no earlier than `not_before`.
     /// Concurrent callers for the same workspace (object and host) share one request.
     pub async fn snapshot(
         &self,
-        workspace: &ResolvedWorkspace,
+        workspace: &Arc<ResolvedWorkspace>,
         owner: &Owner,
         not_before: EpochMillis,
     ) -> Result<Snapshot, Error> {
@@ -48,8 +65,12 @@ impl Inventory {
         if let Some(snap) = guard.as_ref().filter(|s| s.taken_at >= not_before) {
             return Ok(snap.clone());
         }
+        let creator = match owner {
+            Owner::Caller => None,
+            Owner::ServicePrincipal(_) => Some(Self::identity_id(workspace).await?),
+        };
         let taken_at = crate::now_millis();
-        let tokens = databricks::list(&workspace.client, owner)
+        let tokens = databricks::list(&workspace.client, owner, creator)
             .await
             .map_err(Error::databricks("list tokens"))?;
         let snap = Snapshot {

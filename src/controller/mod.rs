@@ -46,7 +46,7 @@ use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspac
 use crate::metrics::Metrics;
 use crate::schedule::EpochMillis;
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::workspace::{ClientSettings, Workspaces};
+use crate::workspace::{ClientSettings, WorkspaceKey, Workspaces};
 
 /// How soon a reconcile whose write met a newer object (HTTP 409) runs again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -87,6 +87,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     backoff: backoff::Backoff,
+    /// Shared by every caller of a workspace, so a failing one is probed once per step.
+    pub workspace_backoff: backoff::WorkspaceBackoff<WorkspaceKey>,
+    /// When each resource (by uid) minted a replacement for a token taken out of its Secret.
+    replacements: Mutex<HashMap<String, Vec<EpochMillis>>>,
     /// When each resource (by uid) was last checked against Databricks.
     checks: Mutex<HashMap<String, Check>>,
     /// When this process started: a token list taken since then shows what a previous
@@ -158,6 +162,21 @@ impl Context {
         last + self.settings.verify_interval.as_millis() as i64
     }
 
+    /// Recent replacement mints of a resource (deleted or altered Secret).
+    pub fn replacements(&self, uid: &str) -> Vec<EpochMillis> {
+        lock(&self.replacements)
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn record_replacement(&self, uid: &str, now: EpochMillis) {
+        let mut map = lock(&self.replacements);
+        let times = map.entry(uid.to_string()).or_default();
+        times.retain(|t| now - t < plan::REPLACEMENT_WINDOW);
+        times.push(now);
+    }
+
     /// True the first time this process sees the workspace `key`.
     pub fn first_sight_of_workspace(&self, key: String) -> bool {
         lock(&self.workspaces_seen).insert(key)
@@ -167,6 +186,7 @@ impl Context {
     pub fn forget(&self, token: &DatabricksToken) {
         let uid = token.uid().unwrap_or_default();
         lock(&self.checks).remove(&uid);
+        lock(&self.replacements).remove(&uid);
         self.backoff.reset(&uid);
         self.metrics
             .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
@@ -217,20 +237,28 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 ctx.settings.max_requeue,
             ))
         }
-        Err(error) if error.is_conflict() => {
+        Err(failed) if failed.error.is_conflict() => {
+            // What the sync completed is recorded all the same; the rest retries at once.
+            if let Some(partial) = &failed.partial {
+                let desired = status::synced(token, partial, now);
+                if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
+                    warn!(error = %e, "could not record the rotation in status");
+                }
+            }
             ctx.metrics.reconcile_error("Conflict");
-            Err(error)
+            Err(failed.error)
         }
-        Err(error) => {
+        Err(failed) => {
+            let error = &failed.error;
             if error.is_auth_failure() {
                 ctx.workspaces.invalidate(&Workspaces::key_for(token));
             }
-            let desired = status::failed(token, &error, now);
+            let desired = status::failed(token, &failed, now);
             let changed = token.status.as_ref() != Some(&desired);
             if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
                 warn!(error = %e, "could not record the failure in status");
             }
-            if changed {
+            if changed && status::failure_is_news(token.status.as_ref(), &desired) {
                 events::publish(
                     ctx,
                     token,
@@ -241,10 +269,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 )
                 .await;
             }
-            let ready = desired
-                .conditions
-                .iter()
-                .any(|c| c.type_ == status::READY && c.status == crate::crd::ConditionStatus::True);
+            let ready = status::is_ready(&desired);
             let expiry = desired
                 .expiry_time
                 .as_deref()
@@ -256,7 +281,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
             ctx.metrics
                 .observe_token(&ns, &name, ready, expiry, renewal);
             ctx.metrics.reconcile_error(&error.reason());
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -266,9 +291,22 @@ fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -
         debug!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), error = %error, "write conflict; retrying from the newer object");
         return Action::requeue(CONFLICT_RETRY);
     }
-    let delay = ctx
-        .backoff
-        .next_delay(&token.uid().unwrap_or_default(), error.retry_after());
+    let now = crate::now_millis();
+    let workspace_retry = ctx
+        .workspace_backoff
+        .retry_at(&Workspaces::key_for(&token))
+        .filter(|_| error.is_workspace_failure());
+    let delay = match error.wait_until() {
+        // A wait someone else set (the workspace's backoff, the replacement budget): the
+        // resource's own backoff does not grow meanwhile.
+        Some(until) => wait_until(now, until),
+        None => {
+            let own = ctx
+                .backoff
+                .next_delay(&token.uid().unwrap_or_default(), error.retry_after());
+            own.max(workspace_retry.map_or(Duration::ZERO, |at| wait_until(now, at)))
+        }
+    };
     warn!(
         namespace = %token.namespace().unwrap_or_default(),
         name = %token.name_any(),
@@ -278,6 +316,12 @@ fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -
         "reconcile failed"
     );
     Action::requeue(delay)
+}
+
+/// The delay until `at`, a little later so that the wait is surely over, and spread.
+fn wait_until(now: EpochMillis, at: EpochMillis) -> Duration {
+    let wait = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+    wait + Duration::from_millis(100) + wait.mul_f64(rand::random_range(0.0..0.1))
 }
 
 /// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
@@ -404,6 +448,11 @@ pub async fn run(
             max_requeue: config.verify_interval.max(Duration::from_secs(1)),
         },
         backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+        workspace_backoff: backoff::WorkspaceBackoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+        ),
+        replacements: Mutex::new(HashMap::new()),
         checks: Mutex::new(HashMap::new()),
         started_at: crate::now_millis(),
         own_writes,

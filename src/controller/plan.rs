@@ -1,6 +1,9 @@
 //! Deciding, from the Secret and the spec alone, whether a token must be replaced now.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry},
+};
 use kube::ResourceExt;
 
 use crate::crd::{DatabricksToken, DatabricksTokenSpec};
@@ -187,6 +190,187 @@ pub fn rotation_reason(
         return Some(RotationReason::Renewal);
     }
     None
+}
+
+/// Whether the Secret still holds a token that works, when the reconcile that judged
+/// `reason` fails before replacing it. A renewal or a spec change leaves the old token serving;
+/// a deleted, altered or foreign Secret, or a dead token, serves nothing.
+pub fn secret_serves(reason: Option<RotationReason>) -> bool {
+    match reason {
+        None
+        | Some(RotationReason::Renewal | RotationReason::Manual | RotationReason::SpecChanged) => {
+            true
+        }
+        Some(
+            RotationReason::Initial
+            | RotationReason::SecretDeleted
+            | RotationReason::ValueAltered
+            | RotationReason::Expired
+            | RotationReason::RevokedOutside,
+        ) => false,
+    }
+}
+
+/// Whether Ready stays True after a failed reconcile: the Secret serves a token (as far as the
+/// failed reconcile got to know; unknown counts as serving) and that token has not expired.
+pub fn ready_after_failure(secret_serves: Option<bool>, token_alive: bool) -> bool {
+    secret_serves.unwrap_or(true) && token_alive
+}
+
+/// Whether a rotation replaces a token someone took out of the Secret (deleted it or wrote
+/// another value): the mints a fight over the Secret costs, which are budgeted.
+pub fn is_replacement(reason: RotationReason) -> bool {
+    matches!(
+        reason,
+        RotationReason::SecretDeleted | RotationReason::ValueAltered
+    )
+}
+
+/// Replacement mints allowed at once; beyond them each waits twice as long as the previous.
+pub const FREE_REPLACEMENTS: usize = 3;
+/// Replacement mints older than this are forgotten.
+pub const REPLACEMENT_WINDOW: EpochMillis = 3_600_000;
+const REPLACEMENT_BACKOFF: EpochMillis = 30_000;
+const REPLACEMENT_BACKOFF_CAP: EpochMillis = 1_800_000;
+
+/// When the next replacement mint may happen, given the times of the recent ones: None means
+/// now. A Secret overwritten in a loop would otherwise burn the identity's token quota (600).
+pub fn next_replacement_at(recent: &[EpochMillis], now: EpochMillis) -> Option<EpochMillis> {
+    let in_window: Vec<EpochMillis> = recent
+        .iter()
+        .copied()
+        .filter(|t| now - t < REPLACEMENT_WINDOW)
+        .collect();
+    let over = in_window.len().checked_sub(FREE_REPLACEMENTS)?;
+    let last = in_window.iter().copied().max()?;
+    let wait = REPLACEMENT_BACKOFF
+        .saturating_mul(1 << over.min(16))
+        .min(REPLACEMENT_BACKOFF_CAP);
+    (now < last + wait).then_some(last + wait)
+}
+
+/// Who last wrote the Secret's data other than the operator, from its managedFields.
+pub fn who_changed(secret: &Secret, own_manager: &str) -> Option<String> {
+    secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref().is_some_and(|n| n != own_manager))
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:data").is_some())
+        })
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
+}
+
+/// The Secret status last recorded, when the spec now names another: the old one is emptied
+/// of its token (deleted) once the new one holds it, even by a later reconcile after a crash.
+pub fn renamed_from<'a>(recorded: Option<&'a str>, desired: &str) -> Option<&'a str> {
+    recorded.filter(|old| *old != desired)
+}
+
+/// What a Secret write must find, so that a Secret the operator does not own is never
+/// overwritten: none at all (a create, which fails if someone created it meanwhile), or the
+/// version read (an apply, which fails if it was replaced meanwhile).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectedSecret {
+    Absent,
+    /// None: the version is not known (the write is unconditional).
+    AtVersion(Option<String>),
+}
+
+pub fn expected_secret(exists: bool, version: Option<&str>) -> ExpectedSecret {
+    if exists {
+        ExpectedSecret::AtVersion(version.map(str::to_string))
+    } else {
+        ExpectedSecret::Absent
+    }
+}
+
+/// A Secret the operator created (POST) has its fields recorded under an "Update" entry, which
+/// server-side apply never removes fields of. Before an apply that drops a key, label or
+/// annotation, that entry is turned into the operator's "Apply" entry (merged with it when both
+/// exist). Returns the managedFields to write, or None when nothing is to be dropped or there is
+/// nothing to convert.
+pub fn adopt_created_fields(
+    live: &Secret,
+    desired: &Secret,
+    manager: &str,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let entries = live.metadata.managed_fields.as_ref()?;
+    let ours = |m: &ManagedFieldsEntry, op: &str| {
+        m.manager.as_deref() == Some(manager) && m.operation.as_deref() == Some(op)
+    };
+    let created = entries.iter().find(|m| ours(m, "Update"))?;
+    if !drops_something(live, desired) {
+        return None;
+    }
+    let created_fields = created.fields_v1.as_ref().map(|f| f.0.clone());
+    let mut out: Vec<ManagedFieldsEntry> = Vec::with_capacity(entries.len());
+    let mut merged = false;
+    for m in entries {
+        if ours(m, "Update") {
+            continue;
+        }
+        let mut m = m.clone();
+        if ours(&m, "Apply") {
+            let mut fields = m
+                .fields_v1
+                .map(|f| f.0)
+                .unwrap_or_else(|| serde_json::json!({}));
+            if let Some(extra) = &created_fields {
+                merge_fields(&mut fields, extra);
+            }
+            m.fields_v1 = Some(FieldsV1(fields));
+            merged = true;
+        }
+        out.push(m);
+    }
+    if !merged {
+        out.push(ManagedFieldsEntry {
+            operation: Some("Apply".into()),
+            ..created.clone()
+        });
+    }
+    Some(out)
+}
+
+/// Whether `live` has a data key, label or annotation that `desired` does not.
+fn drops_something(live: &Secret, desired: &Secret) -> bool {
+    fn extra<V, W>(
+        live: Option<&std::collections::BTreeMap<String, V>>,
+        want: Option<&std::collections::BTreeMap<String, W>>,
+    ) -> bool {
+        live.into_iter()
+            .flatten()
+            .any(|(k, _)| !want.is_some_and(|w| w.contains_key(k)))
+    }
+    extra(live.data.as_ref(), desired.data.as_ref())
+        || extra(
+            live.metadata.labels.as_ref(),
+            desired.metadata.labels.as_ref(),
+        )
+        || extra(
+            live.metadata.annotations.as_ref(),
+            desired.metadata.annotations.as_ref(),
+        )
+}
+
+/// Union of two fieldsV1 trees.
+fn merge_fields(into: &mut serde_json::Value, from: &serde_json::Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in from {
+            match into.get_mut(k) {
+                Some(existing) => merge_fields(existing, v),
+                None => {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -417,5 +601,226 @@ mod tests {
         t.status.as_mut().unwrap().secret_resource_version = None;
         assert!(!is_untouched(&t, "t", Some("7")), "never recorded");
         assert!(!is_untouched(&t, "t", None), "no version either");
+    }
+
+    #[test]
+    fn what_the_secret_serves_when_a_replacement_fails() {
+        use RotationReason::*;
+        let table = [
+            (None, true),
+            (Some(Renewal), true),
+            (Some(Manual), true),
+            (Some(SpecChanged), true),
+            (Some(Initial), false),
+            (Some(SecretDeleted), false),
+            (Some(ValueAltered), false),
+            (Some(Expired), false),
+            (Some(RevokedOutside), false),
+        ];
+        for (reason, serves) in table {
+            assert_eq!(secret_serves(reason), serves, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn ready_after_a_failure_needs_a_serving_secret_and_a_live_token() {
+        let table = [
+            (Some(true), true, true),
+            (None, true, true),
+            (Some(false), true, false),
+            (Some(true), false, false),
+            (None, false, false),
+        ];
+        for (serves, alive, ready) in table {
+            assert_eq!(
+                ready_after_failure(serves, alive),
+                ready,
+                "{serves:?} {alive}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_deleted_or_altered_secret_is_a_replacement() {
+        use RotationReason::*;
+        for r in [SecretDeleted, ValueAltered] {
+            assert!(is_replacement(r), "{r:?}");
+        }
+        for r in [
+            Initial,
+            SpecChanged,
+            Expired,
+            RevokedOutside,
+            Manual,
+            Renewal,
+        ] {
+            assert!(!is_replacement(r), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn replacement_mints_are_free_then_back_off() {
+        let s = 1_000;
+        let table: [(&[EpochMillis], EpochMillis, Option<EpochMillis>); 7] = [
+            (&[], NOW, None),
+            (&[NOW - 3 * s, NOW - 2 * s], NOW, None),
+            // The fourth in the window waits 30 s after the third...
+            (
+                &[NOW - 3 * s, NOW - 2 * s, NOW - s],
+                NOW,
+                Some(NOW - s + 30 * s),
+            ),
+            (&[NOW - 40 * s, NOW - 35 * s, NOW - 31 * s], NOW, None),
+            // ...the fifth 60 s after the fourth.
+            (
+                &[NOW - 50 * s, NOW - 45 * s, NOW - 40 * s, NOW - 5 * s],
+                NOW,
+                Some(NOW + 55 * s),
+            ),
+            // Mints older than the window do not count.
+            (
+                &[NOW - 2 * HOUR, NOW - 2 * HOUR, NOW - 2 * HOUR, NOW - s],
+                NOW,
+                None,
+            ),
+            // The wait is capped.
+            (&[NOW - s; 40], NOW, Some(NOW - s + 1_800_000)),
+        ];
+        for (recent, now, expected) in table {
+            assert_eq!(next_replacement_at(recent, now), expected, "{recent:?}");
+        }
+    }
+
+    #[test]
+    fn the_last_writer_of_the_data_other_than_the_operator_is_named() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+        let entry = |manager: &str, secs: i64, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            time: Some(Time(jiff::Timestamp::from_second(secs).unwrap())),
+            fields_v1: Some(FieldsV1(fields)),
+            ..ManagedFieldsEntry::default()
+        };
+        let data = serde_json::json!({"f:data": {"f:token": {}}});
+        let labels = serde_json::json!({"f:metadata": {"f:labels": {}}});
+        let mut secret = Secret::default();
+        secret.metadata.managed_fields = Some(vec![
+            entry("op", 300, data.clone()),
+            entry("kubectl-edit", 100, data.clone()),
+            entry("fighter", 200, data.clone()),
+            entry("labeller", 400, labels),
+        ]);
+        assert_eq!(who_changed(&secret, "op").as_deref(), Some("fighter"));
+        secret.metadata.managed_fields = Some(vec![entry("op", 1, data)]);
+        assert_eq!(who_changed(&secret, "op"), None);
+    }
+
+    #[test]
+    fn a_renamed_secret_is_found_from_status() {
+        assert_eq!(renamed_from(Some("old"), "new"), Some("old"));
+        assert_eq!(renamed_from(Some("same"), "same"), None);
+        assert_eq!(renamed_from(None, "new"), None);
+    }
+
+    #[test]
+    fn a_secret_is_created_when_absent_and_applied_at_the_version_read() {
+        assert_eq!(expected_secret(false, None), ExpectedSecret::Absent);
+        assert_eq!(expected_secret(false, Some("3")), ExpectedSecret::Absent);
+        assert_eq!(
+            expected_secret(true, Some("3")),
+            ExpectedSecret::AtVersion(Some("3".into()))
+        );
+        assert_eq!(expected_secret(true, None), ExpectedSecret::AtVersion(None));
+    }
+
+    mod adopt {
+        use super::*;
+        use k8s_openapi::ByteString;
+        use serde_json::json;
+
+        fn entry(manager: &str, op: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+            ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(op.into()),
+                fields_v1: Some(FieldsV1(fields)),
+                ..ManagedFieldsEntry::default()
+            }
+        }
+
+        fn secret(keys: &[&str], managed: Vec<ManagedFieldsEntry>) -> Secret {
+            let mut s = Secret {
+                data: Some(
+                    keys.iter()
+                        .map(|k| (k.to_string(), ByteString(vec![])))
+                        .collect(),
+                ),
+                ..Secret::default()
+            };
+            s.metadata.managed_fields = Some(managed);
+            s
+        }
+
+        #[test]
+        fn nothing_dropped_needs_no_write() {
+            let live = secret(
+                &["a"],
+                vec![entry("op", "Update", json!({"f:data": {"f:a": {}}}))],
+            );
+            assert_eq!(
+                adopt_created_fields(&live, &secret(&["a", "b"], vec![]), "op"),
+                None
+            );
+        }
+
+        #[test]
+        fn a_secret_applied_all_along_needs_no_write() {
+            let live = secret(
+                &["a"],
+                vec![entry("op", "Apply", json!({"f:data": {"f:a": {}}}))],
+            );
+            assert_eq!(
+                adopt_created_fields(&live, &secret(&[], vec![]), "op"),
+                None
+            );
+        }
+
+        #[test]
+        fn the_create_entry_becomes_the_apply_entry() {
+            let others = entry("kubectl", "Update", json!({"f:metadata": {}}));
+            let live = secret(
+                &["a", "b"],
+                vec![
+                    entry("op", "Update", json!({"f:data": {"f:a": {}, "f:b": {}}})),
+                    others.clone(),
+                ],
+            );
+            let out = adopt_created_fields(&live, &secret(&["a"], vec![]), "op").unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    others,
+                    entry("op", "Apply", json!({"f:data": {"f:a": {}, "f:b": {}}}))
+                ]
+            );
+        }
+
+        #[test]
+        fn both_entries_merge_into_the_apply_entry() {
+            let live = secret(
+                &["a", "b", "c"],
+                vec![
+                    entry("op", "Update", json!({"f:data": {"f:a": {}, "f:b": {}}})),
+                    entry("op", "Apply", json!({"f:data": {"f:c": {}}, "f:type": {}})),
+                ],
+            );
+            let out = adopt_created_fields(&live, &secret(&["a"], vec![]), "op").unwrap();
+            assert_eq!(
+                out,
+                vec![entry(
+                    "op",
+                    "Apply",
+                    json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}, "f:type": {}})
+                )]
+            );
+        }
     }
 }

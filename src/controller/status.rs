@@ -6,7 +6,10 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use super::{Context, Error, FIELD_MANAGER, plan, token::Synced};
+use super::{
+    Context, Error, FIELD_MANAGER, plan,
+    token::{Failed, Synced},
+};
 use crate::crd::{
     Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
     find_condition, upsert_condition,
@@ -96,9 +99,15 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     status
 }
 
-/// Status after a failed sync: Degraded with the reason; still Ready while the Secret's token lives.
-pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> DatabricksTokenStatus {
-    let mut status = token.status.clone().unwrap_or_default();
+/// Status after a failed sync: Degraded with the reason. Ready stays True only while the
+/// Secret serves a token that has not expired; what the sync completed before failing (a
+/// rotation) is recorded first.
+pub fn failed(token: &DatabricksToken, failed: &Failed, now: EpochMillis) -> DatabricksTokenStatus {
+    let mut status = match &failed.partial {
+        Some(partial) => synced(token, partial, now),
+        None => token.status.clone().unwrap_or_default(),
+    };
+    let error = &failed.error;
     let generation = token.metadata.generation;
     let now_text = format_time(now);
     let reason = error.reason();
@@ -107,10 +116,10 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
         .expiry_time
         .as_deref()
         .and_then(crate::secret::parse_time)
-        .is_some_and(|expiry| expiry > now)
+        .is_none_or(|expiry| expiry > now)
         && status.token_id.is_some();
     let c = &mut status.conditions;
-    if !token_alive {
+    if !plan::ready_after_failure(failed.secret_serves, token_alive) {
         upsert_condition(
             c,
             Condition::new(
@@ -123,7 +132,9 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
             ),
         );
     }
-    let rotating = if error.mint_uncertain() {
+    // An uncertain create stays flagged until a reconcile succeeds whole (its token list
+    // included): only then has the token it may have left been looked for.
+    let rotating = if error.mint_uncertain() || is_minting(token) {
         Condition::new(
             ROTATING,
             ConditionStatus::True,
@@ -155,6 +166,23 @@ pub fn failed(token: &DatabricksToken, error: &Error, now: EpochMillis) -> Datab
         ),
     );
     status
+}
+
+/// Whether the status says Ready=True.
+pub fn is_ready(status: &DatabricksTokenStatus) -> bool {
+    find_condition(&status.conditions, READY).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+/// Whether a failure differs from the one already reported (worth an event).
+pub fn failure_is_news(
+    before: Option<&DatabricksTokenStatus>,
+    after: &DatabricksTokenStatus,
+) -> bool {
+    let degraded = |s: &DatabricksTokenStatus| {
+        find_condition(&s.conditions, DEGRADED)
+            .map(|c| (c.status, c.reason.clone(), c.message.clone()))
+    };
+    before.and_then(degraded) != degraded(after)
 }
 
 /// Write `desired` unless it equals what the object already has (and nothing else touched it).
@@ -189,4 +217,151 @@ async fn write(
     .await
     .map_err(Error::kube("write status"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::DatabricksTokenSpec;
+    use crate::secret::{CurrentToken, TokenRecord};
+
+    const NOW: EpochMillis = 1_700_000_000_000;
+    const HOUR: EpochMillis = 3_600_000;
+
+    /// A resource whose status says Ready with token `old`, expiring in an hour.
+    fn ready_token() -> DatabricksToken {
+        let spec: DatabricksTokenSpec =
+            serde_yaml::from_str("workspaceRef: {name: ws}\nlifetime: 3h\n").unwrap();
+        let mut t = DatabricksToken::new("t", spec);
+        t.metadata.generation = Some(1);
+        let synced = synced_with("old", NOW - HOUR);
+        t.status = Some(synced_status(&t, &synced));
+        t
+    }
+
+    fn synced_with(id: &str, creation: EpochMillis) -> Synced {
+        Synced {
+            record: TokenRecord {
+                current: CurrentToken {
+                    token_id: id.into(),
+                    creation,
+                    expiry: Some(creation + 2 * HOUR),
+                    value_digest: "d".into(),
+                    origin: None,
+                },
+                previous: vec![],
+                spec_hash: "h".into(),
+                rotate_request_handled: None,
+            },
+            secret_name: "t".into(),
+            secret_version: Some("1".into()),
+            rotated_at: Some(creation),
+            next_verification: creation + HOUR,
+        }
+    }
+
+    fn synced_status(t: &DatabricksToken, s: &Synced) -> DatabricksTokenStatus {
+        synced(t, s, s.record.current.creation)
+    }
+
+    fn quota() -> Error {
+        Error::databricks("create token")(databricks_client::Error::QuotaExceeded {
+            code: "QUOTA_EXCEEDED".into(),
+            message: "too many tokens".into(),
+        })
+    }
+
+    fn failure(secret_serves: Option<bool>, partial: Option<Synced>) -> Failed {
+        Failed {
+            error: quota(),
+            secret_serves,
+            partial,
+        }
+    }
+
+    fn condition(s: &DatabricksTokenStatus, type_: &str) -> (ConditionStatus, String) {
+        let c = find_condition(&s.conditions, type_).expect(type_);
+        (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn a_failed_replacement_of_a_lost_token_is_not_ready() {
+        let t = ready_token();
+        let s = failed(&t, &failure(Some(false), None), NOW);
+        assert_eq!(
+            condition(&s, READY),
+            (ConditionStatus::False, "QUOTA_EXCEEDED".into())
+        );
+        assert!(!is_ready(&s));
+        assert_eq!(
+            condition(&s, DEGRADED),
+            (ConditionStatus::True, "QUOTA_EXCEEDED".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_renewal_stays_ready_while_the_token_lives() {
+        let t = ready_token();
+        for serves in [Some(true), None] {
+            let s = failed(&t, &failure(serves, None), NOW);
+            assert!(is_ready(&s), "{serves:?}");
+        }
+        let s = failed(&t, &failure(Some(true), None), NOW + HOUR);
+        assert!(!is_ready(&s), "expired");
+    }
+
+    #[test]
+    fn a_rotation_is_recorded_although_a_later_step_failed() {
+        let t = ready_token();
+        let s = failed(&t, &failure(Some(true), Some(synced_with("new", NOW))), NOW);
+        assert_eq!(s.token_id.as_deref(), Some("new"));
+        assert_eq!(s.last_rotation_time, Some(format_time(NOW)));
+        assert!(is_ready(&s));
+        assert_eq!(condition(&s, DEGRADED).0, ConditionStatus::True);
+    }
+
+    #[test]
+    fn the_same_failure_again_is_no_news() {
+        let t = ready_token();
+        let first = failed(&t, &failure(Some(true), None), NOW);
+        assert!(failure_is_news(t.status.as_ref(), &first));
+        let again = failed(&t, &failure(Some(true), None), NOW + 1_000);
+        assert!(!failure_is_news(Some(&first), &again));
+        let other = Failed {
+            error: Error::SecretConflict { name: "t".into() },
+            secret_serves: Some(false),
+            partial: None,
+        };
+        assert!(failure_is_news(Some(&first), &failed(&t, &other, NOW)));
+    }
+
+    #[test]
+    fn an_uncertain_create_stays_flagged_until_a_whole_success() {
+        let mut t = ready_token();
+        let s = failed(&t, &failure(Some(true), None), NOW);
+        assert!(!is_minting_status(&s));
+        let uncertain = Failed {
+            error: Error::databricks("create token")(databricks_client::Error::Transport {
+                message: "reset".into(),
+                uncertain: true,
+            }),
+            secret_serves: Some(true),
+            partial: None,
+        };
+        t.status = Some(failed(&t, &uncertain, NOW));
+        assert!(is_minting(&t));
+        // A later failure (the list it needs failed, a rotation went through) keeps the flag.
+        let later = failed(&t, &failure(Some(true), Some(synced_with("new", NOW))), NOW);
+        assert!(is_minting_status(&later));
+        assert!(!is_minting_status(&synced(
+            &t,
+            &synced_with("new", NOW),
+            NOW
+        )));
+    }
+
+    fn is_minting_status(s: &DatabricksTokenStatus) -> bool {
+        find_condition(&s.conditions, ROTATING)
+            .is_some_and(|c| c.status == ConditionStatus::True && c.reason == MINTING)
+    }
 }

@@ -11,19 +11,22 @@ use databricks_client::CreateTokenRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{controller::Action, events::EventType},
 };
 use tracing::{info, warn};
 
-use super::{Context, Error, FIELD_MANAGER, cleanup, events, plan, revocation, rollout, status};
+use super::{
+    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, own_writes::OwnWrites, plan,
+    revocation, rollout, status,
+};
 use crate::crd::DatabricksToken;
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{
     self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenOrigin, TokenRecord,
 };
-use crate::workspace::ResolvedWorkspace;
+use crate::workspace::{ResolvedWorkspace, WorkspaceKey, Workspaces};
 
 /// What a successful sync leaves behind, for status and the next wake-up.
 pub struct Synced {
@@ -35,17 +38,88 @@ pub struct Synced {
     pub next_verification: EpochMillis,
 }
 
-/// Bring the Secret and Databricks in line with the spec.
+/// A sync that failed: the error, what is known of the Secret, and what the sync completed
+/// before the failure (a rotation is recorded in status even when a later step fails).
+pub struct Failed {
+    pub error: Error,
+    /// Whether the Secret still serves a working token; None when the sync did not get far
+    /// enough to know.
+    pub secret_serves: Option<bool>,
+    pub partial: Option<Synced>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            secret_serves: None,
+            partial: None,
+        }
+    }
+}
+
+/// Bring the Secret and Databricks in line with the spec. Every call to Databricks passes the
+/// workspace's shared backoff first; the outcome is reported back to it.
 pub async fn sync(
     token: &DatabricksToken,
     ctx: &Context,
     now: EpochMillis,
-) -> Result<Synced, Error> {
+) -> Result<Synced, Failed> {
+    let key = Workspaces::key_for(token);
+    let mut gate = Gate {
+        key: &key,
+        entered: false,
+    };
+    let result = sync_inner(token, ctx, now, &mut gate).await;
+    if gate.entered {
+        match &result {
+            Err(f) if f.error.is_workspace_failure() => {
+                ctx.workspace_backoff.failed(
+                    &key,
+                    crate::now_millis(),
+                    f.error.retry_after(),
+                    &f.error.reason(),
+                    &f.error.to_string(),
+                );
+            }
+            _ => ctx.workspace_backoff.succeeded(&key),
+        }
+    }
+    result
+}
+
+/// Passage to one workspace's API for one reconcile.
+struct Gate<'a> {
+    key: &'a WorkspaceKey,
+    entered: bool,
+}
+
+impl Gate<'_> {
+    /// Pass the workspace's backoff (once per reconcile).
+    fn enter(&mut self, ctx: &Context, now: EpochMillis) -> Result<(), Blocked> {
+        if !self.entered {
+            ctx.workspace_backoff.enter(self.key, now)?;
+            self.entered = true;
+        }
+        Ok(())
+    }
+}
+
+async fn sync_inner(
+    token: &DatabricksToken,
+    ctx: &Context,
+    now: EpochMillis,
+    gate: &mut Gate<'_>,
+) -> Result<Synced, Failed> {
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let namespace = token
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let workspace = ctx.workspaces.for_minting(token).await?;
+    let workspace = ctx
+        .workspaces
+        .for_minting(token)
+        .await
+        .map_err(Error::from)?;
     let owner = owner_of(token);
     let name = secret::secret_name(token);
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
@@ -83,24 +157,51 @@ pub async fn sync(
                 .map_err(Error::kube("read Secret"))?;
             if let Some(s) = &live {
                 if !secret::is_owned_by(s, token) {
-                    return Err(Error::SecretConflict { name });
+                    return Err(conflict(name));
                 }
                 secret_version = s.resource_version();
             }
             plan::observe(live.as_ref(), &token.spec.secret.token_key)
         }
     };
+    // Whether the Secret exists, so a write must find it as it was read (or absent).
+    let mut secret_exists = !read_whole || live.is_some();
     let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-    // A renamed Secret: carry the token over from the old one instead of minting.
+    // A renamed Secret: carry the token over from the old one instead of minting, and delete the
+    // old one once the new one holds the token (also when a crash came between the two).
+    let recorded_name = token.status.as_ref().and_then(|s| s.secret_name.as_deref());
     let mut renamed_from = None;
-    if observed.record.is_none()
-        && let Some(old) = moved_secret(token, &secrets, &name).await?
+    if let Some(old_name) = plan::renamed_from(recorded_name, &name)
+        && let Some(old) = owned_secret(token, &secrets, old_name).await?
     {
-        let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
-        if old_observed.value.is_some() {
-            observed = old_observed;
-            reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-            renamed_from = old.metadata.name.clone();
+        if observed.record.is_none() {
+            let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
+            if old_observed.value.is_some() {
+                observed = old_observed;
+                reason = plan::rotation_reason(token, &observed, &desired_hash, now);
+            }
+        }
+        renamed_from = Some(old_name.to_string());
+    }
+
+    // Someone keeps taking the token out of the Secret: replacements are budgeted.
+    if let Some(r) = reason
+        && plan::is_replacement(r)
+    {
+        let recent = ctx.replacements(&uid);
+        if let Some(until) = plan::next_replacement_at(&recent, now) {
+            return Err(Failed {
+                error: Error::ReplacementsExhausted {
+                    name,
+                    changed_by: live
+                        .as_ref()
+                        .and_then(|l| plan::who_changed(l, FIELD_MANAGER)),
+                    count: recent.len(),
+                    until,
+                },
+                secret_serves: Some(false),
+                partial: None,
+            });
         }
     }
 
@@ -109,7 +210,25 @@ pub async fn sync(
     let unknown_mints =
         reason.is_some() && ctx.unknown_mints_possible(token, cleanup::has_finalizer(token));
     let verify = uncertain_create || unknown_mints || ctx.verification_due(&uid, now);
+    let revocations_due = observed
+        .record
+        .as_ref()
+        .is_some_and(|r| r.has_revocations_due(now));
+    let serves = |reason| Some(plan::secret_serves(reason));
+    if verify || reason.is_some() || revocations_due {
+        gate.enter(ctx, now).map_err(|b| Failed {
+            error: Error::WorkspaceBackingOff {
+                reason: b.reason,
+                message: b.message,
+                until: b.until,
+            },
+            secret_serves: serves(reason),
+            partial: None,
+        })?;
+    }
     let mut snapshot = None;
+    // A failed list does not hold up a rotation that is due: it is reported afterwards.
+    let mut later_error = None;
     if verify {
         // Fresh enough to contain the current token, and recent: shared by a fleet verifying
         // at once, yet never so old that an outside revocation goes unseen. After an uncertain
@@ -127,28 +246,30 @@ pub async fn sync(
         } else {
             created.max(recent)
         };
-        let snap = ctx
-            .inventory
-            .snapshot(&workspace, &owner, not_before)
-            .await?;
-        if reason.is_none()
-            && let Some(record) = &observed.record
-            && !snap
-                .tokens
-                .iter()
-                .any(|t| t.token_id == record.current.token_id)
-        {
-            // Another identity's list does not show the token: a swapped credential is a change
-            // of identity (the old token lives on and gets its grace period), not a revocation.
-            reason = Some(
-                if minted_by_another_identity(record, &workspace, &owner).await {
-                    plan::RotationReason::SpecChanged
-                } else {
-                    plan::RotationReason::RevokedOutside
-                },
-            );
+        match ctx.inventory.snapshot(&workspace, &owner, not_before).await {
+            Ok(snap) => {
+                if reason.is_none()
+                    && let Some(record) = &observed.record
+                    && !snap
+                        .tokens
+                        .iter()
+                        .any(|t| t.token_id == record.current.token_id)
+                {
+                    // Another identity's list does not show the token: a swapped credential is
+                    // a change of identity (the old token lives on and gets its grace period),
+                    // not a revocation.
+                    reason = Some(
+                        if minted_by_another_identity(record, &workspace, &owner).await {
+                            plan::RotationReason::SpecChanged
+                        } else {
+                            plan::RotationReason::RevokedOutside
+                        },
+                    );
+                }
+                snapshot = Some(snap);
+            }
+            Err(e) => later_error = Some(e),
         }
-        snapshot = Some(snap);
     }
 
     let mut record = observed.record.clone();
@@ -156,28 +277,58 @@ pub async fn sync(
     let mut rotated_at = None;
     let mut secret_written = false;
     if let Some(reason) = reason {
+        let failed = |error| Failed {
+            error,
+            secret_serves: serves(Some(reason)),
+            partial: None,
+        };
         let (new_record, new_value) =
-            rotate(token, ctx, &workspace, &owner, &observed, reason, now).await?;
+            rotate(token, ctx, &workspace, &owner, &observed, reason, now)
+                .await
+                .map_err(failed)?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
-        let written = match apply_secret(ctx, &secrets, &desired).await {
+        let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
+        let written = match write_secret(
+            token,
+            &ctx.own_writes,
+            &secrets,
+            desired,
+            expected,
+            live.as_ref(),
+        )
+        .await
+        {
             Ok(version) => version,
             Err(e) => {
                 // Nobody will ever see this token: take it back now (the sweep covers a failure
                 // here).
                 let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id)
                     .await;
-                return Err(e);
+                return Err(match e {
+                    WriteError::Taken => conflict(name),
+                    WriteError::Kube(e) => failed(e),
+                });
             }
         };
         secret_written = true;
+        secret_exists = true;
         secret_version = written;
+        if plan::is_replacement(reason) {
+            ctx.record_replacement(&uid, now);
+        }
         announce_rotation(token, ctx, reason, &new_record).await;
         rollout::restart_targets(token, ctx, now).await;
         record = Some(new_record);
         value = Some(new_value);
         rotated_at = Some(now);
     }
-    let mut record = record.ok_or(Error::MissingField("token record"))?;
+    let Some(mut record) = record else {
+        return Err(Failed {
+            error: later_error.unwrap_or(Error::MissingField("token record")),
+            secret_serves: serves(reason),
+            partial: None,
+        });
+    };
 
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
@@ -192,6 +343,9 @@ pub async fn sync(
         owner: &owner,
     };
     let (revoked_any, revoke_error) = revoke_due(token, ctx, &revoker, &mut record, now).await;
+    if later_error.is_none() {
+        later_error = revoke_error;
+    }
 
     // Rewrite after a revocation, or when the Secret read whole differs from what it should be.
     if revoked_any || (read_whole && !secret_written) {
@@ -201,26 +355,51 @@ pub async fn sync(
             .as_ref()
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
         if revoked_any || drifted {
-            secret_version = apply_secret(ctx, &secrets, &desired).await?;
+            let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
+            // What was read is stale once this sync wrote the Secret.
+            let read = live.as_ref().filter(|_| !secret_written);
+            match write_secret(token, &ctx.own_writes, &secrets, desired, expected, read).await {
+                Ok(version) => secret_version = version,
+                Err(WriteError::Taken) => return Err(conflict(name)),
+                Err(WriteError::Kube(e)) => {
+                    later_error.get_or_insert(e);
+                }
+            }
         }
     }
-    if let Some(e) = revoke_error {
-        return Err(e);
-    }
-    if let Some(old) = renamed_from {
-        secrets
-            .delete(&old, &DeleteParams::default())
-            .await
-            .map_err(Error::kube("delete renamed Secret"))?;
+    if later_error.is_none()
+        && let Some(old) = renamed_from
+    {
+        match secrets.delete(&old, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => later_error = Some(Error::kube("delete renamed Secret")(e)),
+        }
     }
 
-    Ok(Synced {
+    let synced = Synced {
         record,
         secret_name: name,
         secret_version,
         rotated_at,
         next_verification: ctx.next_verification(&uid, now),
-    })
+    };
+    match later_error {
+        None => Ok(synced),
+        Some(error) => Err(Failed {
+            error,
+            secret_serves: Some(true),
+            partial: Some(synced),
+        }),
+    }
+}
+
+fn conflict(name: String) -> Failed {
+    Failed {
+        error: Error::SecretConflict { name },
+        secret_serves: Some(false),
+        partial: None,
+    }
 }
 
 /// The requeue delay after a successful sync.
@@ -423,42 +602,113 @@ async fn minted_by_another_identity(
     *owner == Owner::Caller && workspace.identity().await.is_ok_and(|now| now != minted_by)
 }
 
-/// An owned Secret under the name status last recorded, when the spec now names another.
-async fn moved_secret(
+/// The Secret `name`, if this resource owns it.
+async fn owned_secret(
     token: &DatabricksToken,
     secrets: &Api<Secret>,
     name: &str,
 ) -> Result<Option<Secret>, Error> {
-    let Some(old_name) = token.status.as_ref().and_then(|s| s.secret_name.clone()) else {
-        return Ok(None);
-    };
-    if old_name == name {
-        return Ok(None);
-    }
     let old = secrets
-        .get_opt(&old_name)
+        .get_opt(name)
         .await
         .map_err(Error::kube("read previous Secret"))?;
     Ok(old.filter(|s| secret::is_owned_by(s, token)))
 }
 
-/// Server-side apply of the whole Secret; returns its new resourceVersion.
-async fn apply_secret(
-    ctx: &Context,
+/// Why a Secret write did not happen.
+enum WriteError {
+    /// The Secret was created or replaced by someone else since it was read.
+    Taken,
+    Kube(Error),
+}
+
+/// Write the whole Secret, only if it is still as it was read: created when it was absent
+/// (never over a Secret someone created meanwhile), applied at the version read otherwise.
+/// Returns its new resourceVersion.
+async fn write_secret(
+    token: &DatabricksToken,
+    own_writes: &OwnWrites,
     secrets: &Api<Secret>,
-    desired: &Secret,
-) -> Result<Option<String>, Error> {
+    mut desired: Secret,
+    expected: plan::ExpectedSecret,
+    live: Option<&Secret>,
+) -> Result<Option<String>, WriteError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let written = secrets
+    let result = match expected {
+        plan::ExpectedSecret::Absent => {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
+            secrets.create(&params, &desired).await
+        }
+        plan::ExpectedSecret::AtVersion(mut version) => {
+            if let Some(live) = live
+                && let Some(managed) = plan::adopt_created_fields(live, &desired, FIELD_MANAGER)
+            {
+                version = adopt_fields(secrets, &name, managed, version)
+                    .await
+                    .map_err(WriteError::Kube)?;
+            }
+            desired.metadata.resource_version = version;
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+        }
+    };
+    match result {
+        Ok(written) => {
+            own_writes.record(&written);
+            Ok(written.resource_version())
+        }
+        // Created by someone else meanwhile, or changed since it was read: whose it is now,
+        // the next reconcile reads again (a Secret of someone else is never written).
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let foreign = secrets
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|live| !secret::is_owned_by(&live, token));
+            if foreign {
+                Err(WriteError::Taken)
+            } else {
+                Err(WriteError::Kube(Error::kube("write Secret")(
+                    kube::Error::Api(s),
+                )))
+            }
+        }
+        Err(e) => Err(WriteError::Kube(Error::kube("write Secret")(e))),
+    }
+}
+
+/// Hand the fields the operator's create recorded to its server-side apply (see
+/// `plan::adopt_created_fields`), at the version read. Returns the new version.
+async fn adopt_fields(
+    secrets: &Api<Secret>,
+    name: &str,
+    managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
+    version: Option<String>,
+) -> Result<Option<String>, Error> {
+    let patch = serde_json::json!({
+        "metadata": {"managedFields": managed, "resourceVersion": version}
+    });
+    let patched = secrets
         .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(desired),
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
         )
         .await
-        .map_err(Error::kube("write Secret"))?;
-    ctx.own_writes.record(&written);
-    Ok(written.resource_version())
+        .map_err(Error::kube("adopt Secret fields"))?;
+    Ok(patched.resource_version())
 }
 
 async fn announce_rotation(
@@ -610,3 +860,213 @@ async fn revoke_due(
 
 /// Event reason: a token id read from the Secret is not this resource's, so it was left alone.
 pub const FOREIGN_TOKEN_IGNORED: &str = "ForeignTokenIgnored";
+
+#[cfg(test)]
+mod tests {
+    //! The Secret writes of one reconcile against a scripted API server: the exact requests.
+
+    use std::{
+        collections::VecDeque,
+        sync::{Arc, Mutex},
+    };
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::DatabricksTokenSpec;
+
+    /// One expected request (method, path) and the answer to give.
+    type Step = (&'static str, &'static str, u16, serde_json::Value);
+
+    /// The requests seen: method, path and query, body.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    fn api_server(script: Vec<Step>) -> (kube::Client, Seen) {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let script = script.clone();
+            let log = log.clone();
+            async move {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                log.lock().unwrap().push((
+                    method.clone(),
+                    uri.clone(),
+                    String::from_utf8_lossy(&body).into(),
+                ));
+                let (want_method, want_path, status, answer) = script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .expect("an unexpected request");
+                assert_eq!(method, want_method, "{uri}");
+                assert!(uri.starts_with(want_path), "{uri} is not {want_path}");
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        (kube::Client::new(service, "ns"), seen)
+    }
+
+    fn token() -> DatabricksToken {
+        let spec: DatabricksTokenSpec =
+            serde_yaml::from_str("workspaceRef: {name: ws}\nlifetime: 1h\n").unwrap();
+        let mut t = DatabricksToken::new("t", spec);
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("uid-1".into());
+        t
+    }
+
+    fn desired(t: &DatabricksToken) -> Secret {
+        let record = TokenRecord {
+            current: CurrentToken {
+                token_id: "id".into(),
+                creation: 0,
+                expiry: None,
+                value_digest: secret::value_digest("v"),
+                origin: None,
+            },
+            previous: vec![],
+            spec_hash: "h".into(),
+            rotate_request_handled: None,
+        };
+        secret::render(
+            t,
+            &SecretLayout {
+                name: "t",
+                host: "https://h",
+            },
+            &record,
+            "v",
+        )
+    }
+
+    fn as_json(s: &Secret, version: &str) -> serde_json::Value {
+        let mut v = serde_json::to_value(s).unwrap();
+        v["apiVersion"] = json!("v1");
+        v["kind"] = json!("Secret");
+        v["metadata"]["resourceVersion"] = json!(version);
+        v
+    }
+
+    fn foreign() -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "9"}, "data": {"token": "dXNlcg=="}})
+    }
+
+    fn conflict(reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": 409, "message": "conflict"})
+    }
+
+    const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
+
+    #[tokio::test]
+    async fn an_absent_secret_is_created_never_applied() {
+        let t = token();
+        let want = desired(&t);
+        let (client, seen) = api_server(vec![("POST", SECRETS, 201, as_json(&want, "5"))]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::Absent,
+            None,
+        )
+        .await;
+        assert!(matches!(written, Ok(Some(ref v)) if v == "5"));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].1.contains("fieldManager=databricks-token-operator"),
+            "{}",
+            seen[0].1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_secret_is_applied_at_the_version_read() {
+        let t = token();
+        let want = desired(&t);
+        let (client, seen) = api_server(vec![(
+            "PATCH",
+            "/api/v1/namespaces/ns/secrets/t",
+            200,
+            as_json(&want, "8"),
+        )]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::AtVersion(Some("7".into())),
+            None,
+        )
+        .await;
+        assert!(matches!(written, Ok(Some(ref v)) if v == "8"));
+        let body: serde_json::Value = serde_json::from_str(&seen.lock().unwrap()[0].2).unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_created_meanwhile_by_someone_else_is_left_alone() {
+        let t = token();
+        let (client, seen) = api_server(vec![
+            ("POST", SECRETS, 409, conflict("AlreadyExists")),
+            ("GET", "/api/v1/namespaces/ns/secrets/t", 200, foreign()),
+        ]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            desired(&t),
+            plan::ExpectedSecret::Absent,
+            None,
+        )
+        .await;
+        assert!(matches!(written, Err(WriteError::Taken)));
+        assert_eq!(seen.lock().unwrap().len(), 2, "no write after the conflict");
+    }
+
+    #[tokio::test]
+    async fn a_secret_changed_meanwhile_but_still_owned_is_a_plain_conflict() {
+        let t = token();
+        let want = desired(&t);
+        let (client, _) = api_server(vec![
+            (
+                "PATCH",
+                "/api/v1/namespaces/ns/secrets/t",
+                409,
+                conflict("Conflict"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns/secrets/t",
+                200,
+                as_json(&want, "9"),
+            ),
+        ]);
+        let secrets: Api<Secret> = Api::namespaced(client, "ns");
+        let written = write_secret(
+            &t,
+            &OwnWrites::default(),
+            &secrets,
+            want,
+            plan::ExpectedSecret::AtVersion(Some("7".into())),
+            None,
+        )
+        .await;
+        assert!(matches!(written, Err(WriteError::Kube(ref e)) if e.is_conflict()));
+    }
+}

@@ -203,16 +203,46 @@ async fn check(
     current: Option<WorkspaceStatus>,
     generation: Option<i64>,
 ) -> (WorkspaceStatus, Action) {
-    let mut status = current.unwrap_or_default();
+    let mut status = current.clone().unwrap_or_default();
     let now = crate::secret::format_time(crate::now_millis());
+    // Calls share the workspace's backoff with its tokens: a failing workspace is probed once
+    // per step, by whichever caller comes first.
+    // A changed spec (a fixed host, another credential) starts afresh.
+    let mut wait_until = None;
+    let spec_changed = current.as_ref().and_then(|s| s.observed_generation) != generation;
     let outcome = match resolved {
-        Ok(ws) => match ws.client.current_user().await {
-            Ok(user) => Ok(user.user_name.unwrap_or(user.id)),
-            Err(e) => {
-                ctx.workspaces.invalidate(&ws.key);
-                Err((Error::databricks("authenticate")(e)).to_string_with_reason())
+        Ok(ws) => {
+            match ctx
+                .workspace_backoff
+                .enter_afresh_if(spec_changed, &ws.key, crate::now_millis())
+            {
+                Err(blocked) => {
+                    wait_until = Some(blocked.until);
+                    Err((blocked.reason, blocked.message))
+                }
+                Ok(()) => match ws.client.current_user().await {
+                    Ok(user) => {
+                        ctx.workspace_backoff.succeeded(&ws.key);
+                        Ok(user.user_name.unwrap_or(user.id))
+                    }
+                    Err(e) => {
+                        let error = Error::databricks("authenticate")(e);
+                        if error.is_auth_failure() {
+                            ctx.workspaces.invalidate(&ws.key);
+                        }
+                        let (reason, message) = error.to_string_with_reason();
+                        wait_until = Some(ctx.workspace_backoff.failed(
+                            &ws.key,
+                            crate::now_millis(),
+                            error.retry_after(),
+                            &reason,
+                            &message,
+                        ));
+                        Err((reason, message))
+                    }
+                },
             }
-        },
+        }
         Err(e) => Err((e.reason().to_string(), e.to_string())),
     };
     let (condition, action) = match outcome {
@@ -232,8 +262,11 @@ async fn check(
             )
         }
         Err((reason, message)) => {
-            let key = format!("{reason}/{message}");
-            let delay = ctx.backoff.next_delay(&key, None).min(RECHECK_READY);
+            let delay = match wait_until {
+                Some(at) => Duration::from_millis((at - crate::now_millis()).max(0) as u64 + 100),
+                None => ctx.backoff.next_delay(&format!("{reason}/{message}"), None),
+            }
+            .min(RECHECK_READY);
             (
                 Condition::new(
                     "Ready",

@@ -4,7 +4,10 @@
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -18,7 +21,7 @@ use crate::{
     auth::Authenticator,
     error::parse_retry_after,
     limit::Limits,
-    retry::{RetryPolicy, Safety},
+    retry::{RetryPolicy, Safety, marks_failing},
     secret::scrub,
     types::{CreateTokenResponse, GetTokenResponse, ListTokensResponse},
 };
@@ -35,6 +38,8 @@ struct Inner {
     limits: Limits,
     retry: RetryPolicy,
     observer: Option<Arc<dyn RequestObserver>>,
+    /// The last call gave up on a transient failure and nothing has succeeded since.
+    failing: AtomicBool,
 }
 
 impl fmt::Debug for WorkspaceClient {
@@ -96,6 +101,7 @@ impl WorkspaceClient {
                 limits,
                 retry: config.retry,
                 observer: config.observer,
+                failing: AtomicBool::new(false),
             }),
         })
     }
@@ -212,9 +218,16 @@ impl WorkspaceClient {
                 status = field::Empty
             );
             let Failed { error, bearer } = match self.attempt(&call).instrument(span).await {
-                Ok(text) => return decode(&call, &text),
+                Ok(text) => {
+                    inner.failing.store(false, Ordering::Relaxed);
+                    return decode(&call, &text);
+                }
                 Err(failed) => failed,
             };
+            if !marks_failing(&error) {
+                // The host answered as an API does: it is up.
+                inner.failing.store(false, Ordering::Relaxed);
+            }
             // An exchanged token can be revoked before it expires: drop it and try once more.
             // Safe for creates too: the server refused the request before acting on it.
             if matches!(error, Error::Unauthenticated { .. })
@@ -231,11 +244,15 @@ impl WorkspaceClient {
                 );
                 continue;
             }
+            let failing = inner.failing.load(Ordering::Relaxed);
             let Some(delay) =
                 inner
                     .retry
-                    .next_delay(call.safety, &error, attempt, started.elapsed())
+                    .next_delay(call.safety, &error, attempt, started.elapsed(), failing)
             else {
+                if marks_failing(&error) {
+                    inner.failing.store(true, Ordering::Relaxed);
+                }
                 debug!(
                     endpoint = call.endpoint.as_str(),
                     attempt,

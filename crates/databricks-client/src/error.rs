@@ -129,8 +129,10 @@ impl Error {
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => default_code(status).to_string(),
         };
-        let raw_message = parsed.message.unwrap_or_else(|| short(body.trim()));
-        let message = match scrub(&raw_message) {
+        let raw_message = parsed
+            .message
+            .unwrap_or_else(|| not_an_api_answer(status, body));
+        let message = match one_line(&scrub(&raw_message)) {
             m if m.is_empty() => format!("HTTP {status}"),
             m => m,
         };
@@ -179,12 +181,74 @@ fn is_lifetime_limit(message: &str) -> bool {
     m.contains("lifetime") && (m.contains("exceed") || m.contains("maximum"))
 }
 
-/// A non-JSON body (a proxy's HTML page) is cut short: it is context, not content.
-fn short(body: &str) -> String {
-    const MAX: usize = 200;
-    match body.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &body[..i]),
-        None => body.to_string(),
+/// A body that is not a Databricks error (a proxy's HTML page, a plain-text line): the status
+/// and a short reason, never the page itself.
+fn not_an_api_answer(status: u16, body: &str) -> String {
+    let phrase = reason_phrase(status);
+    let text = body.trim();
+    let looks_html = text.starts_with('<') || text.to_ascii_lowercase().contains("<html");
+    if looks_html {
+        return match html_title(text) {
+            Some(title) if !title.is_empty() => {
+                format!(
+                    "HTTP {status} {phrase} (HTML page from a proxy: {})",
+                    short(&title)
+                )
+            }
+            _ => format!("HTTP {status} {phrase} (HTML page from a proxy)"),
+        };
+    }
+    match one_line(text) {
+        t if t.is_empty() => format!("HTTP {status} {phrase}"),
+        t => format!("HTTP {status} {phrase}: {}", short(&t)),
+    }
+}
+
+/// The text of an HTML page's `<title>` (or first `<h1>`), tags stripped.
+fn html_title(page: &str) -> Option<String> {
+    let lower = page.to_ascii_lowercase();
+    let (open, close) = [("<title", "</title>"), ("<h1", "</h1>")]
+        .into_iter()
+        .find(|(o, _)| lower.contains(o))?;
+    let start = lower.find(open)?;
+    let start = start + lower[start..].find('>')? + 1;
+    let end = start + lower[start..].find(close)?;
+    Some(one_line(&page[start..end]))
+}
+
+/// Control characters and runs of whitespace become single spaces: a condition message is one
+/// line.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Cut short: context, not content.
+fn short(text: &str) -> String {
+    const MAX: usize = 120;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
     }
 }
 
@@ -363,7 +427,7 @@ mod tests {
         let e = map(502, "<html>bad gateway</html>");
         assert_eq!(e.error_code(), "BAD_GATEWAY");
         assert!(e.is_retryable());
-        assert!(e.to_string().contains("bad gateway"));
+        assert!(e.to_string().contains("HTTP 502 Bad Gateway"), "{e}");
         let e = map(418, "");
         assert_eq!(e.error_code(), "UNKNOWN");
         assert!(e.to_string().contains("HTTP 418"));
@@ -373,6 +437,38 @@ mod tests {
     fn long_non_json_bodies_are_cut_short() {
         let e = map(502, &"x".repeat(5_000));
         assert!(e.to_string().len() < 300);
+    }
+
+    #[test]
+    fn a_proxy_page_becomes_status_and_a_short_reason() {
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+        let e = map(502, page);
+        assert_eq!(
+            e.to_string(),
+            "BAD_GATEWAY (HTTP 502): HTTP 502 Bad Gateway (HTML page from a proxy: 502 Bad Gateway)"
+        );
+        let untitled = map(
+            503,
+            "<html><body><p>down\r\nfor maintenance</p></body></html>",
+        );
+        assert_eq!(
+            untitled.to_string(),
+            "TEMPORARILY_UNAVAILABLE (HTTP 503): HTTP 503 Service Unavailable (HTML page from a proxy)"
+        );
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let e = map(500, "upstream\r\nconnect error\tor reset");
+        assert_eq!(
+            e.to_string(),
+            "INTERNAL_ERROR (HTTP 500): HTTP 500 Internal Server Error: upstream connect error or reset"
+        );
+        let e = map(
+            400,
+            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"line one\nline two"}"#,
+        );
+        assert_eq!(e.to_string(), "INVALID_PARAMETER_VALUE: line one line two");
     }
 
     #[test]

@@ -75,20 +75,30 @@ impl RetryPolicy {
     }
 
     /// After failed attempt number `attempt`, `elapsed` since the first began: how long to
-    /// wait before the next, or None to give up and return the error.
+    /// wait before the next, or None to give up and return the error. While the host is
+    /// `failing` (the last call ended in a transient failure, nothing has succeeded since), a
+    /// call makes one attempt: the caller's own backoff paces the next, and the client's
+    /// retries would only multiply it.
     pub(crate) fn next_delay(
         &self,
         safety: Safety,
         error: &Error,
         attempt: u32,
         elapsed: Duration,
+        failing: bool,
     ) -> Option<Duration> {
-        if !may_repeat(safety, error) || attempt >= self.max_attempts {
+        if failing || !may_repeat(safety, error) || attempt >= self.max_attempts {
             return None;
         }
         let delay = self.delay(attempt, error.retry_after());
         (elapsed + delay <= self.overall_deadline).then_some(delay)
     }
+}
+
+/// Whether a call that ended with `error` says the host is failing (rather than refusing this
+/// one request): 429, 5xx and transport errors.
+pub(crate) fn marks_failing(error: &Error) -> bool {
+    error.is_retryable()
 }
 
 /// Whether sending the same request again is safe and may help.
@@ -202,13 +212,41 @@ mod tests {
         let p = RetryPolicy::default();
         let e = unavailable(false);
         assert!(
-            p.next_delay(Safety::Idempotent, &e, 4, Duration::ZERO)
+            p.next_delay(Safety::Idempotent, &e, 4, Duration::ZERO, false)
                 .is_some()
         );
         assert!(
-            p.next_delay(Safety::Idempotent, &e, 5, Duration::ZERO)
+            p.next_delay(Safety::Idempotent, &e, 5, Duration::ZERO, false)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_host_already_failing_gets_one_attempt_per_call() {
+        let p = RetryPolicy::default();
+        for e in [unavailable(false), rate_limited(None), transport(false)] {
+            assert!(
+                p.next_delay(Safety::Idempotent, &e, 1, Duration::ZERO, false)
+                    .is_some()
+            );
+            assert_eq!(
+                p.next_delay(Safety::Idempotent, &e, 1, Duration::ZERO, true),
+                None,
+                "{e:?}"
+            );
+        }
+    }
+
+    /// Whether a call's outcome leaves the host marked failing.
+    #[test]
+    fn only_transient_failures_mark_the_host_failing() {
+        assert!(marks_failing(&unavailable(false)));
+        assert!(marks_failing(&transport(true)));
+        assert!(marks_failing(&rate_limited(None)));
+        assert!(!marks_failing(&Error::NotFound {
+            code: "RESOURCE_DOES_NOT_EXIST".into(),
+            message: "m".into(),
+        }));
     }
 
     #[test]
@@ -219,16 +257,16 @@ mod tests {
         };
         let e = rate_limited(Some(Duration::from_secs(3)));
         assert_eq!(
-            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(7)),
+            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(7), false),
             Some(Duration::from_secs(3))
         );
         assert_eq!(
-            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(8)),
+            p.next_delay(Safety::Idempotent, &e, 1, Duration::from_secs(8), false),
             None
         );
         let far = rate_limited(Some(Duration::from_secs(60)));
         assert_eq!(
-            p.next_delay(Safety::Idempotent, &far, 1, Duration::ZERO),
+            p.next_delay(Safety::Idempotent, &far, 1, Duration::ZERO, false),
             None
         );
     }

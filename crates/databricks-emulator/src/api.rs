@@ -84,7 +84,7 @@ async fn handle(
         tokio::time::sleep(decision.delay).await;
     }
     let response = match decision.outcome {
-        Some(o @ (Outcome::Error(_) | Outcome::RateLimited(_))) => {
+        Some(o @ (Outcome::Error(_) | Outcome::HtmlError(_) | Outcome::RateLimited(_))) => {
             respond::fault(Dialect::Databricks, o)
         }
         drop => {

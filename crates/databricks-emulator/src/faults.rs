@@ -41,6 +41,8 @@ pub struct FaultRule {
     /// Share of requests answered with `error_status` (500 or 503; default 503).
     pub error_rate: f64,
     pub error_status: Option<u16>,
+    /// Answer those errors as a proxy would: an HTML page (CRLF line ends), not a Databricks body.
+    pub error_html: bool,
     /// Share of requests answered 429 REQUEST_LIMIT_EXCEEDED.
     pub rate_limit_rate: f64,
     /// Retry-After seconds sent with those 429s (none: no header).
@@ -88,6 +90,8 @@ impl Faults {
 pub enum Outcome {
     /// Answer with this 5xx status before doing anything.
     Error(u16),
+    /// The same, as a proxy's HTML page.
+    HtmlError(u16),
     /// Answer 429 before doing anything, with an optional Retry-After.
     RateLimited(Option<u64>),
     /// Do the work (a create), then lose the response this way.
@@ -152,7 +156,12 @@ impl FaultState {
             d.outcome = if self.chance(rule.rate_limit_rate) {
                 Some(Outcome::RateLimited(rule.retry_after_seconds))
             } else if self.chance(rule.error_rate) {
-                Some(Outcome::Error(rule.error_status.unwrap_or(503)))
+                let status = rule.error_status.unwrap_or(503);
+                Some(if rule.error_html {
+                    Outcome::HtmlError(status)
+                } else {
+                    Outcome::Error(status)
+                })
             } else if is_create && self.chance(rule.drop_response_after_create_rate) {
                 Some(Outcome::DropAfterCommit(rule.drop_mode))
             } else {
@@ -188,6 +197,20 @@ mod tests {
         let mut s = FaultState::default();
         s.set(faults);
         s
+    }
+
+    #[test]
+    fn errors_can_come_as_a_proxy_page() {
+        let mut s = state(Faults::new(vec![FaultRule {
+            error_rate: 1.0,
+            error_status: Some(502),
+            error_html: true,
+            ..FaultRule::on("*")
+        }]));
+        assert_eq!(
+            s.decide("token/list", false).outcome,
+            Some(Outcome::HtmlError(502))
+        );
     }
 
     #[test]

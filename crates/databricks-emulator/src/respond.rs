@@ -76,6 +76,7 @@ pub fn fault(dialect: Dialect, outcome: Outcome) -> Response {
     match outcome {
         Outcome::RateLimited(retry_after) => rate_limited(dialect, retry_after),
         Outcome::Error(code) => server_error(dialect, code),
+        Outcome::HtmlError(code) => proxy_page(code),
         Outcome::DropAfterCommit(mode) => dropped(mode),
     }
 }
@@ -130,6 +131,18 @@ fn server_error(dialect: Dialect, code: u16) -> Response {
         Dialect::OAuth => oauth_error(code, "server_error", message),
         Dialect::Entra => entra_error(code, "temporarily_unavailable", 50001, message),
     }
+}
+
+/// A load balancer's error page, as nginx writes it (CRLF line ends included).
+fn proxy_page(code: u16) -> Response {
+    let title = format!(
+        "{code} {}",
+        status(code).canonical_reason().unwrap_or("Error")
+    );
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    );
+    (status(code), [(header::CONTENT_TYPE, "text/html")], page).into_response()
 }
 
 /// A create's lost response: the token exists, the client never learns its value.

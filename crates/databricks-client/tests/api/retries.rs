@@ -325,3 +325,34 @@ async fn create_is_retried_when_the_connection_is_refused() {
     assert!(!err.create_outcome_uncertain());
     assert_eq!(recorder.outcomes(Endpoint::TokenCreate), ["transport"; 5]);
 }
+
+/// A host that keeps failing gets one attempt per call once a call has given up: the caller's
+/// backoff paces it, and the client's retries would only multiply it. A success restores them.
+#[tokio::test]
+async fn once_a_call_gave_up_the_next_ones_make_one_attempt_until_a_success() {
+    let emulator = emulator().await;
+    let c = observed(&emulator, Arc::default());
+    emulator.set_faults(fault("token/list", errors(502)));
+    c.list_tokens().await.unwrap_err();
+    assert_eq!(
+        emulator.stats().count("token/list"),
+        5,
+        "the first call retries"
+    );
+    c.list_tokens().await.unwrap_err();
+    assert_eq!(
+        emulator.stats().count("token/list"),
+        6,
+        "a later call makes one attempt"
+    );
+
+    emulator.clear_faults();
+    c.list_tokens().await.unwrap();
+    emulator.set_faults(once("token/list", errors(502)));
+    c.list_tokens().await.unwrap();
+    assert_eq!(
+        emulator.stats().count_status("token/list", 200),
+        2,
+        "after a success, a single failure is retried again"
+    );
+}
