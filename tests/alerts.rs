@@ -416,9 +416,14 @@ fn not_ready_alerts_after_the_configured_time_and_only_for_that_token() {
     let mut series = token_series(&rendered, "team-a", "broken", minutes, false, |_| {
         (86_400.0, 2.0 * 86_400.0)
     });
-    series.extend(token_series(&rendered, "demo", "broken", minutes, true, |_| {
-        (86_400.0, 2.0 * 86_400.0)
-    }));
+    series.extend(token_series(
+        &rendered,
+        "demo",
+        "broken",
+        minutes,
+        true,
+        |_| (86_400.0, 2.0 * 86_400.0),
+    ));
     let checks = vec![
         silent(3, "DatabricksTokenNotReady"),
         Check {
