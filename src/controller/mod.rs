@@ -95,6 +95,8 @@ pub struct Context {
     workspaces_seen: Mutex<HashSet<String>>,
     /// Asks the workspace controllers for a check now (a refused call, a credential change).
     workspace_triggers: credential_watch::WorkspaceTriggers,
+    /// When each failing token's failure was last published as an event.
+    failure_events: events::FailureEvents,
     /// Resolves once the Secret and workspace caches hold their first full list. Shared, because
     /// a store's readiness future wakes only its latest waiter, and reconciles wait concurrently.
     caches_ready: future::Shared<future::BoxFuture<'static, ()>>,
@@ -178,6 +180,7 @@ impl Context {
         let uid = token.uid().unwrap_or_default();
         lock(&self.checks).remove(&uid);
         self.backoff.reset(&uid);
+        self.failure_events.clear(&uid);
         self.metrics
             .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
     }
@@ -216,6 +219,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
             ctx.metrics
                 .observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
             ctx.backoff.reset(&token.uid().unwrap_or_default());
+            ctx.failure_events.clear(&token.uid().unwrap_or_default());
             Ok(token::next_wakeup(
                 token,
                 &synced,
@@ -240,7 +244,10 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
             if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
                 warn!(error = %e, "could not record the failure in status");
             }
-            if changed {
+            if ctx
+                .failure_events
+                .due(&token.uid().unwrap_or_default(), changed, now)
+            {
                 events::publish(
                     ctx,
                     token,
@@ -420,6 +427,7 @@ pub async fn run(
         own_writes,
         workspaces_seen: Mutex::new(HashSet::new()),
         workspace_triggers,
+        failure_events: Default::default(),
         caches_ready,
     });
 
