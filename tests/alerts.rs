@@ -519,3 +519,106 @@ fn the_rules_pass_promtool_check_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A real scrape of the operator: with no preference (or text asked for) the Prometheus text
+/// format 0.0.4, which `promtool check metrics` accepts; OpenMetrics when asked for, which
+/// promtool's OpenMetrics parser (its TSDB import, given a timestamp per sample) accepts.
+#[tokio::test]
+async fn a_real_scrape_passes_promtool_in_both_formats() {
+    let mut world = support::world::World::new("scrape-formats").await;
+    world.start_operator();
+    world
+        .create_token(
+            "app",
+            serde_json::json!({"workspaceRef": {"name": "ws"}, "lifetime": "1h"}),
+        )
+        .await;
+    world.wait_ready("app").await;
+    let url = world.operator.as_ref().unwrap().metrics_url().unwrap();
+    let scrape = |accept: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut request = reqwest::Client::new().get(&url);
+            if let Some(accept) = accept {
+                request = request.header("Accept", accept);
+            }
+            let response = request.send().await.unwrap();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (content_type, response.text().await.unwrap())
+        }
+    };
+    let check_metrics = |body: &str| {
+        let mut child = Command::new(tool("promtool"))
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {text}\n{body}"
+        );
+    };
+
+    for accept in [None, Some("text/plain;version=0.0.4;q=0.3,*/*;q=0.2")] {
+        let (content_type, body) = scrape(accept).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {content_type}"
+        );
+        assert!(body.contains(r#"dbtoken_token_ready{namespace="#), "{body}");
+        check_metrics(&body);
+    }
+
+    let (content_type, body) = scrape(Some(
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+    ))
+    .await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let stamped: String = body
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("{l}\n")
+            } else {
+                format!("{l} 1700000000\n")
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("scrape.om");
+    std::fs::write(&input, &stamped).unwrap();
+    let out = Command::new(tool("promtool"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(dir.path().join("blocks"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool's OpenMetrics parser: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
