@@ -14,8 +14,8 @@ use kube::{
     ResourceExt,
     core::PartialObjectMeta,
     runtime::{
-        WatchStreamExt,
         reflector::{ObjectRef, Store},
+        watcher,
     },
 };
 use tokio::sync::mpsc;
@@ -104,7 +104,8 @@ pub fn stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<It
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Every change (or deletion) of a Secret the operator does not manage, metadata only.
+/// Every change (or deletion) of a Secret the operator does not manage, metadata only. Not what
+/// a (re)list shows: at startup that is every Secret, and a restarted operator re-checks nothing.
 pub fn unmanaged_secret_changes(
     kube: &kube::Client,
     namespaces: &[String],
@@ -117,11 +118,18 @@ pub fn unmanaged_secret_changes(
         watch::config().labels(&selector),
         nothing_kept,
     )
-    .touched_objects()
-    // A watch error is retried by the watcher's backoff; nothing is lost but the event itself,
-    // and the periodic check covers that.
-    .filter_map(|r| futures::future::ready(r.ok()))
+    // A watch error is retried by the watcher's backoff; the periodic check covers what the
+    // lost event would have triggered.
+    .filter_map(|event| futures::future::ready(event.ok().and_then(live_change)))
     .boxed()
+}
+
+/// The object of a live change; None for the events of a (re)list.
+fn live_change<K>(event: watcher::Event<K>) -> Option<K> {
+    match event {
+        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => Some(obj),
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => None,
+    }
 }
 
 /// The workspaces whose credential is the Secret `namespace/name`.
@@ -208,6 +216,16 @@ mod tests {
             ["ClusterDatabricksWorkspace shared"]
         );
         assert!(workspaces_using("team-a", "unrelated", &ns_ws, &cl_ws).is_empty());
+    }
+
+    #[test]
+    fn only_live_changes_count_not_a_relist() {
+        use watcher::Event;
+        assert_eq!(live_change(Event::Apply(1)), Some(1));
+        assert_eq!(live_change(Event::Delete(2)), Some(2));
+        assert_eq!(live_change(Event::<i32>::Init), None);
+        assert_eq!(live_change(Event::InitApply(3)), None);
+        assert_eq!(live_change(Event::<i32>::InitDone), None);
     }
 
     #[tokio::test]
