@@ -19,7 +19,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${BIN_DIR:-$root/.cache/bin}"
 mkdir -p "$bin"
 command -v go >/dev/null || {
-  echo "build-tools: Go is required (go 1.25 or newer) to build kube-apiserver, etcd and helm" >&2
+  echo "build-tools: Go is required (go 1.25 or newer for kube-apiserver, etcd and helm; 1.26.7 or newer for promtool and prometheus)" >&2
   exit 1
 }
 export GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false
