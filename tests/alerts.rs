@@ -502,6 +502,63 @@ fn errors_alert_while_they_keep_coming_and_not_once_they_stop() {
 }
 
 #[test]
+fn a_failure_retried_at_full_backoff_keeps_the_error_alerts_firing() {
+    let rendered = render(&[]);
+    let minutes = 90;
+    // One error every 6 minutes: the operator's longest backoff (5 min + 20% jitter).
+    let every_six: Vec<f64> = (0..=minutes).map(|m| f64::from(m / 6)).collect();
+    let series = vec![
+        Series {
+            selector: stored(
+                &rendered,
+                "dbtoken_reconcile_errors_total",
+                &[("reason", "HTTP_403")],
+            ),
+            values: every_six.clone(),
+        },
+        Series {
+            selector: stored(
+                &rendered,
+                "dbtoken_databricks_requests_total",
+                &[("endpoint", "token/list"), ("status", "403")],
+            ),
+            values: every_six,
+        },
+    ];
+    let checks: Vec<Check> = [40, 60, 85]
+        .into_iter()
+        .flat_map(|at| {
+            [
+                Check {
+                    at_minutes: at,
+                    alert: "DatabricksTokenReconcileErrors",
+                    firing: vec![Expected {
+                        labels: vec![
+                            ("reason", "HTTP_403".into()),
+                            ("severity", "warning".into()),
+                        ],
+                        value_seconds: None,
+                    }],
+                },
+                Check {
+                    at_minutes: at,
+                    alert: "DatabricksApiErrors",
+                    firing: vec![Expected {
+                        labels: vec![
+                            ("endpoint", "token/list".into()),
+                            ("status", "403".into()),
+                            ("severity", "warning".into()),
+                        ],
+                        value_seconds: None,
+                    }],
+                },
+            ]
+        })
+        .collect();
+    promtool_test(&rendered, &series, &checks);
+}
+
+#[test]
 fn the_rules_pass_promtool_check_rules() {
     let rendered = render(&[]);
     let dir = tempfile::tempdir().unwrap();
