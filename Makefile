@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # Integration tests wait on I/O (API server, emulator, operator processes): run them wide.
 TEST_THREADS ?= 8
 
-.PHONY: demo test tools python-sdk lint fmt crds control-plane-up control-plane-down bench chaos-long build static
+.PHONY: demo test test-prometheus tools python-sdk lint fmt crds control-plane-up control-plane-down bench chaos-long build static
 
 ## demo: local control plane + Databricks emulator + operator + a sample DatabricksToken that rotates
 demo: tools build
@@ -13,6 +13,11 @@ demo: tools build
 test: tools python-sdk
 	cargo test --workspace --doc
 	cargo test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
+
+## test-prometheus: the chart's alerts in a real Prometheus scraping a real operator (builds Prometheus, ~6 min cold)
+test-prometheus: tools
+	hack/build-tools.sh prometheus
+	cargo test --features prometheus-tests --test prometheus -- --nocapture
 
 tools:
 	hack/build-tools.sh

@@ -1,5 +1,5 @@
 //! The small HTTP server: `/healthz` (the process answers), `/readyz` (ready to serve its role),
-//! `/metrics` (Prometheus text format).
+//! `/metrics` (Prometheus text format 0.0.4, or OpenMetrics when `Accept` asks for it).
 
 use std::{
     convert::Infallible,
@@ -10,11 +10,15 @@ use std::{
 };
 
 use axum::{
-    Router, body::Body, extract::State, http::StatusCode, http::header, response::IntoResponse,
+    Router,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
     routing::get,
 };
 
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -38,15 +42,17 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
         // Streamed: with thousands of tokens the text is megabytes.
         Body::from_stream(futures::stream::iter(
-            state.metrics.text_chunks().map(Ok::<_, Infallible>),
+            state.metrics.text_chunks(format).map(Ok::<_, Infallible>),
         )),
     )
 }
@@ -114,9 +120,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metrics_are_served_in_openmetrics_text_format() {
+    async fn metrics_are_served_in_the_prometheus_text_format_by_default() {
         let server = start(true).await;
         let response = get(&server, "/metrics").await;
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("# TYPE dbtoken_rotations_total counter\n"),
+            "{body}"
+        );
+        assert!(!body.contains("# EOF"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_openmetrics_when_accept_asks_for_it() {
+        let server = start(true).await;
+        let response = reqwest::Client::new()
+            .get(format!("{}/metrics", server.base))
+            .header(
+                header::ACCEPT,
+                "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2",
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
         assert!(

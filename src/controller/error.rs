@@ -132,6 +132,19 @@ impl Error {
         }
     }
 
+    /// Databricks refused the call (401/403): the workspace's credential may be revoked or lack
+    /// rights, which the workspace's own check tells apart.
+    pub fn is_refused(&self) -> bool {
+        self.is_auth_failure()
+            || matches!(
+                self,
+                Error::Databricks {
+                    source: databricks_client::Error::PermissionDenied { .. },
+                    ..
+                }
+            )
+    }
+
     /// The credentials were refused: the cached client must re-read them.
     pub fn is_auth_failure(&self) -> bool {
         matches!(

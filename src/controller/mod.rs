@@ -3,6 +3,7 @@
 
 mod backoff;
 mod cleanup;
+mod credential_watch;
 mod error;
 mod events;
 mod inventory;
@@ -100,6 +101,10 @@ pub struct Context {
     pub own_writes: Arc<own_writes::OwnWrites>,
     /// Workspace objects this process has looked at.
     workspaces_seen: Mutex<HashSet<String>>,
+    /// Asks the workspace controllers for a check now (a refused call, a credential change).
+    workspace_triggers: credential_watch::WorkspaceTriggers,
+    /// When each failing token's failure was last published as an event.
+    failure_events: events::FailureEvents,
     /// Resolves once the Secret and workspace caches hold their first full list. Shared, because
     /// a store's readiness future wakes only its latest waiter, and reconciles wait concurrently.
     caches_ready: future::Shared<future::BoxFuture<'static, ()>>,
@@ -182,12 +187,24 @@ impl Context {
         lock(&self.workspaces_seen).insert(key)
     }
 
+    /// Start the backoff of these tokens over.
+    fn reset_backoff_of(
+        &self,
+        reader: &Store<DatabricksToken>,
+        tokens: &[ObjectRef<DatabricksToken>],
+    ) {
+        for token in tokens.iter().filter_map(|r| reader.get(r)) {
+            self.backoff.reset(&token.uid().unwrap_or_default());
+        }
+    }
+
     /// Drop everything kept about a deleted resource.
     pub fn forget(&self, token: &DatabricksToken) {
         let uid = token.uid().unwrap_or_default();
         lock(&self.checks).remove(&uid);
         lock(&self.replacements).remove(&uid);
         self.backoff.reset(&uid);
+        self.failure_events.clear(&uid);
         self.metrics
             .forget_token(&token.namespace().unwrap_or_default(), &token.name_any());
     }
@@ -230,6 +247,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
             ctx.metrics
                 .observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
             ctx.backoff.reset(&token.uid().unwrap_or_default());
+            ctx.failure_events.clear(&token.uid().unwrap_or_default());
             Ok(token::next_wakeup(
                 token,
                 &synced,
@@ -253,12 +271,22 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
             if error.is_auth_failure() {
                 ctx.workspaces.invalidate(&Workspaces::key_for(token));
             }
+            if error.is_refused() {
+                // The workspace says at once whether its credential is what was refused.
+                ctx.workspace_triggers.refused(&Workspaces::key_for(token));
+            }
             let desired = status::failed(token, &failed, now);
             let changed = token.status.as_ref() != Some(&desired);
             if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
                 warn!(error = %e, "could not record the failure in status");
             }
-            if changed && status::failure_is_news(token.status.as_ref(), &desired) {
+            // A new failure is published at once, a persisting one again now and then, so that
+            // `kubectl get events` shows it is current.
+            let news = changed && status::failure_is_news(token.status.as_ref(), &desired);
+            if ctx
+                .failure_events
+                .due(&token.uid().unwrap_or_default(), news, now)
+            {
                 events::publish(
                     ctx,
                     token,
@@ -430,6 +458,8 @@ pub async fn run(
         observer: Some(metrics.clone() as Arc<dyn databricks_client::RequestObserver>),
         credential_ttl: Duration::from_secs(300),
     };
+    let (workspace_triggers, workspace_trigger_streams) =
+        credential_watch::channel(ws_reader.clone(), cws_reader.clone());
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -457,29 +487,37 @@ pub async fn run(
         started_at: crate::now_millis(),
         own_writes,
         workspaces_seen: Mutex::new(HashSet::new()),
+        workspace_triggers,
+        failure_events: Default::default(),
         caches_ready,
     });
 
+    // A workspace's spec or readiness changed (a credential fixed or refused): its tokens
+    // retry now, their backoff started over.
     let by_namespaced_ws = {
-        let reader = token_reader.clone();
+        let (reader, ctx) = (token_reader.clone(), ctx.clone());
         move |ws: DatabricksWorkspace| {
-            dependents(
+            let tokens = dependents(
                 &reader,
                 WorkspaceKind::DatabricksWorkspace,
                 ws.namespace(),
                 &ws.name_any(),
-            )
+            );
+            ctx.reset_backoff_of(&reader, &tokens);
+            tokens
         }
     };
     let by_cluster_ws = {
-        let reader = token_reader.clone();
+        let (reader, ctx) = (token_reader.clone(), ctx.clone());
         move |ws: ClusterDatabricksWorkspace| {
-            dependents(
+            let tokens = dependents(
                 &reader,
                 WorkspaceKind::ClusterDatabricksWorkspace,
                 None,
                 &ws.name_any(),
-            )
+            );
+            ctx.reset_backoff_of(&reader, &tokens);
+            tokens
         }
     };
 
@@ -493,8 +531,13 @@ pub async fn run(
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let workspace_controllers =
-        workspace_status::run(kube.clone(), &namespaces, ctx.clone(), shutdown);
+    let workspace_controllers = workspace_status::run(
+        kube.clone(),
+        &namespaces,
+        ctx.clone(),
+        workspace_trigger_streams,
+        shutdown,
+    );
     futures::join!(token_controller, workspace_controllers);
 }
 

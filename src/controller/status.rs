@@ -32,6 +32,11 @@ pub fn is_minting(token: &DatabricksToken) -> bool {
         .is_some_and(|c| c.status == ConditionStatus::True && c.reason == MINTING)
 }
 
+/// Enough of a 64-hex-digit token id to tell tokens apart in `kubectl get -o wide`.
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
 /// Status after a successful sync.
 pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> DatabricksTokenStatus {
     let mut status = token.status.clone().unwrap_or_default();
@@ -40,6 +45,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     let record = &synced.record;
     let expiry = record.current.expiry.map(format_time);
     status.token_id = Some(record.current.token_id.clone());
+    status.short_token_id = Some(short_id(&record.current.token_id));
     status.secret_name = Some(synced.secret_name.clone());
     status.secret_resource_version = synced.secret_version.clone();
     status.expiry_time = expiry.clone();

@@ -1,6 +1,7 @@
 //! Workspace objects get a Ready condition once their credentials authenticate (a who-am-I
-//! call), rechecked periodically and with backoff while failing. Each reconcile first keeps the
-//! workspace and its credential Secret from being deleted while tokens still revoke through
+//! call), rechecked periodically and with backoff while failing, and at once when a token's call
+//! is refused or the credential Secret changes (`credential_watch`). Each reconcile first keeps
+//! the workspace and its credential Secret from being deleted while tokens still revoke through
 //! them (`protection`); a workspace being deleted is only finalized, never checked.
 
 use std::{sync::Arc, time::Duration};
@@ -14,12 +15,13 @@ use kube::{
 use serde::Serialize;
 use tracing::warn;
 
+use super::credential_watch::{self, TriggerStreams};
 use super::{Context, Error, FIELD_MANAGER, protection, watch};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
 };
-use crate::workspace::{ResolvedWorkspace, WorkspaceError};
+use crate::workspace::{ResolvedWorkspace, WorkspaceError, WorkspaceKey};
 
 const RECHECK_READY: Duration = Duration::from_secs(300);
 
@@ -31,6 +33,7 @@ pub async fn run(
     kube: kube::Client,
     namespaces: &[String],
     ctx: Arc<Context>,
+    triggers: TriggerStreams,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let (reader, writer) = reflector::store::<DatabricksWorkspace>();
@@ -43,7 +46,8 @@ pub async fn run(
     .reflect(writer)
     .applied_objects()
     .predicate_filter(spec_or_deletion, Default::default());
-    let namespaced = Controller::for_stream(stream, reader)
+    let namespaced = Controller::for_stream(stream, reader.clone())
+        .reconcile_on(credential_watch::stream_of(triggers.namespaced))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
@@ -51,17 +55,47 @@ pub async fn run(
     // Tokens of a cluster workspace live in every watched namespace.
     let watched = Arc::new(namespaces.to_vec());
     let cluster = Controller::new(
-        Api::<ClusterDatabricksWorkspace>::all(kube),
+        Api::<ClusterDatabricksWorkspace>::all(kube.clone()),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        move |ws, ctx| reconcile_cluster(ws, ctx, watched.clone()),
-        error_policy,
-        ctx,
-    )
-    .for_each(|_| future::ready(()));
-    futures::join!(namespaced, cluster);
+    );
+    let cluster_store = cluster.store();
+    let cluster = cluster
+        .reconcile_on(credential_watch::stream_of(triggers.cluster))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            move |ws, ctx| reconcile_cluster(ws, ctx, watched.clone()),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+
+    // A changed credential Secret: forget the cached client and the check's backoff, check now.
+    let credentials = credential_watch::unmanaged_secret_changes(&kube, namespaces)
+        .take_until(shutdown)
+        .for_each(move |secret| {
+            let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+            let (namespaced, cluster) = (reader.state(), cluster_store.state());
+            let using = credential_watch::workspaces_using(
+                &ns,
+                &name,
+                namespaced.iter().map(|w| w.as_ref()),
+                cluster.iter().map(|w| w.as_ref()),
+            );
+            for key in using {
+                ctx.workspaces.invalidate(&key);
+                ctx.workspace_backoff.succeeded(&key);
+                ctx.backoff.reset(&backoff_key(&key));
+                ctx.workspace_triggers.recheck(&key);
+            }
+            future::ready(())
+        });
+    futures::join!(namespaced, cluster, credentials);
+}
+
+/// Backoff of a check that failed before any call (a missing credential Secret, say), per
+/// workspace so that a credential change can start it over.
+fn backoff_key(key: &WorkspaceKey) -> String {
+    format!("workspace-check/{key}")
 }
 
 /// A spec change, or the start of deletion (which finalizers turn into an update).
@@ -113,7 +147,19 @@ async fn reconcile_namespaced(
         return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
-    let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
+    let key = WorkspaceKey {
+        kind: crate::crd::WorkspaceKind::DatabricksWorkspace,
+        namespace: ws.namespace(),
+        name: ws.name_any(),
+    };
+    let (status, action) = check(
+        resolved,
+        &ctx,
+        &key,
+        ws.status.clone(),
+        ws.metadata.generation,
+    )
+    .await;
     if ws.status.as_ref() != Some(&status) {
         let api: Api<DatabricksWorkspace> =
             Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
@@ -142,7 +188,19 @@ async fn reconcile_cluster(
         return protected.map(|()| Action::requeue(RECHECK_READY));
     }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
-    let (status, action) = check(resolved, &ctx, ws.status.clone(), ws.metadata.generation).await;
+    let key = WorkspaceKey {
+        kind: crate::crd::WorkspaceKind::ClusterDatabricksWorkspace,
+        namespace: None,
+        name: ws.name_any(),
+    };
+    let (status, action) = check(
+        resolved,
+        &ctx,
+        &key,
+        ws.status.clone(),
+        ws.metadata.generation,
+    )
+    .await;
     if ws.status.as_ref() != Some(&status) {
         let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
         write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
@@ -200,6 +258,7 @@ where
 async fn check(
     resolved: Result<Arc<ResolvedWorkspace>, WorkspaceError>,
     ctx: &Context,
+    key: &WorkspaceKey,
     current: Option<WorkspaceStatus>,
     generation: Option<i64>,
 ) -> (WorkspaceStatus, Action) {
@@ -247,6 +306,7 @@ async fn check(
     };
     let (condition, action) = match outcome {
         Ok(identity) => {
+            ctx.backoff.reset(&backoff_key(key));
             status.identity = Some(identity.clone());
             let message = format!("Authenticated as {identity}");
             (
@@ -264,7 +324,7 @@ async fn check(
         Err((reason, message)) => {
             let delay = match wait_until {
                 Some(at) => Duration::from_millis((at - crate::now_millis()).max(0) as u64 + 100),
-                None => ctx.backoff.next_delay(&format!("{reason}/{message}"), None),
+                None => ctx.backoff.next_delay(&backoff_key(key), None),
             }
             .min(RECHECK_READY);
             (

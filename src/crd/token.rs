@@ -41,8 +41,8 @@ macro_rules! is_duration {
     };
 }
 
-/// A Databricks personal access token that the operator mints into a Secret and rotates
-/// before it expires.
+/// What token to mint, for whom, how long it lives and when it is rotated, and which Secret
+/// holds it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "dbtoken.dev",
@@ -50,13 +50,18 @@ macro_rules! is_duration {
     kind = "DatabricksToken",
     namespaced,
     shortname = "dbtoken",
+    category = "databricks",
+    doc = "A Databricks personal access token that the operator mints into a Secret and rotates before it expires, keeping the previous one valid for a grace period. Pods mount the Secret (DATABRICKS_HOST / DATABRICKS_TOKEN).",
     status = "DatabricksTokenStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    // Degraded but still Ready (the Secret's token lives, rotation keeps failing) must show.
+    printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].status"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiryTime"}"#,
     printcolumn = r#"{"name":"Renews","type":"string","jsonPath":".status.renewalTime"}"#,
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","priority":1}"#,
-    printcolumn = r#"{"name":"Token ID","type":"string","jsonPath":".status.tokenId","priority":1}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Token","type":"string","jsonPath":".status.shortTokenId","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -246,7 +251,9 @@ pub struct RotationSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutTarget {
+    /// Deployment, StatefulSet or DaemonSet.
     pub kind: RolloutKind,
+    /// Its name, in the DatabricksToken's namespace.
     pub name: String,
 }
 
@@ -275,6 +282,9 @@ pub struct DatabricksTokenStatus {
     /// Databricks id of the token currently in the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// The first characters of tokenId, for `kubectl get -o wide`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_token_id: Option<String>,
     /// Name of the Secret holding the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
@@ -303,6 +313,7 @@ pub struct DatabricksTokenStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviousToken {
+    /// Databricks id of the replaced token.
     pub token_id: String,
     /// RFC 3339 time after which the operator revokes it.
     pub revoke_after: String,

@@ -14,13 +14,14 @@ macro_rules! dns_label_regex {
 
 use super::Condition;
 
-/// A Databricks workspace and the credentials the operator uses in it, for DatabricksTokens
-/// of the same namespace.
+/// The workspace URL and how the operator authenticates to it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "dbtoken.dev",
     version = "v1alpha1",
     kind = "DatabricksWorkspace",
+    category = "databricks",
+    doc = "A Databricks workspace URL and the credential the operator authenticates with there, for the DatabricksTokens of this namespace. Ready says whether the credential currently authenticates.",
     namespaced,
     shortname = "dbws",
     status = "WorkspaceStatus",
@@ -53,12 +54,14 @@ pub struct DatabricksWorkspaceSpec {
     pub own_identity_tokens: OwnIdentityTokens,
 }
 
-/// A Databricks workspace usable by DatabricksTokens in the namespaces its allow-list admits.
+/// The workspace URL, how the operator authenticates to it, and which namespaces may use it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "dbtoken.dev",
     version = "v1alpha1",
     kind = "ClusterDatabricksWorkspace",
+    category = "databricks",
+    doc = "A Databricks workspace URL and the credential the operator authenticates with there, shared by the DatabricksTokens of the namespaces its allow-list admits. Ready says whether the credential currently authenticates.",
     shortname = "cdbws",
     status = "WorkspaceStatus",
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
@@ -192,10 +195,13 @@ pub struct AzureServicePrincipalAuth {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s@]+/?$')").message("authorityHost must be a URL like https://login.microsoftonline.com, without a path"))]
     pub authority_host: Option<String>,
+    /// The Secret holding the application (client) id and client secret.
     pub secret_ref: SecretRef,
+    /// Key of the application (client) id in the Secret.
     #[serde(default = "default_client_id_key")]
     #[schemars(length(min = 1, max = 253))]
     pub client_id_key: String,
+    /// Key of the client secret in the Secret.
     #[serde(default = "default_client_secret_key")]
     #[schemars(length(min = 1, max = 253))]
     pub client_secret_key: String,
@@ -205,6 +211,7 @@ pub struct AzureServicePrincipalAuth {
 /// namespace; a `ClusterDatabricksWorkspace` must say which namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SecretRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace of the Secret: required for ClusterDatabricksWorkspace, not allowed for
@@ -251,6 +258,7 @@ pub struct WorkspaceStatus {
     /// The user name or application id the credentials authenticate as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The `.metadata.generation` last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

@@ -1,7 +1,10 @@
 //! Prometheus metrics. Labels are namespaces, names, reasons, endpoints and status codes only:
 //! never a token value or id.
 
+mod format;
 mod token_gauges;
+
+pub use format::Format;
 
 use std::{sync::Arc, time::Duration};
 
@@ -116,21 +119,27 @@ impl Metrics {
         m
     }
 
-    /// The OpenMetrics text, in chunks: the registry's metrics, then the per-token gauges a few
-    /// hundred series at a time (with thousands of tokens the whole text is megabytes), then EOF.
-    pub fn text_chunks(&self) -> impl Iterator<Item = String> + Send + 'static {
+    /// The metrics text, in chunks: the registry's metrics, then the per-token gauges a few
+    /// hundred series at a time (with thousands of tokens the whole text is megabytes), then
+    /// OpenMetrics' EOF. The token gauges read the same in both formats.
+    pub fn text_chunks(&self, format: Format) -> impl Iterator<Item = String> + Send + 'static {
         let mut head = String::new();
         let _ = encode_registry(&mut head, &self.registry);
         let mut eof = String::new();
-        let _ = encode_eof(&mut eof);
+        match format {
+            Format::OpenMetrics => {
+                let _ = encode_eof(&mut eof);
+            }
+            Format::Text004 => head = format::to_text_004(&head),
+        }
         std::iter::once(head)
             .chain(self.tokens.chunks())
-            .chain(std::iter::once(eof))
+            .chain(std::iter::once(eof).filter(|e| !e.is_empty()))
     }
 
     /// The whole OpenMetrics text at once.
     pub fn encode(&self) -> String {
-        self.text_chunks().collect()
+        self.text_chunks(Format::OpenMetrics).collect()
     }
 
     pub fn observe_token(
@@ -372,5 +381,23 @@ mod tests {
     #[test]
     fn encoding_ends_with_the_openmetrics_eof_marker() {
         assert!(Metrics::new().encode().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_text_format_names_counter_families_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.rotation("Renewal");
+        m.observe_token("ns", "a", true, Some(1_000), Some(500));
+        let text: String = m.text_chunks(Format::Text004).collect();
+        assert!(
+            text.contains("# TYPE dbtoken_rotations_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# TYPE dbtoken_rotations counter"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains(r#"dbtoken_token_ready{namespace="ns",name="a"} 1"#),
+            "{text}"
+        );
     }
 }
