@@ -5,23 +5,15 @@
 
 mod support;
 
-use std::{fmt::Write as _, path::PathBuf, process::Command};
+use std::{fmt::Write as _, process::Command};
 
 use serde_yaml::Value;
 use support::cluster::repo_root;
 
 const RELEASE_NAMESPACE: &str = "monitoring-ops";
 
-fn tool(name: &str) -> PathBuf {
-    let path = repo_root().join(".cache/bin").join(name);
-    if !path.exists() {
-        let status = Command::new("bash")
-            .arg(repo_root().join("hack/build-tools.sh"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "hack/build-tools.sh must build {name}");
-    }
-    path
+fn tool(name: &str) -> std::path::PathBuf {
+    support::tools::tool(name, &[])
 }
 
 /// The chart rendered with the ServiceMonitor and the PrometheusRule on.

@@ -6,32 +6,22 @@ mod support;
 use std::{io::Write as _, process::Command};
 
 use support::cluster::{cluster, repo_root};
+use support::tools::{self, documents};
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn helm_template(args: &[&str]) -> (bool, String) {
     let chart = repo_root().join("charts/databricks-token-operator");
-    let out = Command::new(repo_root().join(".cache/bin/helm"))
-        .arg("template")
-        .arg("dbtoken")
-        .arg(chart)
-        .args(["--namespace", "dbtoken-system"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn documents(text: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|d: &serde_yaml::Value| !d.is_null())
-        .collect()
+    let chart = chart.to_str().expect("chart path");
+    let mut all = vec![
+        "template",
+        "dbtoken",
+        chart,
+        "--namespace",
+        "dbtoken-system",
+    ];
+    all.extend_from_slice(args);
+    tools::helm(None, &all)
 }
 
 #[tokio::test]

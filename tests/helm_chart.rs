@@ -4,12 +4,13 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::cluster::repo_root;
 use support::operator::{Operator, eventually};
+use support::tools::{self, kubectl, service_account_kubeconfig};
 use support::world::{WAIT, World};
 
 const FULLNAME: &str = "dbtoken-operator";
@@ -21,76 +22,7 @@ fn helm(kubeconfig: &Path, args: &[&str]) -> String {
 }
 
 fn helm_result(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let helm = repo_root().join(".cache/bin/helm");
-    if !helm.exists() {
-        let status = Command::new("bash")
-            .arg(repo_root().join("hack/build-tools.sh"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "hack/build-tools.sh must build helm");
-    }
-    let out = Command::new(helm)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HELM_CACHE_HOME", std::env::temp_dir().join("helm-cache"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// A kubeconfig for the same API server that authenticates as `namespace/sa` with a bound token.
-fn service_account_kubeconfig(
-    admin: &Path,
-    namespace: &str,
-    sa: &str,
-    dir: &Path,
-) -> std::path::PathBuf {
-    let (ok, token) = kubectl(
-        admin,
-        &["create", "token", sa, "-n", namespace, "--duration", "2h"],
-    );
-    assert!(ok, "kubectl create token: {token}");
-    let admin_config = std::fs::read_to_string(admin).unwrap();
-    let server = admin_config
-        .lines()
-        .find(|l| l.trim_start().starts_with("server:"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let ca = admin_config
-        .lines()
-        .find(|l| l.trim_start().starts_with("certificate-authority-data:"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    {server}\n    {ca}\nusers:\n- name: sa\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context: {{cluster: local, user: sa}}\ncurrent-context: sa\n",
-        token.trim()
-    );
-    let path = dir.join("sa-kubeconfig");
-    std::fs::write(&path, config).unwrap();
-    path
+    tools::helm(Some(kubeconfig), args)
 }
 
 #[test]

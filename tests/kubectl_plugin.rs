@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::kubectl::{kubectl, service_account_kubeconfig};
+use support::tools::{kubectl, service_account_kubeconfig};
 use support::world::{World, condition_is};
 
 struct Run {

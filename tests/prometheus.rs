@@ -28,19 +28,7 @@ const SERVICE: &str = "dbtoken-databricks-token-operator-metrics";
 const RULE_VALUES: &str = "prometheusRule.renewalOverdueSeconds=10,prometheusRule.notReadyFor=10s,prometheusRule.errorsFor=10s";
 
 fn tool(name: &str) -> std::path::PathBuf {
-    let path = repo_root().join(".cache/bin").join(name);
-    if !path.exists() {
-        let status = Command::new("bash")
-            .arg(repo_root().join("hack/build-tools.sh"))
-            .arg("prometheus")
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "hack/build-tools.sh prometheus must build {name}"
-        );
-    }
-    path
+    support::tools::tool(name, &["prometheus"])
 }
 
 /// The chart's rule file and the ServiceMonitor's honorLabels.

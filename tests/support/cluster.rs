@@ -209,17 +209,5 @@ pub async fn namespace(prefix: &str) -> TestNamespace {
 
 /// Run the real `kubectl` against the test cluster; returns (succeeded, stdout + stderr).
 pub fn kubectl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", cluster_sync().kubeconfig_path())
-        .args(args)
-        .output()
-        .expect("kubectl on PATH");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    super::tools::kubectl(cluster_sync().kubeconfig_path(), args)
 }

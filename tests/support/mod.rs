@@ -4,6 +4,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-pub mod kubectl;
 pub mod operator;
+pub mod tools;
 pub mod world;
