@@ -26,7 +26,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{debug, info};
 
-use super::{Context, Error, cleanup};
+use super::{Context, Error};
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
 use crate::workspace::{WorkspaceKey, Workspaces};
 
@@ -191,7 +191,7 @@ fn holders(ctx: &Context) -> Vec<Holder> {
 
 /// A token that may still revoke through the workspace `key`.
 fn depends_on(token: &DatabricksToken, key: &WorkspaceKey) -> bool {
-    cleanup::has_finalizer(token) && Workspaces::key_for(token) == *key
+    has_finalizer(token, super::FINALIZER) && Workspaces::key_for(token) == *key
 }
 
 /// Whether the workspace `token` names is being deleted (as far as the cache knows).
