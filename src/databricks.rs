@@ -15,6 +15,16 @@ pub enum Owner {
     ServicePrincipal(String),
 }
 
+impl Owner {
+    /// Whose token `token` holds: its `onBehalfOf` service principal, else the caller.
+    pub fn of(token: &crate::crd::DatabricksToken) -> Owner {
+        match &token.spec.on_behalf_of {
+            Some(obo) => Owner::ServicePrincipal(obo.application_id.clone()),
+            None => Owner::Caller,
+        }
+    }
+}
+
 const TAG_OPEN: &str = "[dbtoken.dev/uid=";
 
 /// The marker placed in every token comment, so the orphan sweep can find the tokens of a

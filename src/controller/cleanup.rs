@@ -15,7 +15,7 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, events, protection, revocation, token::owner_of};
+use super::{Context, Error, events, protection, revocation};
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::databricks;
 use crate::schedule::EpochMillis;
@@ -146,7 +146,7 @@ async fn revoke_all(
         }
         Err(e) => return Err(e.into()),
     };
-    let owner = owner_of(token);
+    let owner = databricks::Owner::of(token);
     let uid = token.uid().unwrap_or_default();
     let namespace = token.namespace().unwrap_or_default();
     // Each id with where it was minted and when it expires, as far as the Secret recorded them

@@ -120,7 +120,7 @@ async fn sync_inner(
         .for_minting(token)
         .await
         .map_err(Error::from)?;
-    let owner = owner_of(token);
+    let owner = Owner::of(token);
     let name = secret::secret_name(token);
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
@@ -424,13 +424,6 @@ pub fn next_wakeup(
         std::time::Duration::from_millis(500),
         max,
     ))
-}
-
-pub fn owner_of(token: &DatabricksToken) -> Owner {
-    match &token.spec.on_behalf_of {
-        Some(obo) => Owner::ServicePrincipal(obo.application_id.clone()),
-        None => Owner::Caller,
-    }
 }
 
 fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'a> {
