@@ -7,8 +7,9 @@ use kube::{
 };
 
 use super::{
-    Context, Error, FIELD_MANAGER, plan,
-    token::{Failed, Synced},
+    Context, Error, FIELD_MANAGER,
+    outcome::{Failed, Synced},
+    plan,
 };
 use crate::crd::{
     Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
