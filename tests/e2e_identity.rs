@@ -86,17 +86,17 @@ async fn old_token_is_revoked_where_it_was_minted(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(!minted_in.accepts(&old.1));
-    let t = w.wait_ready(name).await;
+    w.wait_ready(name).await;
     let value = w.secret_value(name, "token").await.unwrap();
     assert_ne!(value, old.1);
-    assert!(
-        !t.status
-            .unwrap()
-            .previous_tokens
-            .iter()
-            .any(|p| p.token_id == old.0),
-        "revoked tokens leave the record"
-    );
+    // Status is written after the revocation: wait for it rather than race it.
+    let old_id = old.0.clone();
+    w.wait_token(name, "the revoked token gone from the record", move |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| !s.previous_tokens.iter().any(|p| p.token_id == old_id))
+    })
+    .await;
 }
 
 #[tokio::test]
