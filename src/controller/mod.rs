@@ -336,6 +336,14 @@ fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context>) -
             own.max(workspace_retry.map_or(Duration::ZERO, |at| wait_until(now, at)))
         }
     };
+    // However long the backoff, look again when the token in the Secret expires: Ready must turn
+    // False then, not when the backoff ends.
+    let expiry = token
+        .status
+        .as_ref()
+        .and_then(|s| s.expiry_time.as_deref())
+        .and_then(crate::secret::parse_time);
+    let delay = plan::failure_wakeup(delay, expiry, now);
     warn!(
         namespace = %token.namespace().unwrap_or_default(),
         name = %token.name_any(),

@@ -217,6 +217,19 @@ pub fn ready_after_failure(secret_serves: Option<bool>, token_alive: bool) -> bo
     secret_serves.unwrap_or(true) && token_alive
 }
 
+/// When a failed resource is looked at again: after its backoff, but no later than just past the
+/// expiry of the token its Secret holds (still ahead), so that Ready turns False on time.
+pub fn failure_wakeup(
+    backoff: std::time::Duration,
+    expiry: Option<EpochMillis>,
+    now: EpochMillis,
+) -> std::time::Duration {
+    match expiry.filter(|e| *e > now) {
+        Some(e) => backoff.min(std::time::Duration::from_millis((e - now) as u64 + 50)),
+        None => backoff,
+    }
+}
+
 /// Whether a rotation replaces a token someone took out of the Secret (deleted it or wrote
 /// another value): the mints a fight over the Secret costs, which are budgeted.
 pub fn is_replacement(reason: RotationReason) -> bool {
@@ -821,6 +834,20 @@ mod tests {
                     json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}, "f:type": {}})
                 )]
             );
+        }
+    }
+
+    #[test]
+    fn a_failure_is_looked_at_again_when_the_token_expires_at_the_latest() {
+        use std::time::Duration;
+        let minute = Duration::from_secs(60);
+        for (backoff, expiry, expected) in [
+            (minute, None, minute),
+            (minute, Some(10_000), Duration::from_millis(10_050)),
+            (Duration::from_secs(1), Some(10_000), Duration::from_secs(1)),
+            (minute, Some(-5), minute),
+        ] {
+            assert_eq!(failure_wakeup(backoff, expiry, 0), expected, "{expiry:?}");
         }
     }
 }
