@@ -249,19 +249,7 @@ async fn a_namespace_dropped_from_a_cluster_workspace_still_gets_its_tokens_revo
     );
 
     // Deleting the resource revokes it through the workspace that minted it.
-    w.tokens()
-        .delete("t", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("DatabricksToken t gone", WAIT, || async {
-        w.tokens()
-            .get_opt("t")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.delete_token_and_wait("t").await;
     assert!(
         !live_minted(&w).contains(&id),
         "the token of a namespace no longer admitted was stranded"

@@ -211,19 +211,7 @@ async fn deleting_with_revoke_revokes_every_token_and_removes_the_secret() {
     w.create_token("x", spec("1h")).await;
     let id = w.wait_ready("x").await.status.unwrap().token_id.unwrap();
 
-    w.tokens()
-        .delete("x", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("DatabricksToken gone", WAIT, || async {
-        w.tokens()
-            .get_opt("x")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.delete_token_and_wait("x").await;
     assert!(
         !w.live_token_ids().contains(&id),
         "the token must be revoked"
@@ -245,19 +233,7 @@ async fn deleting_with_retain_keeps_the_token_and_the_secret() {
     .await;
     let id = w.wait_ready("k").await.status.unwrap().token_id.unwrap();
 
-    w.tokens()
-        .delete("k", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("DatabricksToken gone", WAIT, || async {
-        w.tokens()
-            .get_opt("k")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.delete_token_and_wait("k").await;
     assert!(w.live_token_ids().contains(&id));
     let secret = w.secrets().get("k").await.unwrap();
     assert!(

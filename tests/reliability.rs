@@ -392,19 +392,7 @@ async fn no_token_value_appears_in_logs_events_status_or_metrics() {
     .await;
     w.wait_token("c", "Degraded", |t| condition_is(t, "Degraded", "True"))
         .await;
-    w.tokens()
-        .delete("b", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("b deleted", WAIT, || async {
-        w.tokens()
-            .get_opt("b")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.delete_token_and_wait("b").await;
 
     let mut haystack = String::new();
     let op = w.operator.as_ref().unwrap();

@@ -201,6 +201,23 @@ impl World {
             .expect("create token")
     }
 
+    /// Delete a DatabricksToken and wait until it is gone (its finalizer has run).
+    pub async fn delete_token_and_wait(&self, name: &str) {
+        self.tokens()
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+            .expect("delete token");
+        eventually(&format!("DatabricksToken {name} gone"), WAIT, || async {
+            self.tokens()
+                .get_opt(name)
+                .await
+                .expect("read token")
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Wait until the token's Ready condition is True and return it.
     pub async fn wait_ready(&self, name: &str) -> DatabricksToken {
         self.wait_token(name, "Ready=True", |t| condition_is(t, "Ready", "True"))
