@@ -95,6 +95,9 @@ async fn handle(
                 let mut st = app.lock();
                 st.authenticate(auth).and_then(|who| op(&mut st, who))
             };
+            if result.is_ok() && !decision.delay_after_create.is_zero() {
+                tokio::time::sleep(decision.delay_after_create).await;
+            }
             match (result, drop) {
                 (Ok(_), Some(o)) => respond::fault(Dialect::Databricks, o),
                 (Ok(v), _) => Json(v).into_response(),

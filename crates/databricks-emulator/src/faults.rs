@@ -49,6 +49,9 @@ pub struct FaultRule {
     pub retry_after_seconds: Option<u64>,
     /// Added before the request is handled.
     pub latency_ms: Option<Latency>,
+    /// Added after a create (token/create, obo/create) minted its token, before the answer
+    /// leaves: a client that dies in this window never learns of a token that exists.
+    pub latency_after_create_ms: Option<Latency>,
     /// Share of creates (token/create, obo/create) that mint the token and then lose the response.
     #[serde(alias = "drop_response_rate")]
     pub drop_response_after_create_rate: f64,
@@ -102,6 +105,8 @@ pub enum Outcome {
 #[derive(Debug, Default, PartialEq)]
 pub struct Decision {
     pub delay: Duration,
+    /// For creates: the wait between minting and answering.
+    pub delay_after_create: Duration,
     pub outcome: Option<Outcome>,
 }
 
@@ -150,6 +155,9 @@ impl FaultState {
                 continue;
             }
             d.delay += self.latency(rule.latency_ms);
+            if is_create {
+                d.delay_after_create += self.latency(rule.latency_after_create_ms);
+            }
             if d.outcome.is_some() || rule.limit.is_some_and(|l| self.hits[i] >= l) {
                 continue;
             }
@@ -211,6 +219,19 @@ mod tests {
             s.decide("token/list", false).outcome,
             Some(Outcome::HtmlError(502))
         );
+    }
+
+    #[test]
+    fn latency_after_a_create_applies_to_creates_only() {
+        let mut s = state(Faults::new(vec![FaultRule {
+            latency_after_create_ms: Some(Latency::Fixed(120)),
+            ..FaultRule::on("*")
+        }]));
+        assert_eq!(
+            s.decide("token/create", true).delay_after_create,
+            Duration::from_millis(120)
+        );
+        assert_eq!(s.decide("token/list", false), Decision::default());
     }
 
     #[test]
