@@ -51,6 +51,12 @@ bench: tools build
 	cargo build --release --bins
 	cargo run --release -p bench -- $(BENCH_ARGS)
 
+## chaos-long: the long chaos run whose figures RELIABILITY.md reports (about 35 minutes)
+CHAOS_TOKENS ?= 40
+CHAOS_SECONDS ?= 1800
+chaos-long: tools
+	CHAOS_TOKENS=$(CHAOS_TOKENS) CHAOS_SECONDS=$(CHAOS_SECONDS) cargo test --release --test chaos -- --nocapture
+
 ## static: the static (musl) release binary, as the Dockerfile's builder stage makes it
 static:
 	hack/build-static.sh
