@@ -173,14 +173,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         for &n in &args.sizes {
             eprintln!("bench: fleet N = {n} over {} workspaces", shape.workspaces);
-            let r = realistic::run(&setup, &shape, n)
-                .await
-                .with_context(|| format!("fleet, N = {n}"))?;
-            eprintln!(
-                "bench: fleet N = {n}: all Ready in {:.1} s",
-                r.ready_seconds
-            );
-            out.fleet(r);
+            match realistic::run(&setup, &shape, n).await {
+                Ok(r) => {
+                    eprintln!(
+                        "bench: fleet N = {n}: all Ready in {:.1} s",
+                        r.ready_seconds
+                    );
+                    out.fleet(r);
+                }
+                Err(e) => {
+                    eprintln!("bench: fleet N = {n} failed: {e:?}");
+                    out.failed(&format!("fleet, N = {n}"), &e);
+                }
+            }
         }
     }
     if let Some(binary) = &args.peer {
@@ -200,11 +205,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         for &n in &args.sizes {
             eprintln!("bench: peer cert-manager, N = {n}");
-            let r = peer::run(&client, &peer_setup, n)
-                .await
-                .with_context(|| format!("peer, N = {n}"))?;
-            eprintln!("bench: peer N = {n}: all Ready in {:.1} s", r.ready_seconds);
-            out.peer(r);
+            match peer::run(&client, &peer_setup, n).await {
+                Ok(r) => {
+                    eprintln!("bench: peer N = {n}: all Ready in {:.1} s", r.ready_seconds);
+                    out.peer(r);
+                }
+                Err(e) => {
+                    eprintln!("bench: peer N = {n} failed: {e:?}");
+                    out.failed(&format!("peer, N = {n}"), &e);
+                }
+            }
         }
     }
     if args.ceiling {

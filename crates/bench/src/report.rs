@@ -22,6 +22,8 @@ pub struct Report {
     write_costs: Vec<WriteCost>,
     peers: Vec<PeerResult>,
     fleets: Vec<FleetResult>,
+    /// Parts that failed, with their error: the rest of the run is still reported.
+    failures: Vec<String>,
 }
 
 fn per(x: u64, n: usize) -> f64 {
@@ -55,7 +57,13 @@ impl Report {
             write_costs: vec![],
             peers: vec![],
             fleets: vec![],
+            failures: vec![],
         }
+    }
+
+    /// A part of the run failed; the report says so instead of losing the other parts.
+    pub fn failed(&mut self, part: &str, error: &anyhow::Error) {
+        self.failures.push(format!("{part}: {error:?}"));
     }
 
     pub fn fleet(&mut self, r: FleetResult) {
@@ -108,6 +116,9 @@ impl Report {
 
     fn write(&self, s: &mut String) -> std::fmt::Result {
         writeln!(s, "## bench {}", self.args)?;
+        for failure in &self.failures {
+            writeln!(s, "FAILED {failure}\n")?;
+        }
         writeln!(
             s,
             "machine: {} CPUs, {} MiB memory; workspace rateLimit {RATE_LIMIT_RPS} req/s, \
