@@ -18,7 +18,8 @@ use serde_json::json;
 
 use support::{
     cluster,
-    operator::{OperatorOptions, eventually},
+    operator::{Operator, OperatorOptions, eventually},
+    tools::{kubectl, service_account_kubeconfig},
     world::{WAIT, World, condition_is, condition_reason},
 };
 
@@ -402,4 +403,91 @@ async fn a_cluster_workspace_uses_the_service_account_the_admin_names() {
     api.delete(&name, &Default::default())
         .await
         .expect("delete");
+}
+
+/// The chart grants `create` on `serviceaccounts/token` for the listed ServiceAccounts only, and
+/// the operator running with exactly that RBAC mints through one and reports the other as
+/// TokenRequestForbidden.
+#[tokio::test]
+async fn the_chart_lets_the_operator_request_tokens_for_listed_service_accounts_only() {
+    let w = World::new("wi-chart").await;
+    let admin = w.kubeconfig();
+    let release_ns = format!("{}-system", w.ns.name);
+    let fullname = "dbtoken-wi";
+    let chart = cluster::repo_root().join("charts/databricks-token-operator");
+    let (ok, out) = support::tools::helm(
+        Some(&admin),
+        &[
+            "install",
+            "dbtoken",
+            chart.to_str().unwrap(),
+            "-n",
+            &release_ns,
+            "--create-namespace",
+            "--set",
+            &format!("fullnameOverride={fullname}"),
+            "--set",
+            &format!(
+                "workloadIdentity.serviceAccounts[0].namespace={}",
+                w.ns.name
+            ),
+            "--set",
+            &format!("workloadIdentity.serviceAccounts[0].name={SA}"),
+            "--wait=false",
+        ],
+    );
+    assert!(ok, "helm install: {out}");
+    create_service_account(&w.ns.client, &w.ns.name, SA).await;
+    create_service_account(&w.ns.client, &w.ns.name, "unlisted").await;
+
+    let who = format!("system:serviceaccount:{release_ns}:{fullname}");
+    let can_request = |sa: &str, ns: &str| {
+        let resource = format!("serviceaccounts/{sa}");
+        let args = [
+            "auth",
+            "can-i",
+            "create",
+            &resource,
+            "--subresource",
+            "token",
+            "-n",
+            ns,
+            "--as",
+            &who,
+        ];
+        let (_, answer) = kubectl(&admin, &args);
+        answer.lines().next().map(str::trim) == Some("yes")
+    };
+    assert!(can_request(SA, &w.ns.name));
+    assert!(!can_request("unlisted", &w.ns.name));
+    assert!(!can_request(SA, &release_ns));
+
+    let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
+    let unlisted_app =
+        federated_principal(&w, &w.emulator, &subject(&w.ns.name, "unlisted"), None).await;
+    w.apply_workspace("listed", workload_identity(&app_id))
+        .await;
+    w.apply_workspace(
+        "unlisted",
+        json!({"workloadIdentity": {"clientId": unlisted_app, "serviceAccountRef": {"name": "unlisted"}}}),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sa_kubeconfig = service_account_kubeconfig(&admin, &release_ns, fullname, dir.path());
+    let mut options = w.options();
+    options.namespaces = vec![];
+    options.leader_election = true;
+    options.lease_namespace = Some(release_ns.clone());
+    let _operator = Operator::start(&sa_kubeconfig, &options);
+    for (name, workspace) in [("listed", "listed"), ("unlisted", "unlisted")] {
+        w.create_token(
+            name,
+            json!({"workspaceRef": {"name": workspace}, "lifetime": "1h"}),
+        )
+        .await;
+    }
+    w.wait_ready("listed").await;
+    let message = wait_degraded(&w, "unlisted", "TokenRequestForbidden").await;
+    assert!(message.contains("serviceaccounts/token"), "{message}");
 }
