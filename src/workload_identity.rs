@@ -2,9 +2,14 @@
 //! trusts a Kubernetes ServiceAccount, so no Secret holds a Databricks or Entra credential.
 //!
 //! For each exchange the operator asks the API server for a fresh, short-lived token of that
-//! ServiceAccount (TokenRequest: `create` on `serviceaccounts/token`), sends it, and drops it;
-//! only the exchanged Databricks or Entra access token is cached (by the client, until shortly
-//! before it expires). A DatabricksWorkspace uses a ServiceAccount of its own namespace, so a
+//! ServiceAccount (TokenRequest: `create` on `serviceaccounts/token`) and sends it; the exchanged
+//! Databricks or Entra access token is cached by the client until shortly before it expires.
+//!
+//! One exception to "fresh each time": Kubernetes creates nothing in a terminating namespace,
+//! TokenRequests included, yet deleting a namespace must first revoke the tokens minted through
+//! its workspace. So the last ServiceAccount token (one hour) is kept in memory, and used only
+//! when the API server refuses a new one because the namespace is being deleted. It is never
+//! written anywhere, and goes when it expires or the process ends. A DatabricksWorkspace uses a ServiceAccount of its own namespace, so a
 //! federation policy naming `system:serviceaccount:<ns>:<name>` binds a service principal to
 //! one team's namespace, enforced by Databricks as well as by the operator.
 
@@ -19,7 +24,10 @@ use k8s_openapi::api::{
     core::v1::ServiceAccount,
 };
 use kube::{Api, api::PostParams};
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use crate::crd::{WorkloadIdentityAuth, WorkspaceAuth, WorkspaceKind};
 use crate::workspace::WorkspaceKey;
@@ -30,9 +38,17 @@ pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
 /// `create` on `serviceaccounts/token`).
 pub const TOKEN_REQUEST_FORBIDDEN: &str = "TokenRequestForbidden";
 
-/// Lifetime asked for each ServiceAccount token: the API server's minimum. It is sent at once
-/// and never reused, so shorter would do if the API server allowed it.
-const TOKEN_SECONDS: i64 = 600;
+/// Condition reason: the namespace is being deleted, Kubernetes issues no new ServiceAccount
+/// tokens there, and no earlier one is at hand (e.g. the operator restarted meanwhile).
+pub const NAMESPACE_TERMINATING: &str = "ServiceAccountNamespaceTerminating";
+
+/// Lifetime asked for each ServiceAccount token (a kubelet's projected tokens live as long). A
+/// new one is requested for every exchange; this bounds how long the last one can still serve
+/// the revocations of a namespace being deleted.
+const TOKEN_SECONDS: i64 = 3600;
+/// The last token is offered only with at least this long left, so it is not refused as
+/// expired on arrival.
+const FALLBACK_MARGIN_SECONDS: i64 = 60;
 
 /// Credentials for `auth` if it uses workload identity (None: it reads a credential Secret).
 /// `host` is the workspace URL without a trailing slash (the default audience derives from it).
@@ -127,18 +143,25 @@ impl SubjectTokenSource for ServiceAccountTokens {
                 },
                 ..Default::default()
             };
-            let answer = api
+            let answer = match api
                 .create_token_request(&self.name, &PostParams::default(), &request)
                 .await
-                .map_err(|e| self.failure(&e))?;
-            answer
+            {
+                Ok(answer) => answer,
+                Err(e) if namespace_terminating(&e) => return self.last_or_terminating(),
+                Err(e) => return Err(self.failure(&e)),
+            };
+            let status = answer
                 .status
-                .map(|s| SecretString::from(s.token))
-                .filter(|t| !t.expose().is_empty())
+                .filter(|s| !s.token.is_empty())
                 .ok_or_else(|| Error::Federation {
                     reason: databricks_client::federation::TOKEN_EXCHANGE_REFUSED,
                     message: format!("the API server returned no token for {}", self.describe()),
-                })
+                })?;
+            let token = SecretString::from(status.token);
+            let expires = status.expiration_timestamp.0.as_second();
+            last_tokens().remember(self.key(), token.clone(), expires);
+            Ok(token)
         })
     }
 
@@ -151,6 +174,27 @@ impl SubjectTokenSource for ServiceAccountTokens {
 }
 
 impl ServiceAccountTokens {
+    fn key(&self) -> TokenKey {
+        (
+            self.namespace.clone(),
+            self.name.clone(),
+            self.audience.clone(),
+        )
+    }
+
+    /// The namespace is terminating: the last token if it still has time left.
+    fn last_or_terminating(&self) -> Result<SecretString, Error> {
+        last_tokens()
+            .usable(&self.key(), crate::now_millis() / 1000)
+            .ok_or_else(|| Error::Federation {
+                reason: NAMESPACE_TERMINATING,
+                message: format!(
+                    "namespace {} is being deleted and Kubernetes issues no new tokens for ServiceAccount {}/{} there; no earlier one is left (the operator restarted, or the last is over {TOKEN_SECONDS} s old): tokens minted through this workspace stay until they expire, unless the namespace's deletion is undone",
+                    self.namespace, self.namespace, self.name
+                ),
+            })
+    }
+
     fn failure(&self, e: &kube::Error) -> Error {
         let status = match e {
             kube::Error::Api(s) => Some(s.code),
@@ -177,6 +221,52 @@ impl ServiceAccountTokens {
             },
         }
     }
+}
+
+/// A refusal by the NamespaceLifecycle admission: nothing new is created in a terminating
+/// namespace.
+fn namespace_terminating(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code == 403
+                && (s
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+                    || s.message.contains("because it is being terminated"))
+        }
+        _ => false,
+    }
+}
+
+/// (namespace, ServiceAccount, audience).
+type TokenKey = (String, String, String);
+
+/// The last ServiceAccount token per (namespace, name, audience), with its expiry (epoch s).
+#[derive(Default)]
+struct LastTokens(Mutex<HashMap<TokenKey, (SecretString, i64)>>);
+
+impl LastTokens {
+    fn remember(&self, key: TokenKey, token: SecretString, expires: i64) {
+        self.lock().insert(key, (token, expires));
+    }
+
+    fn usable(&self, key: &TokenKey, now: i64) -> Option<SecretString> {
+        let mut map = self.lock();
+        map.retain(|_, (_, expires)| *expires > now);
+        map.get(key)
+            .filter(|(_, expires)| *expires - FALLBACK_MARGIN_SECONDS > now)
+            .map(|(t, _)| t.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, (SecretString, i64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn last_tokens() -> &'static LastTokens {
+    static LAST: OnceLock<LastTokens> = OnceLock::new();
+    LAST.get_or_init(LastTokens::default)
 }
 
 /// The reason a failed TokenRequest gets from its HTTP status; None: retry later.
@@ -242,6 +332,20 @@ mod tests {
             default_audience("https://adb-1.2.azuredatabricks.net/"),
             "https://adb-1.2.azuredatabricks.net/oidc/v1/token"
         );
+    }
+
+    #[test]
+    fn the_last_token_serves_only_while_it_has_a_minute_left() {
+        let last = LastTokens::default();
+        let key = ("ns".to_string(), "sa".to_string(), "aud".to_string());
+        assert!(last.usable(&key, 0).is_none());
+        last.remember(key.clone(), SecretString::from("jwt".to_string()), 1000);
+        assert!(last.usable(&key, 939).is_some());
+        assert!(last.usable(&key, 940).is_none());
+        let other = ("ns".to_string(), "sa".to_string(), "other-aud".to_string());
+        assert!(last.usable(&other, 0).is_none());
+        assert!(last.usable(&key, 1000).is_none());
+        assert!(last.lock().is_empty(), "expired tokens are dropped");
     }
 
     #[test]

@@ -491,3 +491,47 @@ async fn the_chart_lets_the_operator_request_tokens_for_listed_service_accounts_
     let message = wait_degraded(&w, "unlisted", "TokenRequestForbidden").await;
     assert!(message.contains("serviceaccounts/token"), "{message}");
 }
+
+/// Kubernetes refuses to create anything in a terminating namespace, TokenRequests included, so
+/// the operator cannot get a new ServiceAccount token there. The tokens minted through the
+/// namespace's workload identity workspace are still revoked before the namespace goes.
+#[tokio::test]
+async fn deleting_the_namespace_revokes_tokens_minted_with_its_service_account() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let mut w = World::new("wi-delns").await;
+    create_service_account(&w.ns.client, &w.ns.name, SA).await;
+    let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
+    w.apply_workspace("wi", workload_identity(&app_id)).await;
+    w.start_operator();
+    w.create_token(
+        "reports",
+        json!({"workspaceRef": {"name": "wi"}, "lifetime": "1h"}),
+    )
+    .await;
+    let id = w
+        .wait_ready("reports")
+        .await
+        .status
+        .and_then(|s| s.token_id)
+        .expect("token id");
+
+    let namespaces: Api<Namespace> = Api::all(w.ns.client.clone());
+    namespaces
+        .delete(&w.ns.name, &Default::default())
+        .await
+        .expect("delete namespace");
+    w.wait_revoked(&id).await;
+    let name = w.ns.name.clone();
+    eventually(&format!("namespace {name} gone"), WAIT, || {
+        let (namespaces, name) = (namespaces.clone(), name.clone());
+        async move {
+            namespaces
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+}
