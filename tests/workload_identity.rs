@@ -292,8 +292,8 @@ async fn an_expired_service_account_token_is_refused_as_such() {
     let mut w = World::new("wi-expired").await;
     create_service_account(&w.ns.client, &w.ns.name, SA).await;
     let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
-    // The workspace's clock is past the 10-minute ServiceAccount tokens' expiry.
-    w.emulator.set_clock_offset_ms(15 * 60 * 1000);
+    // The workspace's clock is past the one-hour ServiceAccount tokens' expiry.
+    w.emulator.set_clock_offset_ms(2 * 3600 * 1000);
     w.apply_workspace("wi", workload_identity(&app_id)).await;
     w.start_operator();
     w.create_token(
