@@ -260,3 +260,59 @@ async fn a_federated_client_assertion_stands_in_for_the_entra_client_secret() {
     let r = assertion_call(expired).await;
     assert_eq!(r.body["error_codes"], json!([700024]), "{}", r.body);
 }
+
+#[tokio::test]
+async fn policies_and_federated_credentials_can_be_added_over_the_control_api() {
+    let w = world().await;
+    let sp = w.emulator.add_service_principal("etl", false);
+    let app = w.emulator.add_entra_app("tenant-1", &sp.application_id);
+    let body = |aud: &str| {
+        json!({"issuer": ISSUER, "audiences": [aud], "subject": SUBJECT,
+               "jwks_json": issuer().jwks_json()})
+    };
+    let policy_path = format!(
+        "/_emulator/service-principals/{}/federation-policies",
+        sp.application_id
+    );
+    let r = w
+        .call(Method::POST, &policy_path, None, Some(body(&audience(&w))))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let credential_path = format!(
+        "/_emulator/entra-apps/{}/federated-credentials",
+        app.client_id
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &credential_path,
+            None,
+            Some(body(ENTRA_DEFAULT_AUDIENCE)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let jwt = issuer().service_account_token(SUBJECT, &audience(&w), 600);
+    let r = exchange(&w, &sp.application_id, &jwt).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let assertion = issuer().service_account_token(SUBJECT, ENTRA_DEFAULT_AUDIENCE, 600);
+    let scope = format!("{AZURE_DATABRICKS_RESOURCE}/.default");
+    let r = w
+        .http
+        .post(w.url("/tenant-1/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+            ("scope", scope.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let r = reply(r).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
