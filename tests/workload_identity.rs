@@ -187,6 +187,14 @@ async fn a_workspace_without_a_credential_secret_mints_rotates_and_revokes() {
         !log.contains("eyJhbGciOi"),
         "a JWT (ServiceAccount token) reached the log"
     );
+    let ws = w.workspaces().get("wi").await.expect("workspace");
+    let events = w.events_of("reports").await;
+    let visible = format!("{:?}{events:?}", ws.status);
+    assert!(!events.is_empty(), "events were published");
+    assert!(
+        !visible.contains("eyJ"),
+        "a token reached status or events: {visible}"
+    );
 }
 
 #[tokio::test]
