@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The operator's main job end to end on local defaults: a local control plane, the Databricks
 # emulator, the CRDs, the operator, and a DatabricksToken with a one-minute lifetime. Shows the
-# Secret, waits for a rotation and for the old token's revocation, deletes the namespace (which
-# revokes its tokens first), then tears everything down.
+# Secret, waits for a rotation and for the old token's revocation, mints through a workspace with no
+# credential Secret (workload identity), deletes the namespace (which revokes its tokens first),
+# then tears everything down.
 # Non-interactive; `KEEP=1 hack/demo.sh` leaves it all running for exploration.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -95,14 +96,54 @@ wait_for "old token revoked" 60 bash -c "! curl -sf '$host/_emulator/tokens' | g
 echo "revoked: $first is no longer live in the workspace"
 kubectl -n demo describe dbtoken reports | sed -n '/^Status:/,$p'
 
-say "7. Metrics"
+say "7. No credential Secret at all: workload identity (README, \"Workload identity\")"
+# A service principal whose federation policy trusts the ServiceAccount demo/databricks; the
+# policy carries the API server's published keys, as for any issuer Databricks cannot reach.
+kubectl -n demo create serviceaccount databricks >/dev/null
+sp="$(curl -sf -X POST "$host/_emulator/service-principals" -H 'content-type: application/json' \
+  -d '{"display_name": "federated"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["application_id"])')"
+issuer="$(kubectl get --raw /.well-known/openid-configuration | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')"
+kubectl get --raw /openid/v1/jwks | python3 -c '
+import json, sys
+print(json.dumps({"issuer": sys.argv[1], "audiences": [sys.argv[2] + "/oidc/v1/token"],
+                  "subject": "system:serviceaccount:demo:databricks", "jwks_json": sys.stdin.read()}))' \
+  "$issuer" "$host" | curl -sf -X POST "$host/_emulator/service-principals/$sp/federation-policies" \
+  -H 'content-type: application/json' --data-binary @- >/dev/null
+echo "federation policy of service principal $sp: issuer $issuer, subject system:serviceaccount:demo:databricks"
+kubectl apply -f - <<YAML
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksWorkspace
+metadata: {name: secretless, namespace: demo}
+spec:
+  host: $host
+  auth:
+    workloadIdentity:
+      clientId: $sp
+      serviceAccountRef: {name: databricks}
+  ownIdentityTokens: Allow
+---
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksToken
+metadata: {name: federated, namespace: demo}
+spec:
+  workspaceRef: {name: secretless}
+  lifetime: 1h
+YAML
+kubectl -n demo wait --for condition=Ready --timeout=60s dbtoken/federated
+kubectl -n demo get dbws secretless
+curl -sf "$host/_emulator/tokens" | python3 -c '
+import json, sys
+owners = sorted({t["owner_name"] for t in json.load(sys.stdin)["tokens"]})
+print("owners of live tokens (admin PAT workspace, federated service principal):", ", ".join(owners))'
+
+say "8. Metrics"
 addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | sed -n 1p | cut -d= -f2)"
 curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests)' | sed -n 1,12p
 
-say "8. kubectl delete namespace demo: its tokens are revoked before the namespace goes"
+say "9. kubectl delete namespace demo: its tokens are revoked before the namespace goes"
 kubectl delete namespace demo --timeout=120s
 live="$(curl -sf "$host/_emulator/tokens" | { grep -o 'dbtoken.dev/uid=' || true; } | wc -l)"
 echo "tokens minted by the operator still live in the workspace: $live"
 [[ "$live" == 0 ]] || { echo "a token outlived its namespace" >&2; exit 1; }
 
-say "Demo finished: a token was minted, rotated, the old one revoked, and the namespace deleted."
+say "Demo finished: a token was minted, rotated, the old one revoked, one minted with no stored credential, and the namespace deleted."

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod secret;
 pub mod tenancy;
+pub mod workload_identity;
 pub mod workspace;
 
 /// Milliseconds since the Unix epoch, the time unit of Databricks and of the schedule.

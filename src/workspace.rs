@@ -75,7 +75,9 @@ pub enum WorkspaceError {
         name: String,
         key: String,
     },
-    #[error("{0}: spec.auth must set exactly one of pat, oauthM2M, azureServicePrincipal")]
+    #[error(
+        "{0}: spec.auth must set exactly one of pat, oauthM2M, azureServicePrincipal, workloadIdentity"
+    )]
     NoAuth(WorkspaceKey),
     #[error("reading credential Secret {namespace}/{name}: {source}")]
     Kube {
@@ -445,7 +447,19 @@ impl Workspaces {
         {
             return Ok(c.workspace.clone());
         }
-        let credentials = self.read_credentials(key, view.auth, secret_ns).await?;
+        let credentials = match crate::workload_identity::credentials(
+            &self.kube,
+            key,
+            view.auth,
+            &host,
+            &self.settings.entra_authority_host,
+        ) {
+            Some(federated) => federated.map_err(|source| WorkspaceError::Client {
+                workspace: key.clone(),
+                source,
+            })?,
+            None => self.read_credentials(key, view.auth, secret_ns).await?,
+        };
         let mut config = ClientConfig::new(host.clone(), credentials);
         config.allow_http = self.settings.insecure_allow_http;
         config.observer = self.settings.observer.clone();
@@ -504,12 +518,14 @@ impl Workspaces {
                 client_secret: SecretString::from(secret),
             });
         }
-        if let Some(az) = &auth.azure_service_principal {
+        if let Some(az) = &auth.azure_service_principal
+            && let Some(secret_ref) = &az.secret_ref
+        {
             let client_id = self
-                .secret_value(key, &az.secret_ref, secret_ns, &az.client_id_key)
+                .secret_value(key, secret_ref, secret_ns, &az.client_id_key)
                 .await?;
             let secret = self
-                .secret_value(key, &az.secret_ref, secret_ns, &az.client_secret_key)
+                .secret_value(key, secret_ref, secret_ns, &az.client_secret_key)
                 .await?;
             return Ok(Credentials::AzureServicePrincipal {
                 tenant_id: az.tenant_id.clone(),

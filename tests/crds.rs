@@ -258,6 +258,41 @@ const INVALID_WORKSPACES: &[(&str, &str, &str)] = &[
         r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t","authorityHost":"https://login.example.com/path?x=1","secretRef":{"name":"a"}}}}"#,
         "authorityHost must be a URL like https://login.microsoftonline.com",
     ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks","namespace":"other"}}}}"#,
+        "a DatabricksWorkspace uses a ServiceAccount of its own namespace",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t","workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks","namespace":"other"}}}}}"#,
+        "a DatabricksWorkspace uses a ServiceAccount of its own namespace",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks"}},"pat":{"secretRef":{"name":"a"}}}}"#,
+        "auth must set exactly one of pat, oauthM2M, azureServicePrincipal, workloadIdentity",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t"}}}"#,
+        "azureServicePrincipal must set exactly one of secretRef (client secret) and workloadIdentity",
+    ),
+    (
+        "DatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","auth":{"azureServicePrincipal":{"tenantId":"t","secretRef":{"name":"a"},"workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks"}}}}}"#,
+        "azureServicePrincipal must set exactly one of secretRef (client secret) and workloadIdentity",
+    ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["a"],"auth":{"workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks"}}}}"#,
+        "a ClusterDatabricksWorkspace must set auth.workloadIdentity.serviceAccountRef.namespace",
+    ),
+    (
+        "ClusterDatabricksWorkspace",
+        r#"{"host":"https://x.cloud.databricks.com","allowedNamespaces":["a"],"auth":{"azureServicePrincipal":{"tenantId":"t","workloadIdentity":{"clientId":"app","serviceAccountRef":{"name":"databricks"}}}}}"#,
+        "a ClusterDatabricksWorkspace must set auth.azureServicePrincipal.workloadIdentity.serviceAccountRef.namespace",
+    ),
 ];
 
 async fn create(

@@ -151,7 +151,8 @@ impl Error {
             self,
             Error::Databricks {
                 source: databricks_client::Error::Unauthenticated { .. }
-                    | databricks_client::Error::AuthFlow { .. },
+                    | databricks_client::Error::AuthFlow { .. }
+                    | databricks_client::Error::Federation { .. },
                 ..
             }
         )

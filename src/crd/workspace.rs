@@ -33,14 +33,17 @@ use super::Condition;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.auth.pat) || !has(self.auth.pat.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.pat.secretRef.namespace"))]
 #[x_kube(validation = Rule::new("!has(self.auth.oauthM2M) || !has(self.auth.oauthM2M.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.oauthM2M.secretRef.namespace"))]
-#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.azureServicePrincipal.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.secretRef) || !has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.azureServicePrincipal.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.workloadIdentity) || !has(self.auth.workloadIdentity.serviceAccountRef.namespace)").message("a DatabricksWorkspace uses a ServiceAccount of its own namespace: remove auth.workloadIdentity.serviceAccountRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.workloadIdentity) || !has(self.auth.azureServicePrincipal.workloadIdentity.serviceAccountRef.namespace)").message("a DatabricksWorkspace uses a ServiceAccount of its own namespace: remove auth.azureServicePrincipal.workloadIdentity.serviceAccountRef.namespace"))]
 pub struct DatabricksWorkspaceSpec {
     /// Workspace URL, e.g. `https://adb-1234567890123456.7.azuredatabricks.net`. Plain
     /// `http://` is only accepted when the operator runs with `--insecure-allow-http`.
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+/?$')").message("host must be a workspace URL like https://adb-123.4.azuredatabricks.net, without a path"))]
     pub host: String,
-    /// How the operator authenticates; credentials are read from a Secret in this namespace.
+    /// How the operator authenticates; credentials are read from a Secret in this namespace (or,
+    /// with workload identity, come from a ServiceAccount of this namespace).
     pub auth: WorkspaceAuth,
     /// Client-side limits towards this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,13 +75,16 @@ pub struct DatabricksWorkspaceSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.auth.pat) || has(self.auth.pat.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.pat.secretRef.namespace"))]
 #[x_kube(validation = Rule::new("!has(self.auth.oauthM2M) || has(self.auth.oauthM2M.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.oauthM2M.secretRef.namespace"))]
-#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.azureServicePrincipal.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.secretRef) || has(self.auth.azureServicePrincipal.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.azureServicePrincipal.secretRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.workloadIdentity) || has(self.auth.workloadIdentity.serviceAccountRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.workloadIdentity.serviceAccountRef.namespace"))]
+#[x_kube(validation = Rule::new("!has(self.auth.azureServicePrincipal) || !has(self.auth.azureServicePrincipal.workloadIdentity) || has(self.auth.azureServicePrincipal.workloadIdentity.serviceAccountRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.azureServicePrincipal.workloadIdentity.serviceAccountRef.namespace"))]
 pub struct ClusterDatabricksWorkspaceSpec {
     /// Workspace URL, e.g. `https://adb-1234567890123456.7.azuredatabricks.net`.
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+/?$')").message("host must be a workspace URL like https://adb-123.4.azuredatabricks.net, without a path"))]
     pub host: String,
-    /// How the operator authenticates; the credential Secret's namespace is given explicitly.
+    /// How the operator authenticates; the credential Secret's (or workload identity
+    /// ServiceAccount's) namespace is given explicitly.
     pub auth: WorkspaceAuth,
     /// Namespaces whose DatabricksTokens may use this workspace. `*` admits every namespace.
     #[schemars(length(min = 1, max = 1000), inner(length(min = 1, max = 63)))]
@@ -142,7 +148,7 @@ impl ClusterDatabricksWorkspaceSpec {
 /// Exactly one authentication method.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.pat), has(self.oauthM2M), has(self.azureServicePrincipal)].filter(x, x).size() == 1").message("auth must set exactly one of pat, oauthM2M, azureServicePrincipal"))]
+#[x_kube(validation = Rule::new("[has(self.pat), has(self.oauthM2M), has(self.azureServicePrincipal), has(self.workloadIdentity)].filter(x, x).size() == 1").message("auth must set exactly one of pat, oauthM2M, azureServicePrincipal, workloadIdentity"))]
 pub struct WorkspaceAuth {
     /// A personal access token (of a user or admin) stored in a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +159,41 @@ pub struct WorkspaceAuth {
     /// A Microsoft Entra ID service principal (Azure Databricks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure_service_principal: Option<AzureServicePrincipalAuth>,
+    /// No stored credential: a Databricks service principal whose federation policy trusts a
+    /// Kubernetes ServiceAccount. The operator requests a short-lived token for that
+    /// ServiceAccount (TokenRequest API) and exchanges it at `<host>/oidc/v1/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentityAuth>,
+}
+
+/// A service principal that trusts a ServiceAccount's tokens (workload identity federation).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityAuth {
+    /// Application (client) id of the service principal whose federation policy (Databricks)
+    /// or federated identity credential (Entra) trusts the ServiceAccount.
+    #[schemars(length(min = 1, max = 64))]
+    pub client_id: String,
+    /// The `aud` of the ServiceAccount tokens; must be one of the policy's audiences. Default:
+    /// the workspace's token endpoint `<host>/oidc/v1/token` (as the Databricks SDKs request),
+    /// or `api://AzureADTokenExchange` under azureServicePrincipal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub audience: Option<String>,
+    /// The ServiceAccount whose identity the operator uses. A DatabricksWorkspace may only name
+    /// one in its own namespace; a ClusterDatabricksWorkspace must say which namespace.
+    pub service_account_ref: ServiceAccountRef,
+}
+
+/// A ServiceAccount: `system:serviceaccount:<namespace>:<name>` is the `sub` of its tokens.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ServiceAccountRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Required for ClusterDatabricksWorkspace, not allowed for DatabricksWorkspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// A token read from `secretRef`.
@@ -181,9 +222,11 @@ pub struct ClientSecretAuth {
     pub client_secret_key: String,
 }
 
-/// An Entra ID service principal's client id and secret, read from `secretRef`.
+/// An Entra ID service principal: its client id and secret read from `secretRef`, or (no stored
+/// secret) a federated credential trusting a ServiceAccount, in `workloadIdentity`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.workloadIdentity)").message("azureServicePrincipal must set exactly one of secretRef (client secret) and workloadIdentity (federated credential)"))]
 pub struct AzureServicePrincipalAuth {
     /// Entra ID tenant (directory) id.
     #[schemars(length(min = 1, max = 64))]
@@ -196,7 +239,12 @@ pub struct AzureServicePrincipalAuth {
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s@]+/?$')").message("authorityHost must be a URL like https://login.microsoftonline.com, without a path"))]
     pub authority_host: Option<String>,
     /// The Secret holding the application (client) id and client secret.
-    pub secret_ref: SecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// Instead of a client secret: a client assertion from the ServiceAccount's token, which a
+    /// federated identity credential of the Entra app trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentityAuth>,
     /// Key of the application (client) id in the Secret.
     #[serde(default = "default_client_id_key")]
     #[schemars(length(min = 1, max = 253))]
@@ -230,7 +278,18 @@ impl WorkspaceAuth {
         if let Some(m2m) = &self.oauth_m2m {
             return Some(&m2m.secret_ref);
         }
-        self.azure_service_principal.as_ref().map(|a| &a.secret_ref)
+        self.azure_service_principal
+            .as_ref()
+            .and_then(|a| a.secret_ref.as_ref())
+    }
+
+    /// The workload identity of whichever method uses one (no credential Secret).
+    pub fn workload_identity(&self) -> Option<&WorkloadIdentityAuth> {
+        self.workload_identity.as_ref().or_else(|| {
+            self.azure_service_principal
+                .as_ref()
+                .and_then(|a| a.workload_identity.as_ref())
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Credentials and the bearer tokens they yield: a PAT as is, or an OAuth access token from
-//! Databricks (M2M client credentials) or Microsoft Entra ID, cached until shortly before it
-//! expires. Single flight: the cache lock is held across an exchange, so concurrent callers
+//! Databricks (M2M client credentials, or workload identity federation: RFC 8693 token exchange
+//! of a subject token) or Microsoft Entra ID (client secret, or a federated client assertion),
+//! cached until shortly before it expires. Single flight: the cache lock is held across an exchange, so concurrent callers
 //! wait for that one exchange and share its token.
 
 use std::{
@@ -12,7 +13,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::{
-    Endpoint, Error, RequestObserver, SecretString, error::parse_retry_after, secret::scrub,
+    Endpoint, Error, RequestObserver, SecretString,
+    error::parse_retry_after,
+    federation::{self, SubjectTokens},
+    secret::scrub,
 };
 
 /// The Azure Databricks application id, the resource Entra tokens are requested for.
@@ -39,6 +43,20 @@ pub enum Credentials {
         client_secret: SecretString,
         authority_host: String,
     },
+    /// Databricks workload identity federation: a subject token exchanged (RFC 8693) for the
+    /// OAuth token of the service principal `client_id` under its federation policy.
+    WorkloadIdentity {
+        client_id: String,
+        subject: SubjectTokens,
+    },
+    /// An Entra service principal authenticated by a federated client assertion (a subject
+    /// token its federated identity credential trusts) instead of a client secret.
+    AzureFederated {
+        tenant_id: String,
+        client_id: String,
+        authority_host: String,
+        subject: SubjectTokens,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -62,8 +80,32 @@ impl fmt::Debug for Credentials {
                 .field("client_secret", &"<redacted>")
                 .field("authority_host", authority_host)
                 .finish(),
+            Credentials::WorkloadIdentity { client_id, subject } => f
+                .debug_struct("WorkloadIdentity")
+                .field("client_id", client_id)
+                .field("subject", subject)
+                .finish(),
+            Credentials::AzureFederated {
+                tenant_id,
+                client_id,
+                authority_host,
+                subject,
+            } => f
+                .debug_struct("AzureFederated")
+                .field("tenant_id", tenant_id)
+                .field("client_id", client_id)
+                .field("authority_host", authority_host)
+                .field("subject", subject)
+                .finish(),
         }
     }
+}
+
+fn entra_token_url(authority_host: &str, tenant_id: &str) -> String {
+    format!(
+        "{}/{tenant_id}/oauth2/v2.0/token",
+        authority_host.trim_end_matches('/')
+    )
 }
 
 #[derive(Default)]
@@ -150,14 +192,8 @@ impl Authenticator {
                 client_id,
                 client_secret,
             } => {
-                let endpoint = match &cache.token_endpoint {
-                    Some(e) => e.clone(),
-                    None => {
-                        let e = discover(http, host, self.allow_http, observer).await?;
-                        cache.token_endpoint = Some(e.clone());
-                        e
-                    }
-                };
+                let endpoint =
+                    token_endpoint(&mut cache, http, host, self.allow_http, observer).await?;
                 let request = http
                     .post(&endpoint)
                     .basic_auth(client_id, Some(client_secret.expose()))
@@ -170,17 +206,50 @@ impl Authenticator {
                 client_secret,
                 authority_host,
             } => {
-                let url = format!(
-                    "{}/{tenant_id}/oauth2/v2.0/token",
-                    authority_host.trim_end_matches('/')
-                );
-                let request = http.post(&url).form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", client_id.as_str()),
-                    ("client_secret", client_secret.expose()),
-                    ("scope", AZURE_DATABRICKS_SCOPE),
-                ]);
+                let request = http
+                    .post(entra_token_url(authority_host, tenant_id))
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id.as_str()),
+                        ("client_secret", client_secret.expose()),
+                        ("scope", AZURE_DATABRICKS_SCOPE),
+                    ]);
                 exchange(request, &ENTRA, observer).await?
+            }
+            Credentials::WorkloadIdentity { client_id, subject } => {
+                let endpoint =
+                    token_endpoint(&mut cache, http, host, self.allow_http, observer).await?;
+                let jwt = subject.0.subject_token().await?;
+                let request = http.post(&endpoint).form(&[
+                    ("grant_type", federation::TOKEN_EXCHANGE_GRANT),
+                    ("subject_token", jwt.expose()),
+                    ("subject_token_type", federation::JWT_TOKEN_TYPE),
+                    ("scope", "all-apis"),
+                    ("client_id", client_id.as_str()),
+                ]);
+                exchange(request, &DATABRICKS, observer)
+                    .await
+                    .map_err(|e| federation::classify(e, subject, client_id))?
+            }
+            Credentials::AzureFederated {
+                tenant_id,
+                client_id,
+                authority_host,
+                subject,
+            } => {
+                let jwt = subject.0.subject_token().await?;
+                let request = http
+                    .post(entra_token_url(authority_host, tenant_id))
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id.as_str()),
+                        ("client_assertion_type", federation::JWT_BEARER_ASSERTION),
+                        ("client_assertion", jwt.expose()),
+                        ("scope", AZURE_DATABRICKS_SCOPE),
+                    ]);
+                exchange(request, &ENTRA, observer)
+                    .await
+                    .map_err(|e| federation::classify(e, subject, client_id))?
             }
             Credentials::Pat { token } => return Ok(token.clone()),
         };
@@ -190,6 +259,22 @@ impl Authenticator {
         ));
         Ok(token)
     }
+}
+
+/// The token endpoint, found by discovery once per client (it does not change).
+async fn token_endpoint(
+    cache: &mut Cache,
+    http: &reqwest::Client,
+    host: &str,
+    allow_http: bool,
+    observer: Option<&dyn RequestObserver>,
+) -> Result<String, Error> {
+    if let Some(e) = &cache.token_endpoint {
+        return Ok(e.clone());
+    }
+    let e = discover(http, host, allow_http, observer).await?;
+    cache.token_endpoint = Some(e.clone());
+    Ok(e)
 }
 
 /// 60 s, or half the lifetime of a token that lives less than two minutes.
@@ -345,7 +430,7 @@ fn failure(
         },
         _ => Error::AuthFlow {
             message: format!(
-                "{} refused the client credentials (HTTP {}): {summary}",
+                "{} refused the request (HTTP {}): {summary}",
                 issuer.name,
                 status.as_u16()
             ),

@@ -83,7 +83,9 @@ impl ClientConfig {
     /// Refuse credentials that would be sent where `host` could not be: the Entra authority
     /// receives the client secret, so it gets the same https-only rule.
     pub(crate) fn check_credentials(&self) -> Result<(), Error> {
-        if let Credentials::AzureServicePrincipal { authority_host, .. } = &self.credentials {
+        if let Credentials::AzureServicePrincipal { authority_host, .. }
+        | Credentials::AzureFederated { authority_host, .. } = &self.credentials
+        {
             checked_url("authority host", authority_host, self.allow_http)?;
         }
         Ok(())

@@ -49,6 +49,13 @@ pub enum Error {
     AuthFlow { message: String },
     #[error("CONFIG: {message}")]
     Config { message: String },
+    /// Workload identity federation failed: the subject token could not be had, or the token
+    /// endpoint refused it. `reason` is a CamelCase condition reason (see `federation`).
+    #[error("{reason}: {message}")]
+    Federation {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{code} (HTTP {status}): {message}")]
     Other {
         status: u16,
@@ -84,6 +91,7 @@ impl Error {
             Error::Transport { .. } => "TRANSPORT",
             Error::AuthFlow { .. } => "AUTH_FLOW",
             Error::Config { .. } => "CONFIG",
+            Error::Federation { reason, .. } => reason,
         }
     }
 
@@ -323,6 +331,7 @@ mod tests {
             Error::Transport { .. } => "Transport",
             Error::AuthFlow { .. } => "AuthFlow",
             Error::Config { .. } => "Config",
+            Error::Federation { .. } => "Federation",
             Error::Other { .. } => "Other",
         }
     }

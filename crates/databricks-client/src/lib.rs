@@ -1,6 +1,7 @@
 //! Databricks REST client for the token and token-management APIs.
 //!
-//! - Auth: PAT, Databricks OAuth M2M, Microsoft Entra ID service principal ([`Credentials`]).
+//! - Auth: PAT, Databricks OAuth M2M, Microsoft Entra ID service principal, and workload
+//!   identity federation with either ([`Credentials`], [`federation`]).
 //! - Errors: the Databricks error body mapped to [`Error`] kinds the operator can act on.
 //! - Retries: reads and deletes on 429/5xx/connection errors with backoff and Retry-After;
 //!   creates only when the server certainly did not act (a blind retry could mint twice).
@@ -11,6 +12,7 @@ mod auth;
 mod client;
 mod config;
 mod error;
+pub mod federation;
 mod limit;
 mod retry;
 mod secret;

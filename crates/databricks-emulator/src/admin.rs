@@ -4,6 +4,11 @@
 //! - `POST /_emulator/users` {user_name, is_admin} -> {id, user_name, pat}
 //! - `POST /_emulator/service-principals` {display_name, is_admin} -> {id, application_id, client_secret}
 //! - `POST /_emulator/entra-apps` {tenant_id, sp_application_id} -> {tenant_id, client_id, client_secret}
+//! - `POST /_emulator/service-principals/{application_id}/federation-policies` (FederationPolicy:
+//!   {issuer, audiences, subject, jwks_json?}) -> 204
+//! - `POST /_emulator/entra-apps/{client_id}/federated-credentials` (same shape) -> 204
+//! - `PUT /_emulator/issuers` {issuer, jwks_json} -> 204: the keys an issuer publishes, for
+//!   policies without a pasted JWKS
 //! - `GET /_emulator/tokens` -> {tokens: [LiveToken]} (never values)
 //! - `POST /_emulator/tokens/{id}/revoke` -> {revoked: bool}
 //! - `GET /_emulator/minted-values`, `GET /_emulator/access-tokens` -> {values: [...]}
@@ -27,7 +32,14 @@ use serde_json::json;
 use crate::{
     EmulatorConfig, Shared,
     faults::{FaultRule, Faults},
+    federation::FederationPolicy,
 };
+
+#[derive(Deserialize)]
+struct IssuerKeys {
+    issuer: String,
+    jwks_json: String,
+}
 
 #[derive(Deserialize)]
 struct NewUser {
@@ -64,6 +76,15 @@ pub fn routes() -> Router<Shared> {
         .route("/_emulator/users", post(add_user))
         .route("/_emulator/service-principals", post(add_sp))
         .route("/_emulator/entra-apps", post(add_entra_app))
+        .route(
+            "/_emulator/service-principals/{application_id}/federation-policies",
+            post(add_federation_policy),
+        )
+        .route(
+            "/_emulator/entra-apps/{client_id}/federated-credentials",
+            post(add_entra_credential),
+        )
+        .route("/_emulator/issuers", put(publish_issuer_keys))
         .route(
             "/_emulator/tokens",
             get(|State(s): State<Shared>| async move {
@@ -124,6 +145,33 @@ async fn add_entra_app(State(s): State<Shared>, Json(a): Json<NewEntraApp>) -> R
         )
             .into_response(),
     }
+}
+
+async fn add_federation_policy(
+    State(s): State<Shared>,
+    Path(application_id): Path<String>,
+    Json(p): Json<FederationPolicy>,
+) -> Response {
+    s.lock()
+        .federation
+        .add_service_principal_policy(&application_id, p);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn add_entra_credential(
+    State(s): State<Shared>,
+    Path(client_id): Path<String>,
+    Json(p): Json<FederationPolicy>,
+) -> Response {
+    s.lock().federation.add_entra_credential(&client_id, p);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn publish_issuer_keys(State(s): State<Shared>, Json(k): Json<IssuerKeys>) -> Response {
+    s.lock()
+        .federation
+        .publish_issuer_keys(&k.issuer, &k.jwks_json);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn revoke(State(s): State<Shared>, Path(id): Path<String>) -> Response {

@@ -23,6 +23,9 @@
 //! `POST /api/2.0/token-management/on-behalf-of/tokens`, `GET /api/2.0/preview/scim/v2/Me`,
 //! `GET /.well-known/databricks-config`, `GET /oidc/.well-known/oauth-authorization-server`,
 //! `POST /oidc/v1/token`, `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token`.
+//! `/oidc/v1/token` also takes RFC 8693 token exchange (workload identity federation) and the
+//! Entra endpoints a federated `client_assertion`, judged by per-principal federation policies
+//! ([`EmulatorHandle::add_federation_policy`]; see the `federation` module).
 //! Several workspaces are several emulators, each with its own host, identities, workspace id
 //! and clock offset ([`EmulatorConfig::clock_offset_ms`]); an account-level service principal
 //! can be assigned to more than one ([`EmulatorHandle::assign_service_principal`]).
@@ -31,11 +34,13 @@
 mod admin;
 mod api;
 mod faults;
+mod federation;
 mod oauth;
 mod rate_limit;
 mod respond;
 mod server;
 mod state;
+pub mod test_issuer;
 
 use std::{
     net::SocketAddr,
@@ -43,6 +48,7 @@ use std::{
 };
 
 pub use faults::{DropMode, FaultRule, Faults, Latency};
+pub use federation::{ENTRA_DEFAULT_AUDIENCE, FederationPolicy};
 pub use oauth::AZURE_DATABRICKS_RESOURCE;
 pub use state::{
     EmulatorConfig, LiveToken, RequestCount, SeededEntraApp, SeededServicePrincipal, SeededUser,
@@ -164,6 +170,30 @@ impl EmulatorHandle {
             .lock()
             .add_entra_app(tenant_id, sp_application_id)
             .expect("add_entra_app: unknown service principal")
+    }
+    /// A federation policy of the service principal `application_id`: subject tokens that match
+    /// it may be exchanged for its OAuth tokens at `/oidc/v1/token` (RFC 8693).
+    pub fn add_federation_policy(&self, application_id: &str, policy: FederationPolicy) {
+        self.shared
+            .lock()
+            .federation
+            .add_service_principal_policy(application_id, policy);
+    }
+    /// A federated identity credential of the Entra app `client_id`: client assertions that
+    /// match it stand in for the client secret.
+    pub fn add_entra_federated_credential(&self, client_id: &str, policy: FederationPolicy) {
+        self.shared
+            .lock()
+            .federation
+            .add_entra_credential(client_id, policy);
+    }
+    /// The JWKS `issuer` publishes, used by policies without a pasted `jwks_json` (in place of
+    /// fetching the issuer's discovery document; see the `federation` module).
+    pub fn publish_issuer_keys(&self, issuer: &str, jwks_json: &str) {
+        self.shared
+            .lock()
+            .federation
+            .publish_issuer_keys(issuer, jwks_json);
     }
     /// Authority host of the Entra-like token endpoint (this emulator).
     pub fn entra_authority(&self) -> String {

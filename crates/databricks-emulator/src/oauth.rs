@@ -16,8 +16,14 @@ use serde_json::json;
 use crate::{
     Shared,
     respond::{self, Dialect},
-    state::{EntraRefusal, now_ms},
+    state::{EntraRefusal, FederatedRefusal, now_ms},
 };
+
+/// RFC 8693 token exchange, the grant of workload identity federation.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 7523 client assertion (a federated credential instead of a client secret at Entra).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The Azure Databricks first-party application (the Entra resource / scope).
 pub const AZURE_DATABRICKS_RESOURCE: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d";
@@ -86,6 +92,9 @@ async fn oidc_token(
 }
 
 fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+    if form.get("grant_type").map(String::as_str) == Some(TOKEN_EXCHANGE_GRANT) {
+        return token_exchange(app, form);
+    }
     let (id, secret) = basic_credentials(headers)
         .or_else(|| {
             Some((
@@ -98,7 +107,7 @@ fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, Strin
         return respond::oauth_error(
             400,
             "unsupported_grant_type",
-            "grant_type must be client_credentials",
+            "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:token-exchange",
         );
     }
     if !form
@@ -116,6 +125,56 @@ fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, Strin
         }))
         .into_response(),
         None => respond::oauth_error(401, "invalid_client", "Client authentication failed"),
+    }
+}
+
+/// Workload identity federation: a JWT from an outside issuer for the service principal
+/// `client_id`, under one of its federation policies. Refusals use the OAuth error body; the
+/// exact status and words of the real service are unverified (RFC 8693 says `invalid_request`).
+fn token_exchange(app: &Shared, form: &HashMap<String, String>) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if field("subject_token_type") != JWT_TOKEN_TYPE {
+        return respond::oauth_error(
+            400,
+            "invalid_request",
+            &format!("subject_token_type must be {JWT_TOKEN_TYPE}"),
+        );
+    }
+    if field("subject_token").is_empty() {
+        return respond::oauth_error(400, "invalid_request", "subject_token is required");
+    }
+    if !field("scope").split(' ').any(|x| x == "all-apis") {
+        return respond::oauth_error(400, "invalid_scope", "scope must include all-apis");
+    }
+    let client_id = field("client_id");
+    if client_id.is_empty() {
+        // Account-wide federation policies map a token to a user; the emulator has none.
+        return respond::oauth_error(
+            400,
+            "invalid_request",
+            "client_id is required: no account federation policy is configured",
+        );
+    }
+    let exchanged = app
+        .lock()
+        .federated_exchange(client_id, field("subject_token"));
+    match exchanged {
+        Ok((token, seconds)) => Json(json!({
+            "access_token": token,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": seconds,
+            "scope": "all-apis",
+        }))
+        .into_response(),
+        Err(FederatedRefusal::UnknownServicePrincipal) => respond::oauth_error(
+            401,
+            "invalid_client",
+            &format!("Service principal {client_id} does not exist"),
+        ),
+        Err(FederatedRefusal::Refused(r)) => {
+            respond::oauth_error(400, "invalid_request", &r.databricks_description(client_id))
+        }
     }
 }
 
@@ -189,8 +248,27 @@ fn entra_exchange(
         return refusal;
     }
     let id = form.get("client_id").map(String::as_str).unwrap_or("");
-    let secret = form.get("client_secret").map(String::as_str).unwrap_or("");
-    let exchanged = app.lock().entra_exchange(tenant, id, secret);
+    let exchanged = match form.get("client_assertion_type").map(String::as_str) {
+        Some(JWT_BEARER_ASSERTION) => {
+            let assertion = form
+                .get("client_assertion")
+                .map(String::as_str)
+                .unwrap_or("");
+            app.lock().entra_assertion_exchange(tenant, id, assertion)
+        }
+        Some(other) => {
+            return respond::entra_error(
+                400,
+                "invalid_request",
+                50027,
+                &format!("Unsupported client_assertion_type '{other}'."),
+            );
+        }
+        None => {
+            let secret = form.get("client_secret").map(String::as_str).unwrap_or("");
+            app.lock().entra_exchange(tenant, id, secret)
+        }
+    };
     match exchanged {
         Ok((token, seconds)) => entra_success(version, token, seconds),
         Err(EntraRefusal::UnknownTenant) => respond::entra_error(
@@ -211,6 +289,10 @@ fn entra_exchange(
             7000215,
             "Invalid client secret provided.",
         ),
+        Err(EntraRefusal::Assertion(r)) => {
+            let (code, description) = r.entra_code_and_description();
+            respond::entra_error(400, "invalid_request", code, &description)
+        }
     }
 }
 

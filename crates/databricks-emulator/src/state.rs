@@ -7,7 +7,7 @@ use rand::{Rng, distr::Alphanumeric};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::faults::FaultState;
+use crate::{faults::FaultState, federation::Federation};
 
 /// The emulated workspace's id unless configured otherwise.
 pub const WORKSPACE_ID: i64 = 1_234_567_890_123_456;
@@ -247,6 +247,8 @@ pub struct State {
     counts: BTreeMap<(String, String, u16), u64>,
     /// OAuth and Entra access tokens handed out, for leak checks.
     access_tokens: Vec<String>,
+    /// Federation policies and the issuers' keys (workload identity).
+    pub federation: Federation,
 }
 
 fn random_hex(len: usize) -> String {
@@ -291,6 +293,7 @@ impl State {
             limit: None,
             counts: BTreeMap::new(),
             access_tokens: Vec::new(),
+            federation: Federation::default(),
         }
     }
 
@@ -815,19 +818,55 @@ impl State {
         client_id: &str,
         client_secret: &str,
     ) -> Result<(String, u64), EntraRefusal> {
-        if !self.entra_apps.values().any(|a| a.tenant_id == tenant) {
-            return Err(EntraRefusal::UnknownTenant);
-        }
-        let app = self
-            .entra_apps
-            .get(client_id)
-            .filter(|a| a.tenant_id == tenant)
-            .ok_or(EntraRefusal::UnknownApplication)?;
+        let app = self.entra_app(tenant, client_id)?;
         if app.client_secret != client_secret {
             return Err(EntraRefusal::BadSecret);
         }
         let id = app.identity_id;
         Ok(self.new_session(id))
+    }
+
+    /// A subject token (RFC 8693 token exchange) -> an OAuth access token for the service
+    /// principal whose federation policy accepts it.
+    pub fn federated_exchange(
+        &mut self,
+        application_id: &str,
+        subject_token: &str,
+    ) -> Result<(String, u64), FederatedRefusal> {
+        let identity = self
+            .service_principal(application_id)
+            .ok_or(FederatedRefusal::UnknownServicePrincipal)?
+            .id;
+        let now = self.now() / 1000;
+        self.federation
+            .verify_for_service_principal(application_id, subject_token, now)
+            .map_err(FederatedRefusal::Refused)?;
+        Ok(self.new_session(identity))
+    }
+
+    /// A federated client assertion -> an Entra access token for the mapped workspace identity.
+    pub fn entra_assertion_exchange(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        assertion: &str,
+    ) -> Result<(String, u64), EntraRefusal> {
+        let id = self.entra_app(tenant, client_id)?.identity_id;
+        let now = self.now() / 1000;
+        self.federation
+            .verify_for_entra_app(client_id, assertion, now)
+            .map_err(EntraRefusal::Assertion)?;
+        Ok(self.new_session(id))
+    }
+
+    fn entra_app(&self, tenant: &str, client_id: &str) -> Result<&EntraApp, EntraRefusal> {
+        if !self.entra_apps.values().any(|a| a.tenant_id == tenant) {
+            return Err(EntraRefusal::UnknownTenant);
+        }
+        self.entra_apps
+            .get(client_id)
+            .filter(|a| a.tenant_id == tenant)
+            .ok_or(EntraRefusal::UnknownApplication)
     }
 
     fn new_session(&mut self, identity: i64) -> (String, u64) {
@@ -843,11 +882,20 @@ impl State {
 }
 
 /// Why the Entra-like endpoint refused client credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntraRefusal {
     UnknownTenant,
     UnknownApplication,
     BadSecret,
+    /// A federated client assertion that no federated credential of the app accepts.
+    Assertion(crate::federation::Refusal),
+}
+
+/// Why a token exchange at the Databricks endpoint was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FederatedRefusal {
+    UnknownServicePrincipal,
+    Refused(crate::federation::Refusal),
 }
 
 fn not_found(token_id: &str) -> ApiError {

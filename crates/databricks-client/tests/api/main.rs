@@ -3,6 +3,7 @@
 //! and the per-workspace limits.
 
 mod auth;
+mod federation;
 mod limits;
 mod management;
 mod retries;

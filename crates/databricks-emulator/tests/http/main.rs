@@ -6,6 +6,7 @@ mod auth;
 mod binary;
 mod clock;
 mod faults;
+mod federation;
 mod limits;
 mod management;
 mod oauth;
