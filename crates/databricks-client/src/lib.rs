@@ -14,6 +14,7 @@ mod error;
 mod limit;
 mod retry;
 mod secret;
+mod stream;
 mod types;
 
 pub use auth::{AZURE_DATABRICKS_SCOPE, Credentials, DEFAULT_ENTRA_AUTHORITY};

@@ -5,6 +5,7 @@
 //! - `POST /_emulator/service-principals` {display_name, is_admin} -> {id, application_id, client_secret}
 //! - `POST /_emulator/entra-apps` {tenant_id, sp_application_id} -> {tenant_id, client_id, client_secret}
 //! - `GET /_emulator/tokens` -> {tokens: [LiveToken]} (never values)
+//! - `POST /_emulator/tokens` (SeedToken) -> {token_id}: place a token outside any API call
 //! - `POST /_emulator/tokens/{id}/revoke` -> {revoked: bool}
 //! - `GET /_emulator/minted-values`, `GET /_emulator/access-tokens` -> {values: [...]}
 //! - `POST /_emulator/accepts` {token_value} -> {accepts: bool}
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    EmulatorConfig, Shared,
+    EmulatorConfig, SeedToken, Shared,
     faults::{FaultRule, Faults},
 };
 
@@ -68,6 +69,9 @@ pub fn routes() -> Router<Shared> {
             "/_emulator/tokens",
             get(|State(s): State<Shared>| async move {
                 Json(json!({"tokens": s.lock().live_tokens()}))
+            })
+            .post(|State(s): State<Shared>, Json(seed): Json<SeedToken>| async move {
+                Json(json!({"token_id": s.lock().seed_token(&seed)}))
             }),
         )
         .route("/_emulator/tokens/{id}/revoke", post(revoke))
