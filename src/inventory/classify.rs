@@ -154,13 +154,28 @@ mod tests {
             ("[dbtoken.dev/uid=live] etl", NOW + DAY, 7, Class::Managed),
             // Managed whoever created it: the resource exists.
             ("[dbtoken.dev/uid=live]", -1, 9, Class::Managed),
-            ("[dbtoken.dev/uid=gone] etl", NOW + 90 * DAY, 7, Class::Orphaned),
-            ("legacy text [dbtoken.dev/uid=gone]", NOW + DAY, 7, Class::Orphaned),
+            (
+                "[dbtoken.dev/uid=gone] etl",
+                NOW + 90 * DAY,
+                7,
+                Class::Orphaned,
+            ),
+            (
+                "legacy text [dbtoken.dev/uid=gone]",
+                NOW + DAY,
+                7,
+                Class::Orphaned,
+            ),
             // Another identity's tag is not this operator's orphan: judged by expiry.
             ("[dbtoken.dev/uid=gone]", -1, 9, Class::NeverExpiring),
             ("[dbtoken.dev/uid=gone]", NOW + DAY, 9, Class::ExpiringSoon),
             // A tag quoted mid-comment is not a tag.
-            ("see [dbtoken.dev/uid=gone] here", NOW + DAY, 7, Class::ExpiringSoon),
+            (
+                "see [dbtoken.dev/uid=gone] here",
+                NOW + DAY,
+                7,
+                Class::ExpiringSoon,
+            ),
             ("bootstrap", -1, 7, Class::NeverExpiring),
             ("", -1, 3, Class::NeverExpiring),
             ("ci", NOW, 3, Class::Expired),

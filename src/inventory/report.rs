@@ -44,7 +44,7 @@ pub fn succeeded(
             token_ids: tally
                 .cleanup
                 .ids
-                .iter()
+                .keys()
                 .take(CLEANUP_IDS_SHOWN)
                 .cloned()
                 .collect(),
@@ -77,7 +77,7 @@ mod tests {
         let mut tally = Tally::new(false);
         tally.counts = [3, 2, 1, 4, 5, 6];
         for id in ["b", "a"] {
-            tally.cleanup.ids.insert(id.into());
+            tally.cleanup.ids.insert(id.into(), "1".into());
         }
         tally.cleanup.seen = 2;
         let spec = InventorySpec {
@@ -100,11 +100,22 @@ mod tests {
         };
         let s = succeeded(&tally, &spec, 0, Some(4), done);
         assert_eq!(
-            (s.total, s.managed, s.orphaned, s.expired, s.never_expiring, s.expiring_soon, s.other),
+            (
+                s.total,
+                s.managed,
+                s.orphaned,
+                s.expired,
+                s.never_expiring,
+                s.expiring_soon,
+                s.other
+            ),
             (21, 3, 2, 1, 4, 5, 6)
         );
         assert_eq!(s.orphans_revoked, 2);
-        assert_eq!(s.last_inventory_time.as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            s.last_inventory_time.as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
         let cleanup = s.cleanup.clone().unwrap();
         assert_eq!((cleanup.mode.as_str(), cleanup.matched), ("DryRun", 2));
         assert_eq!(cleanup.token_ids, ["a", "b"]);

@@ -94,7 +94,11 @@ mod tests {
             ("spec changed", Some(attempt(t, 0, 0)), 0),
             ("one failure", Some(attempt(t, 1, 1)), t + 10_000),
             ("three failures", Some(attempt(t, 1, 3)), t + 40_000),
-            ("many failures: at most the interval", Some(attempt(t, 1, 30)), t + h),
+            (
+                "many failures: at most the interval",
+                Some(attempt(t, 1, 30)),
+                t + h,
+            ),
             ("spec changed while failing", Some(attempt(t, 0, 4)), 0),
         ];
         for (case, last, due) in cases {

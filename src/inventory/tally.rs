@@ -3,12 +3,13 @@
 //! so the memory of an inventory grows with the number of owners, not of tokens (apart from the
 //! opt-in per-token series).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use databricks_client::TokenInfo;
 
 use super::classify::{self, Class, Judge};
 use crate::crd::InventorySpec;
+use crate::databricks::tag_owner;
 use crate::schedule::EpochMillis;
 
 /// Orphans revoked, or cleanup matches acted on, per inventory at most: the rest wait for the
@@ -34,22 +35,29 @@ pub struct TokenExpiry {
     pub expiry: EpochMillis,
 }
 
-/// The smallest `cap` ids seen, so that a dry run and the real run that follows pick the same
-/// ones, and the total seen.
+/// The smallest `cap` token ids seen, each with a detail (an orphan's resource uid, a cleanup
+/// match's owner), so that a dry run and the real run that follows pick the same ones; and the
+/// total seen.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FirstIds {
-    pub ids: BTreeSet<String>,
+    pub ids: BTreeMap<String, String>,
     pub seen: u64,
 }
 
 impl FirstIds {
-    fn add(&mut self, id: &str, cap: usize) {
+    fn add(&mut self, id: &str, detail: &str, cap: usize) {
         self.seen += 1;
-        if self.ids.len() < cap {
-            self.ids.insert(id.to_string());
-        } else if self.ids.last().is_some_and(|last| id < last.as_str()) {
-            self.ids.pop_last();
-            self.ids.insert(id.to_string());
+        let fits = self.ids.len() < cap;
+        if fits
+            || self
+                .ids
+                .last_key_value()
+                .is_some_and(|(last, _)| id < last.as_str())
+        {
+            if !fits {
+                self.ids.pop_last();
+            }
+            self.ids.insert(id.to_string(), detail.to_string());
         }
     }
 }
@@ -88,25 +96,26 @@ impl Tally {
         let class = judge.classify(&token);
         let owner = classify::owner_of(&token);
         self.counts[class.index()] += 1;
-        let entry = self.by_owner.entry(owner).or_default();
+        let entry = self.by_owner.entry(owner.clone()).or_default();
         entry.counts[class.index()] += 1;
         if matches!(class, Class::ExpiringSoon | Class::Other) {
             let e = token.expiry_time;
             entry.earliest_expiry = Some(entry.earliest_expiry.map_or(e, |cur| cur.min(e)));
         }
         if class == Class::Orphaned {
-            self.orphans.add(&token.token_id, MAX_ACTIONS);
+            let uid = token.comment.as_deref().and_then(tag_owner).unwrap_or("");
+            self.orphans.add(&token.token_id, uid, MAX_ACTIONS);
         }
         if let Some(cleanup) = &spec.cleanup
             && classify::cleanup_matches(&cleanup.rules, class, &token)
         {
-            self.cleanup.add(&token.token_id, MAX_ACTIONS);
+            self.cleanup.add(&token.token_id, &owner, MAX_ACTIONS);
         }
         if let Some(per_token) = &mut self.per_token
             && token.expiry_time >= 0
         {
             per_token.push(TokenExpiry {
-                owner: classify::owner_of(&token),
+                owner,
                 token_id: token.token_id,
                 class,
                 expiry: token.expiry_time,
@@ -176,10 +185,16 @@ mod tests {
         assert_eq!(tally.counts, [1, 1, 1, 1, 2, 1]);
         assert_eq!(tally.total(), 7);
         assert_eq!(tally.by_owner["1"].counts, [1, 1, 0, 0, 0, 0]);
-        assert_eq!(tally.by_owner["1"].earliest_expiry, None, "the operator's own");
+        assert_eq!(
+            tally.by_owner["1"].earliest_expiry, None,
+            "the operator's own"
+        );
         assert_eq!(tally.by_owner["2"].earliest_expiry, Some(NOW + 2 * DAY));
         assert_eq!(tally.by_owner["3"].earliest_expiry, Some(NOW + 300 * DAY));
-        assert_eq!(tally.orphans.ids.iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            tally.orphans.ids.iter().collect::<Vec<_>>(),
+            [(&"b".to_string(), &"gone".to_string())]
+        );
         assert!(tally.per_token.is_none());
     }
 
@@ -224,9 +239,12 @@ mod tests {
         tally.add(&spec, &judge, token("yyy", 2, "keep", -1));
         assert_eq!(tally.cleanup.seen, (MAX_ACTIONS + 10) as u64);
         assert_eq!(tally.cleanup.ids.len(), MAX_ACTIONS);
-        assert_eq!(tally.cleanup.ids.first().map(String::as_str), Some("00000"));
         assert_eq!(
-            tally.cleanup.ids.last().cloned(),
+            tally.cleanup.ids.first_key_value(),
+            Some((&"00000".to_string(), &"2".to_string()))
+        );
+        assert_eq!(
+            tally.cleanup.ids.last_key_value().map(|(id, _)| id.clone()),
             Some(format!("{:05}", MAX_ACTIONS - 1))
         );
     }

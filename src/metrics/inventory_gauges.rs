@@ -212,10 +212,16 @@ mod tests {
             format!(r#"{EARLIEST_EXPIRY}{{{labels},owner="42"}} 1700000000.5"#),
             format!(r#"{LAST_SUCCESS}{{{labels}}} 1.0"#),
         ] {
-            assert!(text.contains(&format!("{expected}\n")), "{expected} in {text}");
+            assert!(
+                text.contains(&format!("{expected}\n")),
+                "{expected} in {text}"
+            );
         }
         assert!(!text.contains(&format!(r#"{EARLIEST_EXPIRY}{{{labels},owner="7"}}"#)));
-        assert!(!text.contains(&format!("{TOKEN_EXPIRY}{{")), "off by default");
+        assert!(
+            !text.contains(&format!("{TOKEN_EXPIRY}{{")),
+            "off by default"
+        );
     }
 
     #[test]

@@ -240,7 +240,9 @@ impl WorkspaceClient {
 
     /// One API call with auth, limits and the retry rules of its safety class.
     async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, Error> {
-        let text = self.run(&call, async |r: reqwest::Response| r.text().await).await?;
+        let text = self
+            .run(&call, async |r: reqwest::Response| r.text().await)
+            .await?;
         decode(&call, &text)
     }
 
@@ -263,14 +265,14 @@ impl WorkspaceClient {
                 attempt,
                 status = field::Empty
             );
-            let Failed { error, bearer } = match self.attempt(call, &mut read).instrument(span).await
-            {
-                Ok(body) => {
-                    inner.failing.store(false, Ordering::Relaxed);
-                    return Ok(body);
-                }
-                Err(failed) => failed,
-            };
+            let Failed { error, bearer } =
+                match self.attempt(call, &mut read).instrument(span).await {
+                    Ok(body) => {
+                        inner.failing.store(false, Ordering::Relaxed);
+                        return Ok(body);
+                    }
+                    Err(failed) => failed,
+                };
             if !marks_failing(&error) {
                 // The host answered as an API does: it is up.
                 inner.failing.store(false, Ordering::Relaxed);

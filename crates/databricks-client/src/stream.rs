@@ -118,7 +118,11 @@ mod tests {
 
     #[test]
     fn an_empty_or_missing_list_finds_nothing() {
-        for text in [r#"{}"#, r#"{"token_infos": []}"#, r#"{"token_infos": null}"#] {
+        for text in [
+            r#"{}"#,
+            r#"{"token_infos": []}"#,
+            r#"{"token_infos": null}"#,
+        ] {
             let (ids, complete) = scan_in_pieces(text, 3);
             assert!(ids.is_empty(), "{text}");
             assert!(complete, "{text}");

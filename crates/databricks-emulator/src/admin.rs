@@ -70,9 +70,11 @@ pub fn routes() -> Router<Shared> {
             get(|State(s): State<Shared>| async move {
                 Json(json!({"tokens": s.lock().live_tokens()}))
             })
-            .post(|State(s): State<Shared>, Json(seed): Json<SeedToken>| async move {
-                Json(json!({"token_id": s.lock().seed_token(&seed)}))
-            }),
+            .post(
+                |State(s): State<Shared>, Json(seed): Json<SeedToken>| async move {
+                    Json(json!({"token_id": s.lock().seed_token(&seed)}))
+                },
+            ),
         )
         .route("/_emulator/tokens/{id}/revoke", post(revoke))
         .route(

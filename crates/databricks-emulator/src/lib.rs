@@ -45,8 +45,8 @@ use std::{
 pub use faults::{DropMode, FaultRule, Faults, Latency};
 pub use oauth::AZURE_DATABRICKS_RESOURCE;
 pub use state::{
-    EmulatorConfig, LiveToken, RequestCount, SeedToken, SeededEntraApp, SeededServicePrincipal, SeededUser,
-    Stats, WORKSPACE_ID,
+    EmulatorConfig, LiveToken, RequestCount, SeedToken, SeededEntraApp, SeededServicePrincipal,
+    SeededUser, Stats, WORKSPACE_ID,
 };
 
 /// Endpoint names used by fault rules and stats.
