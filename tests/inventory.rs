@@ -569,3 +569,125 @@ async fn inventory_settings_that_make_no_sense_are_refused_at_apply_time() {
         assert!(err.to_string().contains(message), "{inventory}: {err}");
     }
 }
+
+async fn workspace_status(
+    w: &World,
+    name: &str,
+) -> Option<databricks_token_operator::crd::WorkspaceStatus> {
+    w.workspaces()
+        .get(name)
+        .await
+        .expect("read workspace")
+        .status
+}
+
+#[tokio::test]
+async fn the_ready_check_never_takes_over_the_inventory_status_so_turning_it_off_clears_it() {
+    let mut w = World::new("inv-owner").await;
+    w.start_operator();
+    enable_inventory(&w, json!({"interval": "1h"})).await;
+    wait_inventory(&w, "an inventory", |i| i.total == 1).await;
+    // The Ready check writes status now: the credential stops authenticating.
+    let patch = json!({"stringData": {"token": "dapi0000000000000000000000000000000"}});
+    w.secrets()
+        .patch(
+            "databricks-admin",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .expect("break the credential");
+    eventually("Ready=False written", WAIT, || async {
+        workspace_status(&w, "ws").await.filter(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "False")
+        })
+    })
+    .await;
+    let ws = w.workspaces().get("ws").await.expect("read workspace");
+    let owners: Vec<(String, bool)> = ws
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .map(|m| {
+            let fields = serde_json::to_string(&m.fields_v1).unwrap_or_default();
+            (
+                m.manager.unwrap_or_default(),
+                fields.contains("f:inventory"),
+            )
+        })
+        .collect();
+    assert!(
+        owners.contains(&("databricks-token-operator".into(), false))
+            && owners.contains(&("databricks-token-operator-inventory".into(), true)),
+        "{owners:?}"
+    );
+    assert!(
+        workspace_status(&w, "ws")
+            .await
+            .and_then(|s| s.inventory)
+            .is_some()
+    );
+
+    w.patch_spec(&w.workspaces(), "ws", json!({"inventory": null}))
+        .await;
+    eventually("status.inventory removed", WAIT, || async {
+        workspace_status(&w, "ws")
+            .await
+            .filter(|s| s.inventory.is_none())
+    })
+    .await;
+    let op = w.operator.as_ref().expect("operator");
+    eventually("inventory series gone", WAIT, || async {
+        (!op.metrics().await.contains("dbtoken_inventory_tokens{")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_credential_that_may_not_list_every_token_shows_why_and_backs_off() {
+    let mut w = World::new("inv-denied").await;
+    let user = w.emulator.add_user("analyst@example.com", false);
+    w.create_secret("analyst", &[("token", &user.pat)]).await;
+    w.apply_workspace_spec(
+        "plain",
+        json!({"auth": {"pat": {"secretRef": {"name": "analyst"}}},
+               "inventory": {"interval": "10s"}}),
+    )
+    .await;
+    w.start_operator();
+    let status = eventually("the inventory error", WAIT, || async {
+        workspace_status(&w, "plain")
+            .await
+            .and_then(|s| s.inventory)
+            .filter(|i| i.error.is_some())
+    })
+    .await;
+    let error = status.error.unwrap_or_default();
+    assert!(error.starts_with("PERMISSION_DENIED"), "{error}");
+    assert!(status.last_inventory_time.is_none(), "never listed");
+    let events = w.events_of("plain").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "InventoryFailed" && n.contains("PERMISSION_DENIED")),
+        "{events:?}"
+    );
+    // The retry waits (10 s after a first failure, doubling up to the interval), not the
+    // loop's 2 s tick.
+    let lists = || w.emulator.stats().count("token-management/list");
+    let first = lists();
+    let since = std::time::Instant::now();
+    eventually("a retry", WAIT, || async {
+        (lists() > first).then_some(())
+    })
+    .await;
+    assert!(
+        since.elapsed() >= Duration::from_secs(7),
+        "retried after {:?}",
+        since.elapsed()
+    );
+}

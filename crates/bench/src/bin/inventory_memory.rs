@@ -126,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
         .context("start the emulator")?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("emulator stdout")?).read_line(&mut line)?;
-    let (port, pat) = line.trim().split_once(' ').context("emulator port and PAT")?;
+    let (port, pat) = line
+        .trim()
+        .split_once(' ')
+        .context("emulator port and PAT")?;
     let client = WorkspaceClient::new(ClientConfig {
         allow_http: true,
         request_timeout: std::time::Duration::from_secs(120),
@@ -170,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
     let _ = child.wait();
 
     anyhow::ensure!(listed == args.tokens && tally.total() as usize == args.tokens);
-    println!("| {} tokens, one list call | peak heap | time |", args.tokens);
+    println!(
+        "| {} tokens, one list call | peak heap | time |",
+        args.tokens
+    );
     println!("|---|---|---|");
     println!(
         "| whole body + Vec<TokenInfo> (`list_managed_tokens`) | {} | {whole_secs:.2} s |",
@@ -185,6 +191,10 @@ async fn main() -> anyhow::Result<()> {
         per_token.per_token.map_or(0, |p| p.len()),
         mib(per_token_peak)
     );
-    println!("(owners: {}, classes: {:?})", tally.by_owner.len(), tally.counts);
+    println!(
+        "(owners: {}, classes: {:?})",
+        tally.by_owner.len(),
+        tally.counts
+    );
     Ok(())
 }
