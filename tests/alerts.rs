@@ -854,8 +854,11 @@ async fn a_real_scrape_passes_promtool_in_both_formats() {
     );
 }
 
+/// A scraped sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// `name{k="v",...} value` of a scrape (label values here hold no quotes or commas).
-fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample> {
     let (name, rest) = line.split_once('{')?;
     let (labels, value) = rest.rsplit_once("} ")?;
     let labels = labels

@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
         allow_http: true,
         request_timeout: std::time::Duration::from_secs(120),
         ..ClientConfig::new(
-            &format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}"),
             Credentials::Pat {
                 token: pat.to_string().into(),
             },
