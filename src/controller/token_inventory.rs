@@ -384,7 +384,8 @@ async fn list_and_act(
     Ok((tally, done))
 }
 
-/// Revoke through token management; false when it was already gone.
+/// Revoke through token management (an admin may revoke any owner's token: the inventory came
+/// from the same API, so whoever minted it); false when it was already gone.
 async fn revoke(workspace: &ResolvedWorkspace, token_id: &str) -> Result<bool, Error> {
     match workspace.client.delete_managed_token(token_id).await {
         Ok(()) => Ok(true),

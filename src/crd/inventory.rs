@@ -142,3 +142,47 @@ pub struct CleanupStatus {
 
 /// The most token ids `CleanupStatus` lists.
 pub const CLEANUP_IDS_SHOWN: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace};
+
+    #[test]
+    fn both_workspace_kinds_show_the_inventory_counts_in_wide_output_only() {
+        for crd in [
+            DatabricksWorkspace::crd(),
+            ClusterDatabricksWorkspace::crd(),
+        ] {
+            let version = &crd.spec.versions[0];
+            let wide: Vec<(&str, &str)> = version
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .filter(|c| c.priority == Some(1))
+                .map(|c| (c.name.as_str(), c.json_path.as_str()))
+                .collect();
+            assert_eq!(
+                wide,
+                [
+                    ("Tokens", ".status.inventory.total"),
+                    ("Orphaned", ".status.inventory.orphaned"),
+                    ("Expiring", ".status.inventory.expiringSoon"),
+                    ("NeverExpiring", ".status.inventory.neverExpiring"),
+                    ("Inventoried", ".status.inventory.lastInventoryTime"),
+                ],
+                "{}",
+                crd.spec.names.kind
+            );
+            // Every path names a field the status schema has.
+            let schema = serde_json::to_value(&version.schema).unwrap_or_default();
+            let inventory = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["inventory"]
+                ["properties"];
+            for (_, path) in wide {
+                let field = path.rsplit('.').next().unwrap_or_default();
+                assert!(inventory.get(field).is_some(), "{path} in {inventory}");
+            }
+        }
+    }
+}
