@@ -250,7 +250,11 @@ async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> 
                 )
                 .await;
             }
-            let failures = previous.map_or(0, |p| p.failures) + 1;
+            // A spec change starts the backoff over.
+            let failures = previous
+                .filter(|p| p.generation == t.generation)
+                .map_or(0, |p| p.failures)
+                + 1;
             (
                 report::failed(t.status.as_ref(), t.generation, message),
                 failures,
