@@ -587,23 +587,30 @@ async fn the_ready_check_never_takes_over_the_inventory_status_so_turning_it_off
     w.start_operator();
     enable_inventory(&w, json!({"interval": "1h"})).await;
     wait_inventory(&w, "an inventory", |i| i.total == 1).await;
-    // The Ready check writes status now: the credential stops authenticating.
-    let patch = json!({"stringData": {"token": "dapi0000000000000000000000000000000"}});
-    w.secrets()
-        .patch(
-            "databricks-admin",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(patch),
-        )
+    // The Ready check writes status now: a spec change makes it check again and record the
+    // new generation.
+    w.patch_spec(
+        &w.workspaces(),
+        "ws",
+        json!({"rateLimit": {"requestsPerSecond": 10}}),
+    )
+    .await;
+    let generation = w
+        .workspaces()
+        .get("ws")
         .await
-        .expect("break the credential");
-    eventually("Ready=False written", WAIT, || async {
-        workspace_status(&w, "ws").await.filter(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "False")
-        })
-    })
+        .expect("read")
+        .metadata
+        .generation;
+    eventually(
+        "the Ready check of the new generation written",
+        WAIT,
+        || async {
+            workspace_status(&w, "ws")
+                .await
+                .filter(|s| s.observed_generation == generation)
+        },
+    )
     .await;
     let ws = w.workspaces().get("ws").await.expect("read workspace");
     let owners: Vec<(String, bool)> = ws

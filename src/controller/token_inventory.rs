@@ -48,8 +48,6 @@ const ACTION: &str = "Inventory";
 const TICK: Duration = Duration::from_secs(2);
 /// Workspaces listed at once.
 const CONCURRENT: usize = 4;
-/// Token ids a dry-run event names (status lists more).
-const IDS_IN_EVENT: usize = 20;
 
 /// A workspace object with inventory on, of either kind.
 #[derive(Clone)]
@@ -234,7 +232,18 @@ async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> 
         Ok((tally, done)) => {
             ctx.metrics.observe_inventory(t.labels(), &tally, now);
             info!(workspace = %t.key, total = tally.total(), orphans_revoked = done.orphans_revoked, cleanup_revoked = done.cleanup_revoked, "token inventory");
-            (report::succeeded(&tally, spec, now, t.generation, done), 0)
+            let failures = match &done.error {
+                None => 0,
+                Some(error) => {
+                    warn!(workspace = %t.key, error = %error, "token inventory could not revoke");
+                    publish(ctx, t, EventType::Warning, INVENTORY_FAILED, error.clone()).await;
+                    failures_after(previous, t.generation)
+                }
+            };
+            (
+                report::succeeded(&tally, spec, now, t.generation, done),
+                failures,
+            )
         }
         Err(e) => {
             let message = format!("{}: {e}", e.reason());
@@ -250,14 +259,9 @@ async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> 
                 )
                 .await;
             }
-            // A spec change starts the backoff over.
-            let failures = previous
-                .filter(|p| p.generation == t.generation)
-                .map_or(0, |p| p.failures)
-                + 1;
             (
                 report::failed(t.status.as_ref(), t.generation, message),
-                failures,
+                failures_after(previous, t.generation),
             )
         }
     };
@@ -273,6 +277,14 @@ async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> 
     }
 }
 
+/// Failures in a row after one more; a spec change starts the backoff over.
+fn failures_after(previous: Option<Attempt>, generation: Option<i64>) -> u32 {
+    previous
+        .filter(|p| p.generation == generation)
+        .map_or(0, |p| p.failures)
+        + 1
+}
+
 async fn resolve(ctx: &Context, t: &Target) -> Result<Arc<ResolvedWorkspace>, Error> {
     Ok(match &t.object {
         Object::Namespaced(ws) => ctx.workspaces.for_namespaced(ws).await?,
@@ -285,6 +297,8 @@ fn existing_uids(ctx: &Context) -> HashSet<String> {
     ctx.tokens.state().iter().filter_map(|t| t.uid()).collect()
 }
 
+/// List and count, then act on what the count found. A revocation that fails stops the acting,
+/// not the report: the counts are written with the error beside them.
 async fn list_and_act(
     ctx: &Context,
     t: &Target,
@@ -316,76 +330,83 @@ async fn list_and_act(
         .await
         .map_err(Error::databricks("list the workspace's tokens"))?;
     let mut done = Done::default();
-    if spec.orphans == OrphanPolicy::Revoke && !tally.orphans.ids.is_empty() {
-        // A DatabricksToken created while the list was read minted after the uids were taken:
-        // ask the cache again before revoking anything.
-        let uids = existing_uids(ctx);
-        for (id, uid) in tally
-            .orphans
-            .ids
-            .iter()
-            .filter(|(_, uid)| !uids.contains(*uid))
-        {
-            if revoke(&workspace, id).await? {
-                done.orphans_revoked += 1;
-                ctx.metrics.orphan_revoked();
-                ctx.metrics.revocation("inventory_orphan");
-                let note = format!(
-                    "Revoked token {id}: tagged by this operator for DatabricksToken uid {uid}, which no longer exists"
-                );
-                publish(ctx, t, EventType::Normal, ORPHAN_REVOKED, note).await;
-            }
+    let acted = async {
+        if spec.orphans == OrphanPolicy::Revoke {
+            revoke_orphans(ctx, t, &workspace, &tally, &mut done).await?;
         }
-    }
-    if let Some(cleanup) = &spec.cleanup {
-        match cleanup.mode {
-            CleanupMode::DryRun => {
-                let shown: Vec<&str> = tally.cleanup.ids.keys().map(String::as_str).collect();
-                let before = t
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.cleanup.as_ref())
-                    .filter(|c| c.mode == report::mode_name(CleanupMode::DryRun))
-                    .map(|c| c.token_ids.clone());
-                let unchanged = before.is_some_and(|b| {
-                    b.len() == shown.len().min(crate::crd::CLEANUP_IDS_SHOWN)
-                        && b.iter().zip(&shown).all(|(a, b)| a == b)
-                });
-                if !unchanged {
-                    let more = shown.len().saturating_sub(IDS_IN_EVENT);
-                    let note = format!(
-                        "Cleanup dry run: {} token(s) match the rules and would be revoked: {}{}",
-                        tally.cleanup.seen,
-                        shown
-                            .iter()
-                            .take(IDS_IN_EVENT)
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if more > 0 {
-                            format!(" and {more} more")
-                        } else {
-                            String::new()
-                        }
-                    );
-                    publish(ctx, t, EventType::Normal, CLEANUP_DRY_RUN, note).await;
-                }
-            }
-            CleanupMode::Revoke => {
-                for (id, owner) in &tally.cleanup.ids {
-                    if revoke(&workspace, id).await? {
-                        done.cleanup_revoked += 1;
-                        ctx.metrics.revocation("cleanup");
-                        let note = format!(
-                            "Revoked token {id} of owner {owner}: named by a cleanup rule (spec.inventory.cleanup)"
-                        );
-                        publish(ctx, t, EventType::Normal, UNMANAGED_TOKEN_REVOKED, note).await;
-                    }
-                }
-            }
+        if let Some(cleanup) = &spec.cleanup {
+            apply_cleanup(ctx, t, &workspace, cleanup.mode, &tally, &mut done).await?;
         }
+        Ok::<_, Error>(())
+    };
+    if let Err(e) = acted.await {
+        done.error = Some(format!("{}: {e}", e.reason()));
     }
     Ok((tally, done))
+}
+
+async fn revoke_orphans(
+    ctx: &Context,
+    t: &Target,
+    workspace: &ResolvedWorkspace,
+    tally: &Tally,
+    done: &mut Done,
+) -> Result<(), Error> {
+    if tally.orphans.ids.is_empty() {
+        return Ok(());
+    }
+    // A DatabricksToken created while the list was read minted after the uids were taken: ask
+    // the cache again before revoking anything.
+    let uids = existing_uids(ctx);
+    for (id, uid) in tally
+        .orphans
+        .ids
+        .iter()
+        .filter(|(_, uid)| !uids.contains(*uid))
+    {
+        if revoke(workspace, id).await? {
+            done.orphans_revoked += 1;
+            ctx.metrics.orphan_revoked();
+            ctx.metrics.revocation("inventory_orphan");
+            let note = format!(
+                "Revoked token {id}: tagged by this operator for DatabricksToken uid {uid}, which no longer exists"
+            );
+            publish(ctx, t, EventType::Normal, ORPHAN_REVOKED, note).await;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_cleanup(
+    ctx: &Context,
+    t: &Target,
+    workspace: &ResolvedWorkspace,
+    mode: CleanupMode,
+    tally: &Tally,
+    done: &mut Done,
+) -> Result<(), Error> {
+    match mode {
+        CleanupMode::DryRun => {
+            let ids: Vec<&str> = tally.cleanup.ids.keys().map(String::as_str).collect();
+            if report::dry_run_is_news(t.status.as_ref(), &ids) {
+                let note = report::dry_run_note(tally.cleanup.seen, &ids);
+                publish(ctx, t, EventType::Normal, CLEANUP_DRY_RUN, note).await;
+            }
+        }
+        CleanupMode::Revoke => {
+            for (id, owner) in &tally.cleanup.ids {
+                if revoke(workspace, id).await? {
+                    done.cleanup_revoked += 1;
+                    ctx.metrics.revocation("cleanup");
+                    let note = format!(
+                        "Revoked token {id} of owner {owner}: named by a cleanup rule (spec.inventory.cleanup)"
+                    );
+                    publish(ctx, t, EventType::Normal, UNMANAGED_TOKEN_REVOKED, note).await;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Revoke through token management (an admin may revoke any owner's token: the inventory came
