@@ -541,7 +541,7 @@ pub async fn run(
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let inventory = token_inventory::run(ctx.clone(), shutdown.clone());
+    let inventory = token_inventory::run(ctx.clone(), namespaces.clone(), shutdown.clone());
     let workspace_controllers = workspace_status::run(
         kube.clone(),
         &namespaces,

@@ -26,7 +26,7 @@ use crate::crd::{
     OrphanPolicy, WorkspaceKind, WorkspaceStatus,
 };
 use crate::inventory::{
-    Judge, Tally,
+    Judge, Tally, classify,
     report::{self, Done},
     schedule::{self, Attempt},
 };
@@ -122,8 +122,13 @@ fn targets(ctx: &Context) -> Vec<Target> {
     all
 }
 
-/// Run inventories as they fall due until `shutdown`.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Clone) {
+/// Run inventories as they fall due until `shutdown`. `watched`: the namespaces the operator
+/// watches (empty: all), which decide where orphans can be told apart.
+pub async fn run(
+    ctx: Arc<Context>,
+    watched: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Clone,
+) {
     // Orphans are judged against the DatabricksTokens that exist: only once they are all known.
     let ready = async {
         ctx.caches_ready.clone().await;
@@ -191,8 +196,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         let done: Vec<(WorkspaceKey, Attempt)> = futures::stream::iter(due)
             .map(|t| {
                 let previous = attempts.get(&t.key).copied();
-                let ctx = ctx.clone();
-                async move { (t.key.clone(), inventory_one(&ctx, &t, previous).await) }
+                let (ctx, watched) = (ctx.clone(), &watched);
+                async move {
+                    let attempt = inventory_one(&ctx, &t, watched, previous).await;
+                    (t.key.clone(), attempt)
+                }
             })
             .buffer_unordered(CONCURRENT)
             .collect()
@@ -219,7 +227,12 @@ fn labels_of(key: &WorkspaceKey) -> WorkspaceLabels {
 }
 
 /// One inventory of one workspace: list, count, act, report.
-async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> Attempt {
+async fn inventory_one(
+    ctx: &Context,
+    t: &Target,
+    watched: &[String],
+    previous: Option<Attempt>,
+) -> Attempt {
     let Some(spec) = &t.spec else {
         return Attempt {
             at: crate::now_millis(),
@@ -228,7 +241,7 @@ async fn inventory_one(ctx: &Context, t: &Target, previous: Option<Attempt>) -> 
         };
     };
     let now = crate::now_millis();
-    let (status, failures) = match list_and_act(ctx, t, spec, now).await {
+    let (status, failures) = match list_and_act(ctx, t, spec, watched, now).await {
         Ok((tally, done)) => {
             ctx.metrics.observe_inventory(t.labels(), &tally, now);
             info!(workspace = %t.key, total = tally.total(), orphans_revoked = done.orphans_revoked, cleanup_revoked = done.cleanup_revoked, "token inventory");
@@ -303,6 +316,7 @@ async fn list_and_act(
     ctx: &Context,
     t: &Target,
     spec: &InventorySpec,
+    watched: &[String],
     now: EpochMillis,
 ) -> Result<(Tally, Done), Error> {
     let workspace = resolve(ctx, t).await?;
@@ -331,8 +345,16 @@ async fn list_and_act(
         .map_err(Error::databricks("list the workspace's tokens"))?;
     let mut done = Done::default();
     let acted = async {
+        let allowed = match &t.object {
+            Object::Namespaced(_) => None,
+            Object::Cluster(ws) => Some(ws.spec.allowed_namespaces.as_slice()),
+        };
         if spec.orphans == OrphanPolicy::Revoke {
-            revoke_orphans(ctx, t, &workspace, &tally, &mut done).await?;
+            if classify::orphans_knowable(watched, allowed) {
+                revoke_orphans(ctx, t, &workspace, &tally, &mut done).await?;
+            } else if tally.orphans.seen > 0 {
+                info!(workspace = %t.key, orphans = tally.orphans.seen, "orphans only counted: namespaces this operator does not watch may use the workspace");
+            }
         }
         if let Some(cleanup) = &spec.cleanup {
             apply_cleanup(ctx, t, &workspace, cleanup.mode, &tally, &mut done).await?;

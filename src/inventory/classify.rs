@@ -120,6 +120,20 @@ pub fn cleanup_matches(rules: &[CleanupRule], class: Class, token: &TokenInfo) -
         })
 }
 
+/// Whether this operator can know that a DatabricksToken tagged on a workspace's tokens no
+/// longer exists: only when it watches every namespace whose DatabricksTokens may use the
+/// workspace. Another install watching other namespaces through the same cluster workspace mints
+/// tokens that look like orphans here. `watched` empty: every namespace; `allowed`: a cluster
+/// workspace's allowedNamespaces (None for a namespaced workspace, always in a watched one).
+pub fn orphans_knowable(watched: &[String], allowed: Option<&[String]>) -> bool {
+    watched.is_empty()
+        || allowed.is_none_or(|allowed| {
+            allowed
+                .iter()
+                .all(|n| n != "*" && watched.iter().any(|w| w == n))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +219,28 @@ mod tests {
         let mut t = token("[dbtoken.dev/uid=gone]", -1, 7);
         t.created_by_id = None;
         assert_eq!(judge.classify(&t), Class::NeverExpiring);
+    }
+
+    #[test]
+    fn orphans_are_known_only_where_every_namespace_that_may_mint_is_watched() {
+        let v = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: [(&[&str], Option<&[&str]>, bool); 7] = [
+            (&[], None, true),
+            (&[], Some(&["*"]), true),
+            (&["a"], None, true),
+            (&["a", "b"], Some(&["a"]), true),
+            (&["a", "b"], Some(&["a", "b"]), true),
+            (&["a"], Some(&["a", "b"]), false),
+            (&["a"], Some(&["*"]), false),
+        ];
+        for (watched, allowed, knowable) in cases {
+            let allowed = allowed.map(v);
+            assert_eq!(
+                orphans_knowable(&v(watched), allowed.as_deref()),
+                knowable,
+                "{watched:?} {allowed:?}"
+            );
+        }
     }
 
     #[test]
