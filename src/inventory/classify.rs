@@ -224,7 +224,9 @@ mod tests {
     #[test]
     fn orphans_are_known_only_where_every_namespace_that_may_mint_is_watched() {
         let v = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let cases: [(&[&str], Option<&[&str]>, bool); 7] = [
+        // (watched, allowedNamespaces, knowable)
+        type Case<'a> = (&'a [&'a str], Option<&'a [&'a str]>, bool);
+        let cases: [Case; 7] = [
             (&[], None, true),
             (&[], Some(&["*"]), true),
             (&["a"], None, true),
