@@ -181,7 +181,6 @@ pub async fn run(
                         schedule::interval(spec),
                         t.generation,
                         attempts.get(&t.key),
-                        t.status.as_ref(),
                     );
                     let blocked = ctx
                         .workspace_backoff

@@ -1,10 +1,11 @@
 //! When a workspace's next inventory is due: after its interval, at once after a spec change,
-//! and sooner (backing off up to the interval) after a failure. A restarted operator goes by
-//! the last inventory time in status, so a restart does not list every workspace again.
+//! and sooner (backing off up to the interval) after a failure. A process (a restart, a new
+//! leader) lists every workspace once when it starts: the metrics it serves come only from its
+//! own inventories, and counts from status alone cannot fill the per-owner series.
 
 use std::time::Duration;
 
-use crate::crd::{InventorySpec, InventoryStatus};
+use crate::crd::InventorySpec;
 use crate::schedule::EpochMillis;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -34,20 +35,14 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// When the next inventory is due. `last` is this process's last attempt; without one, the
-/// status written by any process counts if it was for the same generation.
+/// When the next inventory is due, after this process's `last` attempt (none yet: now).
 pub fn next_due(
     interval: Duration,
     generation: Option<i64>,
     last: Option<&Attempt>,
-    status: Option<&InventoryStatus>,
 ) -> EpochMillis {
     let Some(last) = last else {
-        let done = status
-            .filter(|s| s.observed_generation == generation && s.error.is_none())
-            .and_then(|s| s.last_inventory_time.as_deref())
-            .and_then(crate::secret::parse_time);
-        return done.map_or(0, |at| at.saturating_add(millis(interval)));
+        return 0;
     };
     if last.generation != generation {
         return 0;
@@ -75,15 +70,6 @@ mod tests {
         }
     }
 
-    fn status(at: &str, generation: i64, error: Option<&str>) -> InventoryStatus {
-        InventoryStatus {
-            last_inventory_time: Some(at.into()),
-            observed_generation: Some(generation),
-            error: error.map(String::from),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn the_next_inventory_follows_the_interval_spec_changes_and_failures() {
         let t = 1_000_000;
@@ -102,19 +88,8 @@ mod tests {
             ("spec changed while failing", Some(attempt(t, 0, 4)), 0),
         ];
         for (case, last, due) in cases {
-            assert_eq!(next_due(HOUR, Some(1), last.as_ref(), None), due, "{case}");
+            assert_eq!(next_due(HOUR, Some(1), last.as_ref()), due, "{case}");
         }
-    }
-
-    #[test]
-    fn a_restarted_operator_goes_by_the_status_of_the_same_generation() {
-        let written = "2026-01-01T00:00:00Z";
-        let at = crate::secret::parse_time(written).unwrap();
-        let ok = status(written, 1, None);
-        assert_eq!(next_due(HOUR, Some(1), None, Some(&ok)), at + 3_600_000);
-        assert_eq!(next_due(HOUR, Some(2), None, Some(&ok)), 0, "spec changed");
-        let failed = status(written, 1, Some("PERMISSION_DENIED"));
-        assert_eq!(next_due(HOUR, Some(1), None, Some(&failed)), 0);
     }
 
     #[test]
