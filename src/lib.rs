@@ -5,6 +5,7 @@ pub mod controller;
 pub mod crd;
 pub mod databricks;
 pub mod http;
+pub mod inventory;
 pub mod leader;
 pub mod metrics;
 pub mod schedule;

@@ -17,6 +17,7 @@ mod rollout;
 mod secret_index;
 pub mod status;
 mod token;
+mod token_inventory;
 mod watch;
 mod workspace_status;
 
@@ -540,6 +541,7 @@ pub async fn run(
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    let inventory = token_inventory::run(ctx.clone(), namespaces.clone(), shutdown.clone());
     let workspace_controllers = workspace_status::run(
         kube.clone(),
         &namespaces,
@@ -547,7 +549,7 @@ pub async fn run(
         workspace_trigger_streams,
         shutdown,
     );
-    futures::join!(token_controller, workspace_controllers);
+    futures::join!(token_controller, workspace_controllers, inventory);
 }
 
 /// Tokens that use the given workspace.

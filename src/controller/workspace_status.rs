@@ -16,7 +16,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::credential_watch::{self, TriggerStreams};
-use super::{Context, Error, FIELD_MANAGER, protection, watch};
+use super::{Context, Error, FIELD_MANAGER, protection, token_inventory, watch};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
@@ -160,7 +160,7 @@ async fn reconcile_namespaced(
         ws.metadata.generation,
     )
     .await;
-    if ws.status.as_ref() != Some(&status) {
+    if token_inventory::without_inventory(ws.status.as_ref()).as_ref() != Some(&status) {
         let api: Api<DatabricksWorkspace> =
             Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
         write_status(&api, &ws.name_any(), "DatabricksWorkspace", &status).await?;
@@ -201,7 +201,7 @@ async fn reconcile_cluster(
         ws.metadata.generation,
     )
     .await;
-    if ws.status.as_ref() != Some(&status) {
+    if token_inventory::without_inventory(ws.status.as_ref()).as_ref() != Some(&status) {
         let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
         write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
     }
@@ -262,7 +262,7 @@ async fn check(
     current: Option<WorkspaceStatus>,
     generation: Option<i64>,
 ) -> (WorkspaceStatus, Action) {
-    let mut status = current.clone().unwrap_or_default();
+    let mut status = token_inventory::without_inventory(current.as_ref()).unwrap_or_default();
     let now = crate::secret::format_time(crate::now_millis());
     // Calls share the workspace's backoff with its tokens: a failing workspace is probed once
     // per step, by whichever caller comes first.

@@ -2,12 +2,15 @@
 //! in group `dbtoken.dev`, version `v1alpha1`.
 
 mod conditions;
+#[macro_use]
 mod token;
+mod inventory;
 mod workspace;
 
 pub use conditions::{
     Condition, ConditionStatus, find as find_condition, upsert as upsert_condition,
 };
+pub use inventory::*;
 pub use token::*;
 pub use workspace::*;
 
