@@ -8,6 +8,8 @@ pub mod hash;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod schedule;
 pub mod secret;
 pub mod tenancy;

@@ -119,7 +119,6 @@ pub struct SecretLayout<'a> {
     pub host: &'a str,
 }
 
-
 /// The Secret's name for this resource.
 pub fn secret_name(token: &DatabricksToken) -> String {
     token
@@ -296,7 +295,6 @@ pub fn is_up_to_date(live: &Secret, desired: &Secret) -> bool {
         )
         && live.metadata.owner_references == desired.metadata.owner_references
 }
-
 
 #[cfg(test)]
 mod tests {

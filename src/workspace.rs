@@ -22,7 +22,7 @@ use kube::{
 
 use crate::crd::{
     AllowedServicePrincipal, ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace,
-    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind,
+    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind, reasons,
 };
 use crate::tenancy::{self, Refusal, Verdict};
 
@@ -114,19 +114,19 @@ impl WorkspaceError {
     /// CamelCase reason for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            WorkspaceError::NotFound(_) => "WorkspaceNotFound",
-            WorkspaceError::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
-            WorkspaceError::Deleting(_) => "WorkspaceDeleting",
-            WorkspaceError::SecretMissing { .. } => "CredentialSecretMissing",
-            WorkspaceError::SecretKeyMissing { .. } => "CredentialKeyMissing",
-            WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
-            WorkspaceError::Kube { .. } => "KubernetesError",
-            WorkspaceError::Client { .. } => "InvalidWorkspaceConfig",
+            WorkspaceError::NotFound(_) => reasons::WORKSPACE_NOT_FOUND,
+            WorkspaceError::NamespaceNotAllowed { .. } => reasons::NAMESPACE_NOT_ALLOWED,
+            WorkspaceError::Deleting(_) => reasons::WORKSPACE_DELETING,
+            WorkspaceError::SecretMissing { .. } => reasons::CREDENTIAL_SECRET_MISSING,
+            WorkspaceError::SecretKeyMissing { .. } => reasons::CREDENTIAL_KEY_MISSING,
+            WorkspaceError::NoAuth(_) => reasons::INVALID_WORKSPACE_AUTH,
+            WorkspaceError::Kube { .. } => reasons::KUBERNETES_ERROR,
+            WorkspaceError::Client { .. } => reasons::INVALID_WORKSPACE_CONFIG,
             WorkspaceError::ServicePrincipalNotAllowed { .. } => {
-                tenancy::SERVICE_PRINCIPAL_NOT_ALLOWED
+                reasons::SERVICE_PRINCIPAL_NOT_ALLOWED
             }
-            WorkspaceError::OwnIdentityTokenRefused { .. } => tenancy::OWN_IDENTITY_TOKEN_REFUSED,
-            WorkspaceError::AdminCheck { .. } => tenancy::ADMIN_CHECK_FAILED,
+            WorkspaceError::OwnIdentityTokenRefused { .. } => reasons::OWN_IDENTITY_TOKEN_REFUSED,
+            WorkspaceError::AdminCheck { .. } => reasons::ADMIN_CHECK_FAILED,
         }
     }
 }
@@ -356,6 +356,21 @@ impl Workspaces {
         &Store<ClusterDatabricksWorkspace>,
     ) {
         (&self.namespaced, &self.cluster)
+    }
+
+    /// Whether the workspace `key` is being deleted (as far as the cache knows).
+    pub fn is_deleting(&self, key: &WorkspaceKey) -> bool {
+        let deleting = |meta: &kube::api::ObjectMeta| meta.deletion_timestamp.is_some();
+        match (&key.kind, &key.namespace) {
+            (WorkspaceKind::DatabricksWorkspace, Some(ns)) => self
+                .namespaced
+                .get(&ObjectRef::new(&key.name).within(ns))
+                .is_some_and(|w| deleting(&w.metadata)),
+            _ => self
+                .cluster
+                .get(&ObjectRef::new(&key.name))
+                .is_some_and(|w| deleting(&w.metadata)),
+        }
     }
 
     /// A namespaced workspace: its credentials always come from its own namespace.

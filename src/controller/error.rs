@@ -2,15 +2,9 @@
 
 use std::time::Duration;
 
+use crate::crd::reasons;
 use crate::schedule::EpochMillis;
 use crate::workspace::WorkspaceError;
-
-/// Reasons this module names (conditions and events).
-pub mod reasons {
-    pub const SECRET_CONFLICT: &str = "SecretConflict";
-    /// Someone keeps deleting or overwriting the Secret; replacement mints are backing off.
-    pub const SECRET_FIGHT: &str = "SecretFight";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,10 +80,10 @@ impl Error {
                     format!("HTTP_{code}")
                 }
             }
-            Error::Kube { .. } => "KubernetesError".into(),
+            Error::Kube { .. } => reasons::KUBERNETES_ERROR.into(),
             Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
-            Error::MissingField(_) => "InvalidObject".into(),
-            Error::RevocationBlocked { .. } => super::revocation::REVOCATION_BLOCKED.into(),
+            Error::MissingField(_) => reasons::INVALID_OBJECT.into(),
+            Error::RevocationBlocked { .. } => reasons::REVOCATION_BLOCKED.into(),
             Error::WorkspaceBackingOff { reason, .. } => reason.clone(),
             Error::ReplacementsExhausted { .. } => reasons::SECRET_FIGHT.into(),
         }

@@ -21,17 +21,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::reflector::ObjectRef,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{debug, info};
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
+use super::finalizer::{self, CREDENTIAL_FINALIZER, WORKSPACE_FINALIZER};
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
 use crate::workspace::{WorkspaceKey, Workspaces};
 
-pub const WORKSPACE_FINALIZER: &str = "dbtoken.dev/workspace-in-use";
-pub const CREDENTIAL_FINALIZER: &str = "dbtoken.dev/credential-in-use";
 /// On a workspace: the credential Secret (`namespace/name`) it keeps from going away.
 pub const ANN_PROTECTED_CREDENTIAL: &str = "dbtoken.dev/protected-credential";
 
@@ -191,22 +190,7 @@ fn holders(ctx: &Context) -> Vec<Holder> {
 
 /// A token that may still revoke through the workspace `key`.
 fn depends_on(token: &DatabricksToken, key: &WorkspaceKey) -> bool {
-    has_finalizer(token, super::FINALIZER) && Workspaces::key_for(token) == *key
-}
-
-/// Whether the workspace `token` names is being deleted (as far as the cache knows).
-pub fn workspace_deleting(ctx: &Context, token: &DatabricksToken) -> bool {
-    let key = Workspaces::key_for(token);
-    let (namespaced, cluster) = ctx.workspaces.stores();
-    let deleting = |meta: &kube::api::ObjectMeta| meta.deletion_timestamp.is_some();
-    match (&key.kind, &key.namespace) {
-        (WorkspaceKind::DatabricksWorkspace, Some(ns)) => namespaced
-            .get(&ObjectRef::new(&key.name).within(ns))
-            .is_some_and(|w| deleting(w.meta())),
-        _ => cluster
-            .get(&ObjectRef::new(&key.name))
-            .is_some_and(|w| deleting(w.meta())),
-    }
+    has_finalizer(token, finalizer::FINALIZER) && Workspaces::key_for(token) == *key
 }
 
 /// Keep a workspace that is in use, and its credential Secret, from going away before the

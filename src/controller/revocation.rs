@@ -8,14 +8,12 @@ use std::sync::Arc;
 
 use databricks_client::{Error as ApiError, TokenInfo};
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 use crate::databricks::{self, Owner};
 use crate::schedule::EpochMillis;
 use crate::secret::TokenOrigin;
 use crate::workspace::{ResolvedWorkspace, WorkspaceError};
-
-/// Condition reason when a replaced token cannot be revoked by anything the operator can reach.
-pub const REVOCATION_BLOCKED: &str = "RevocationBlocked";
 
 /// What became of a token the operator set out to revoke.
 #[derive(Clone, Debug, PartialEq, Eq)]

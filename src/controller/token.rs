@@ -16,11 +16,12 @@ use kube::{
 };
 use tracing::{info, warn};
 
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
 use super::{
-    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, own_writes::OwnWrites, plan,
-    revocation, rollout, status,
+    backoff::Blocked, events, finalizer, own_writes::OwnWrites, plan, revocation, rollout, status,
 };
-use crate::crd::DatabricksToken;
+use crate::crd::{DatabricksToken, event_actions, event_reasons};
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{
@@ -160,7 +161,7 @@ async fn sync_inner(
     if let Some(r) = reason
         && plan::is_replacement(r)
     {
-        let recent = ctx.replacements(&uid);
+        let recent = ctx.replacements.recent(&uid);
         if let Some(until) = plan::next_replacement_at(&recent, now) {
             return Err(Failed {
                 error: Error::ReplacementsExhausted {
@@ -180,8 +181,8 @@ async fn sync_inner(
     // Before a mint, tokens an earlier attempt may have left; otherwise the periodic check.
     let uncertain_create = status::is_minting(token);
     let unknown_mints =
-        reason.is_some() && ctx.unknown_mints_possible(token, cleanup::has_finalizer(token));
-    let verify = uncertain_create || unknown_mints || ctx.verification_due(&uid, now);
+        reason.is_some() && ctx.unknown_mints_possible(token, finalizer::is_set(token));
+    let verify = uncertain_create || unknown_mints || ctx.verifications.due(&uid, now);
     let revocations_due = observed
         .record
         .as_ref()
@@ -214,7 +215,7 @@ async fn sync_inner(
         let not_before = if uncertain_create {
             now
         } else if unknown_mints {
-            created.max(ctx.started_at())
+            created.max(ctx.started_at)
         } else {
             created.max(recent)
         };
@@ -286,7 +287,7 @@ async fn sync_inner(
         secret_exists = true;
         secret_version = written;
         if plan::is_replacement(reason) {
-            ctx.record_replacement(&uid, now);
+            ctx.replacements.record(&uid, now);
         }
         announce_rotation(token, ctx, reason, &new_record).await;
         rollout::restart_targets(token, ctx, now).await;
@@ -304,7 +305,7 @@ async fn sync_inner(
 
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
-        ctx.mark_verified(&uid, now);
+        ctx.verifications.mark_verified(&uid, now);
     }
 
     let revoker = revocation::Revoker {
@@ -354,7 +355,7 @@ async fn sync_inner(
         secret_name: name,
         secret_version,
         rotated_at,
-        next_verification: ctx.next_verification(&uid, now),
+        next_verification: ctx.verifications.next(&uid, now),
     };
     match later_error {
         None => Ok(synced),
@@ -689,7 +690,7 @@ async fn announce_rotation(
         .unwrap_or_else(|| "never".into());
     let (event_reason, note) = if reason == plan::RotationReason::Initial {
         (
-            "Minted",
+            event_reasons::MINTED,
             format!(
                 "Minted token {} (expires {expiry})",
                 record.current.token_id
@@ -698,7 +699,7 @@ async fn announce_rotation(
     } else {
         ctx.metrics.rotation(reason.as_str());
         (
-            "Rotated",
+            event_reasons::ROTATED,
             format!(
                 "Rotated to token {} (expires {expiry}); reason: {}",
                 record.current.token_id,
@@ -706,7 +707,15 @@ async fn announce_rotation(
             ),
         )
     };
-    events::publish(ctx, token, EventType::Normal, event_reason, "Mint", note).await;
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        event_reason,
+        event_actions::MINT,
+        note,
+    )
+    .await;
 }
 
 /// Revoke tokens tagged for this resource that are neither current nor waiting out a grace period.
@@ -737,8 +746,8 @@ async fn sweep_orphans(
                     ctx,
                     token,
                     EventType::Normal,
-                    "OrphanRevoked",
-                    "Revoke",
+                    event_reasons::ORPHAN_REVOKED,
+                    event_actions::REVOKE,
                     note,
                 )
                 .await;
@@ -780,7 +789,15 @@ async fn revoke_due(
                     "Revoked previous token {} after its grace period",
                     p.token_id
                 );
-                events::publish(ctx, token, EventType::Normal, "Revoked", "Revoke", note).await;
+                events::publish(
+                    ctx,
+                    token,
+                    EventType::Normal,
+                    event_reasons::REVOKED,
+                    event_actions::REVOKE,
+                    note,
+                )
+                .await;
             }
             Ok(revocation::Outcome::Gone) => {
                 changed = true;
@@ -796,8 +813,8 @@ async fn revoke_due(
                     ctx,
                     token,
                     EventType::Warning,
-                    FOREIGN_TOKEN_IGNORED,
-                    "Revoke",
+                    event_reasons::FOREIGN_TOKEN_IGNORED,
+                    event_actions::REVOKE,
                     note,
                 )
                 .await;
@@ -822,9 +839,6 @@ async fn revoke_due(
     record.previous = kept;
     (changed, first_error)
 }
-
-/// Event reason: a token id read from the Secret is not this resource's, so it was left alone.
-pub const FOREIGN_TOKEN_IGNORED: &str = "ForeignTokenIgnored";
 
 #[cfg(test)]
 mod tests {

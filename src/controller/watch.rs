@@ -9,7 +9,7 @@ use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Resource,
+    Api, Resource, ResourceExt,
     core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
@@ -20,7 +20,10 @@ use kube::{
 use serde::de::DeserializeOwned;
 
 use super::namespace_merge::{self, Known};
-use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace, find_condition};
+use crate::crd::{
+    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind,
+    condition_types, find_condition,
+};
 
 /// Watch settings for the large caches. Small list pages: each page is decoded whole, with the
 /// managedFields the caches then drop, and those transient pages set the peak memory of a
@@ -111,12 +114,12 @@ impl TriggerFilter {
             return true;
         };
         let key = key_of(obj);
-        super::lock(&self.last).insert(key, value) != Some(value)
+        super::lock::lock(&self.last).insert(key, value) != Some(value)
     }
 
     /// Drop what is remembered of a deleted object.
     pub fn forget<K: Resource>(&self, obj: &K) {
-        super::lock(&self.last).remove(&key_of(obj));
+        super::lock::lock(&self.last).remove(&key_of(obj));
     }
 }
 
@@ -164,7 +167,7 @@ impl WorkspaceLike for DatabricksWorkspace {
     fn ready_status(&self) -> String {
         self.status
             .as_ref()
-            .and_then(|s| find_condition(&s.conditions, "Ready"))
+            .and_then(|s| find_condition(&s.conditions, condition_types::READY))
             .map(|c| format!("{:?}", c.status))
             .unwrap_or_default()
     }
@@ -174,10 +177,46 @@ impl WorkspaceLike for ClusterDatabricksWorkspace {
     fn ready_status(&self) -> String {
         self.status
             .as_ref()
-            .and_then(|s| find_condition(&s.conditions, "Ready"))
+            .and_then(|s| find_condition(&s.conditions, condition_types::READY))
             .map(|c| format!("{:?}", c.status))
             .unwrap_or_default()
     }
+}
+
+/// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
+/// would otherwise make every reconcile trigger the next.
+pub fn token_trigger(token: &DatabricksToken) -> Option<u64> {
+    let requested = token
+        .annotations()
+        .get(crate::secret::ANN_ROTATE_REQUESTED)
+        .cloned()
+        .unwrap_or_default();
+    let text = format!(
+        "{:?}/{requested}/{}",
+        token.meta().generation,
+        token.meta().deletion_timestamp.is_some()
+    );
+    Some(crate::schedule::seed_of(&text))
+}
+
+/// Tokens that use the given workspace.
+pub fn dependents(
+    reader: &Store<DatabricksToken>,
+    kind: WorkspaceKind,
+    namespace: Option<String>,
+    name: &str,
+) -> Vec<ObjectRef<DatabricksToken>> {
+    reader
+        .state()
+        .iter()
+        .filter(|t| {
+            let r = &t.spec.workspace_ref;
+            r.kind == kind
+                && r.name == name
+                && (kind == WorkspaceKind::ClusterDatabricksWorkspace || t.namespace() == namespace)
+        })
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

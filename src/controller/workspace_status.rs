@@ -15,8 +15,12 @@ use kube::{
 use serde::Serialize;
 use tracing::warn;
 
+use super::context::{Context, FIELD_MANAGER};
 use super::credential_watch::{self, TriggerStreams};
-use super::{Context, Error, FIELD_MANAGER, protection, watch};
+use super::error::Error;
+use super::{protection, watch};
+use crate::crd::condition_types::{DELETING, READY};
+use crate::crd::reasons::{AUTHENTICATED, WAITING_FOR_TOKENS};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
@@ -24,10 +28,6 @@ use crate::crd::{
 use crate::workspace::{ResolvedWorkspace, WorkspaceError, WorkspaceKey};
 
 const RECHECK_READY: Duration = Duration::from_secs(300);
-
-/// Condition type and reason of a workspace whose deletion waits for its tokens.
-pub const DELETING: &str = "Deleting";
-pub const WAITING_FOR_TOKENS: &str = "WaitingForTokens";
 
 pub async fn run(
     kube: kube::Client,
@@ -120,7 +120,7 @@ fn trust_existing(
         s.observed_generation == generation
             && s.conditions
                 .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+                .any(|c| c.type_ == READY && c.status == ConditionStatus::True)
     });
     ready && ctx.first_sight_of_workspace(key)
 }
@@ -311,9 +311,9 @@ async fn check(
             let message = format!("Authenticated as {identity}");
             (
                 Condition::new(
-                    "Ready",
+                    READY,
                     ConditionStatus::True,
-                    "Authenticated",
+                    AUTHENTICATED,
                     message,
                     &now,
                     generation,
@@ -329,7 +329,7 @@ async fn check(
             .min(RECHECK_READY);
             (
                 Condition::new(
-                    "Ready",
+                    READY,
                     ConditionStatus::False,
                     &reason,
                     message,

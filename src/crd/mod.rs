@@ -6,7 +6,8 @@ mod token;
 mod workspace;
 
 pub use conditions::{
-    Condition, ConditionStatus, find as find_condition, upsert as upsert_condition,
+    Condition, ConditionStatus, event_actions, event_reasons, find as find_condition, reasons,
+    types as condition_types, upsert as upsert_condition,
 };
 pub use token::*;
 pub use workspace::*;
