@@ -83,13 +83,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// Whether a token list must be read before minting for `token`: another process (one that
-    /// crashed, or a former leader) may have minted a token it never wrote to the Secret. Not
-    /// for a resource whose finalizer this process added, as nobody mints before the finalizer.
-    pub fn unknown_mints_possible(&self, token: &DatabricksToken, finalizer_was_set: bool) -> bool {
-        finalizer_was_set && !self.verifications.listed(&token.uid().unwrap_or_default())
-    }
-
     /// True the first time this process sees the workspace `key`.
     pub fn first_sight_of_workspace(&self, key: String) -> bool {
         lock(&self.workspaces_seen).insert(key)

@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use super::lock::lock;
+use super::plan::LastCheck;
 use crate::schedule::EpochMillis;
 
 /// The last check of one resource against Databricks.
@@ -32,23 +33,24 @@ impl Verifications {
         self.interval.as_millis() as EpochMillis
     }
 
-    /// Whether the periodic check is due. A resource first seen counts as just checked, so a
-    /// restarted operator makes no Databricks calls for tokens that are fine.
-    pub fn due(&self, uid: &str, now: EpochMillis) -> bool {
-        let mut checks = lock(&self.checks);
-        match checks.get(uid) {
-            Some(c) => now - c.at >= self.interval_ms(),
-            None => {
-                checks.insert(
-                    uid.to_string(),
-                    Check {
-                        at: now,
-                        listed: false,
-                    },
-                );
-                false
-            }
-        }
+    /// The last check of a resource, for `plan::decide`.
+    pub fn last(&self, uid: &str) -> Option<LastCheck> {
+        lock(&self.checks).get(uid).map(|c| LastCheck {
+            at: c.at,
+            listed: c.listed,
+        })
+    }
+
+    /// A resource first seen counts as just checked, so a restarted operator makes no
+    /// Databricks calls for tokens that are fine (`plan::Plan::first_sight`).
+    pub fn first_sight(&self, uid: &str, now: EpochMillis) {
+        lock(&self.checks).insert(
+            uid.to_string(),
+            Check {
+                at: now,
+                listed: false,
+            },
+        );
     }
 
     pub fn mark_verified(&self, uid: &str, now: EpochMillis) {
@@ -59,11 +61,6 @@ impl Verifications {
                 listed: true,
             },
         );
-    }
-
-    /// Whether this process has compared the resource with a token list since it started.
-    pub fn listed(&self, uid: &str) -> bool {
-        lock(&self.checks).get(uid).is_some_and(|c| c.listed)
     }
 
     pub fn next(&self, uid: &str, now: EpochMillis) -> EpochMillis {
@@ -81,18 +78,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_first_sight_counts_as_checked_but_not_listed() {
+    fn checks_are_remembered_until_forgotten() {
         let v = Verifications::new(Duration::from_secs(10));
-        assert!(!v.due("a", 0), "first sight");
-        assert!(!v.listed("a"));
-        assert!(!v.due("a", 9_999));
-        assert!(v.due("a", 10_000));
-        assert_eq!(v.next("a", 5), 10_000);
-        v.mark_verified("a", 20_000);
-        assert!(v.listed("a"));
-        assert_eq!(v.next("a", 20_000), 30_000);
-        v.forget("a");
-        assert!(!v.listed("a"));
+        assert_eq!(v.last("a"), None);
         assert_eq!(v.next("a", 7), 10_007, "unknown: from now");
+        v.first_sight("a", 5);
+        assert_eq!(
+            v.last("a"),
+            Some(LastCheck {
+                at: 5,
+                listed: false
+            })
+        );
+        assert_eq!(v.next("a", 6), 10_005);
+        v.mark_verified("a", 20_000);
+        assert_eq!(
+            v.last("a"),
+            Some(LastCheck {
+                at: 20_000,
+                listed: true
+            })
+        );
+        v.forget("a");
+        assert_eq!(v.last("a"), None);
     }
 }
