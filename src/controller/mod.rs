@@ -9,6 +9,8 @@ mod error;
 mod events;
 mod failure_events;
 mod finalizer;
+#[cfg(test)]
+mod fixtures;
 mod inventory;
 mod lock;
 mod namespace_merge;

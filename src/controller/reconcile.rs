@@ -168,3 +168,6 @@ fn wait_until(now: EpochMillis, at: EpochMillis) -> Duration {
     let wait = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
     wait + Duration::from_millis(100) + wait.mul_f64(rand::random_range(0.0..0.1))
 }
+
+#[cfg(test)]
+mod tests;
