@@ -237,4 +237,68 @@ mod tests {
             "Secret reports keeps losing its token (last changed by argocd); 4 replacement tokens minted in the last hour, the next not before 1970-01-01T00:00:00.000Z"
         );
     }
+
+    #[test]
+    fn every_error_has_the_reason_the_api_documents() {
+        use crate::workspace::{WorkspaceError, WorkspaceKey};
+        let key = WorkspaceKey {
+            kind: crate::crd::WorkspaceKind::DatabricksWorkspace,
+            namespace: Some("ns".into()),
+            name: "ws".into(),
+        };
+        let kube_error = kube::Error::Api(
+            kube::core::Status::failure("boom", "InternalError")
+                .with_code(500)
+                .boxed(),
+        );
+        let table: Vec<(Error, &str)> = vec![
+            (
+                WorkspaceError::NotFound(key.clone()).into(),
+                reasons::WORKSPACE_NOT_FOUND,
+            ),
+            (
+                WorkspaceError::Deleting(key.clone()).into(),
+                reasons::WORKSPACE_DELETING,
+            ),
+            (
+                WorkspaceError::NoAuth(key).into(),
+                reasons::INVALID_WORKSPACE_AUTH,
+            ),
+            (
+                Error::kube("write Secret")(kube_error),
+                reasons::KUBERNETES_ERROR,
+            ),
+            (
+                Error::SecretConflict { name: "s".into() },
+                reasons::SECRET_CONFLICT,
+            ),
+            (Error::MissingField("metadata.uid"), reasons::INVALID_OBJECT),
+            (
+                Error::RevocationBlocked {
+                    token_id: "id".into(),
+                    why: "w".into(),
+                },
+                reasons::REVOCATION_BLOCKED,
+            ),
+            (
+                Error::ReplacementsExhausted {
+                    name: "s".into(),
+                    changed_by: None,
+                    count: 4,
+                    until: 0,
+                },
+                reasons::SECRET_FIGHT,
+            ),
+            (
+                databricks(databricks_client::Error::QuotaExceeded {
+                    code: "QUOTA_EXCEEDED".into(),
+                    message: "m".into(),
+                }),
+                "QUOTA_EXCEEDED",
+            ),
+        ];
+        for (error, reason) in table {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+    }
 }

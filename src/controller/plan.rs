@@ -353,6 +353,26 @@ pub fn failure_wakeup(
     }
 }
 
+/// How long a resource that synced sleeps: until the earliest of a replaced token's revocation,
+/// its renewal, its expiry and its next check against Databricks; at least half a second (a
+/// moment just past is retried shortly, not at once), at most `max`.
+pub fn next_wakeup(
+    token: &DatabricksToken,
+    record: &TokenRecord,
+    next_verification: EpochMillis,
+    now: EpochMillis,
+    max: Duration,
+) -> Duration {
+    let mut moments: Vec<EpochMillis> = record.previous.iter().map(|p| p.revoke_after).collect();
+    moments.extend(renewal_of(token, record));
+    moments.extend(record.current.expiry);
+    moments.push(next_verification);
+    schedule::wait_until_earliest(now, moments, MIN_WAKEUP, max)
+}
+
+/// The shortest sleep after a successful sync.
+const MIN_WAKEUP: Duration = Duration::from_millis(500);
+
 /// Whether a rotation replaces a token someone took out of the Secret (deleted it or wrote
 /// another value): the mints a fight over the Secret costs, which are budgeted.
 pub fn is_replacement(reason: RotationReason) -> bool {
@@ -971,6 +991,62 @@ mod tests {
             (minute, Some(-5), minute),
         ] {
             assert_eq!(failure_wakeup(backoff, expiry, 0), expected, "{expiry:?}");
+        }
+    }
+
+    #[test]
+    fn a_synced_resource_wakes_for_the_earliest_thing_due() {
+        use std::time::Duration;
+        let t = token("");
+        let r = record_for(&t, NOW);
+        let renewal = renewal_of(&t, &r).unwrap();
+        let max = Duration::from_secs(600);
+        let ms = |m: EpochMillis| Duration::from_millis(m as u64);
+        let mut waiting = r.clone();
+        waiting.previous.push(crate::secret::PreviousTokenRecord {
+            token_id: "old".into(),
+            revoke_after: NOW + 60_000,
+            expiry: None,
+            origin: None,
+        });
+        let long = Duration::from_secs(24 * 3600);
+        let table = [
+            ("the next check", &r, NOW + 120_000, max, ms(120_000)),
+            (
+                "renewal before the next check",
+                &r,
+                NOW + 10 * HOUR,
+                long,
+                ms(renewal - NOW),
+            ),
+            (
+                "a replaced token's revocation",
+                &waiting,
+                NOW + 120_000,
+                max,
+                ms(60_000),
+            ),
+            (
+                "never longer than the maximum",
+                &r,
+                NOW + 10 * HOUR,
+                max,
+                max,
+            ),
+            (
+                "a moment past: shortly",
+                &r,
+                NOW - 1,
+                max,
+                Duration::from_millis(500),
+            ),
+        ];
+        for (case, record, next_check, max, expected) in table {
+            assert_eq!(
+                next_wakeup(&t, record, next_check, NOW, max),
+                expected,
+                "{case}"
+            );
         }
     }
 }

@@ -57,12 +57,13 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 .observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
             ctx.backoff.reset(&token.uid().unwrap_or_default());
             ctx.failure_events.clear(&token.uid().unwrap_or_default());
-            Ok(token::next_wakeup(
+            Ok(Action::requeue(plan::next_wakeup(
                 token,
-                &synced,
+                &synced.record,
+                synced.next_verification,
                 now,
                 ctx.settings.max_requeue,
-            ))
+            )))
         }
         Err(failed) if failed.error.is_conflict() => {
             // What the sync completed is recorded all the same; the rest retries at once.

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{controller::Action, events::EventType},
+    runtime::events::EventType,
 };
 use tracing::{info, warn};
 
@@ -334,30 +334,6 @@ fn conflict(name: String) -> Failed {
         secret_serves: Some(false),
         partial: None,
     }
-}
-
-/// The requeue delay after a successful sync.
-pub fn next_wakeup(
-    token: &DatabricksToken,
-    synced: &Synced,
-    now: EpochMillis,
-    max: std::time::Duration,
-) -> Action {
-    let mut moments: Vec<EpochMillis> = synced
-        .record
-        .previous
-        .iter()
-        .map(|p| p.revoke_after)
-        .collect();
-    moments.extend(plan::renewal_of(token, &synced.record));
-    moments.extend(synced.record.current.expiry);
-    moments.push(synced.next_verification);
-    Action::requeue(schedule::wait_until_earliest(
-        now,
-        moments,
-        std::time::Duration::from_millis(500),
-        max,
-    ))
 }
 
 fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'a> {
