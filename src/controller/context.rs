@@ -3,7 +3,6 @@
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use futures::future;
@@ -15,6 +14,7 @@ use kube::{
     },
 };
 
+use super::settings::Settings;
 use super::{
     backoff, credential_watch, failure_events, inventory, lock::lock, own_writes,
     replacements::Replacements, secret_index, verification::Verifications,
@@ -26,25 +26,6 @@ use crate::workspace::{WorkspaceKey, Workspaces};
 
 /// Field manager for every server-side apply of the operator.
 pub const FIELD_MANAGER: &str = "databricks-token-operator";
-
-/// What the controllers need from the operator's configuration.
-#[derive(Clone)]
-pub struct ControllerConfig {
-    /// Namespaces to watch; empty means all.
-    pub namespaces: Vec<String>,
-    pub insecure_allow_http: bool,
-    pub entra_authority_host: String,
-    pub verify_interval: Duration,
-    pub default_grace_period: Duration,
-    pub concurrency: u16,
-}
-
-pub struct Settings {
-    pub verify_interval: Duration,
-    pub default_grace_period: Duration,
-    /// The longest a healthy resource sleeps before it is looked at again.
-    pub max_requeue: Duration,
-}
 
 /// Shared state of all reconciles.
 pub struct Context {

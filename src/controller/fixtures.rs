@@ -19,7 +19,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::context::{Context, Settings};
+use super::context::Context;
+use super::settings::Settings;
 use super::{backoff, credential_watch, own_writes, secret_index, verification};
 use crate::crd::{DatabricksToken, DatabricksWorkspace};
 use crate::metrics::Metrics;
@@ -101,16 +102,16 @@ impl World {
         let (tokens, _) = reflector::store();
         let (workspace_triggers, _) =
             credential_watch::channel(ws_store.clone(), cws_store.clone());
-        let settings = ClientSettings {
+        let client_settings = ClientSettings {
             insecure_allow_http: true,
             entra_authority_host: String::new(),
             observer: Some(Arc::new(calls.clone())),
             credential_ttl: Duration::from_secs(300),
         };
-        let verify_interval = Duration::from_secs(600);
+        let verify_interval = settings().verify_interval;
         let ctx = Context {
             kube: kube.clone(),
-            workspaces: Workspaces::new(kube, ws_store, cws_store, settings),
+            workspaces: Workspaces::new(kube, ws_store, cws_store, client_settings),
             tokens,
             secrets: secret_index::SecretIndex::default(),
             inventory: Default::default(),
@@ -119,11 +120,7 @@ impl World {
                 instance: None,
             },
             metrics: Arc::new(Metrics::new()),
-            settings: Settings {
-                verify_interval,
-                default_grace_period: Duration::from_secs(3600),
-                max_requeue: verify_interval,
-            },
+            settings: settings(),
             backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             workspace_backoff: backoff::WorkspaceBackoff::new(
                 Duration::from_secs(1),
@@ -190,6 +187,16 @@ impl World {
             .get(name)
             .map(|s| serde_json::from_value(s.clone()).expect("secret"))
     }
+}
+
+/// The defaults of the command line.
+pub fn settings() -> Settings {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+    <Cli as clap::Parser>::parse_from(["operator"]).settings
 }
 
 fn base64(text: &str) -> String {

@@ -23,6 +23,7 @@ mod replacements;
 mod revocation;
 mod rollout;
 mod secret_index;
+mod settings;
 pub mod status;
 mod token;
 mod verification;
@@ -32,7 +33,6 @@ mod workspace_status;
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
@@ -43,9 +43,10 @@ use kube::{
     runtime::{Controller, WatchStreamExt, controller, events::Reporter, reflector, watcher},
 };
 
-pub use context::{Context, ControllerConfig, FIELD_MANAGER, Settings};
+pub use context::{Context, FIELD_MANAGER};
 pub use error::Error;
 pub use finalizer::FINALIZER;
+pub use settings::Settings;
 
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
 use crate::metrics::Metrics;
@@ -55,11 +56,11 @@ use crate::workspace::{ClientSettings, Workspaces};
 /// Run the controllers until `shutdown` resolves.
 pub async fn run(
     kube: kube::Client,
-    config: ControllerConfig,
+    settings: Settings,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    let namespaces = config.namespaces.clone();
+    let namespaces = settings.watched_namespaces();
 
     let (token_reader, token_writer) = reflector::store::<DatabricksToken>();
     let token_filter = watch::TriggerFilter::default();
@@ -136,11 +137,11 @@ pub async fn run(
         .shared()
     };
 
-    let settings = ClientSettings {
-        insecure_allow_http: config.insecure_allow_http,
-        entra_authority_host: config.entra_authority_host.clone(),
+    let client_settings = ClientSettings {
+        insecure_allow_http: settings.insecure_allow_http,
+        entra_authority_host: settings.entra_authority_host.clone(),
         observer: Some(metrics.clone() as Arc<dyn databricks_client::RequestObserver>),
-        credential_ttl: Duration::from_secs(300),
+        credential_ttl: settings.credential_ttl,
     };
     let (workspace_triggers, workspace_trigger_streams) =
         credential_watch::channel(ws_reader.clone(), cws_reader.clone());
@@ -150,30 +151,26 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         kube: kube.clone(),
-        workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, settings),
+        workspaces: Workspaces::new(kube.clone(), ws_reader, cws_reader, client_settings),
         tokens: token_reader.clone(),
         secrets: secret_index,
         inventory: Default::default(),
         reporter,
         metrics: metrics.clone(),
-        settings: Settings {
-            verify_interval: config.verify_interval,
-            default_grace_period: config.default_grace_period,
-            max_requeue: config.verify_interval.max(Duration::from_secs(1)),
-        },
-        backoff: backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+        backoff: backoff::Backoff::new(settings.backoff_base, settings.backoff_max),
         workspace_backoff: backoff::WorkspaceBackoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(300),
+            settings.backoff_base,
+            settings.backoff_max,
         ),
         replacements: Default::default(),
-        verifications: verification::Verifications::new(config.verify_interval),
+        verifications: verification::Verifications::new(settings.verify_interval),
         started_at: crate::now_millis(),
         own_writes,
         workspaces_seen: Mutex::new(HashSet::new()),
         workspace_triggers,
         failure_events: Default::default(),
         caches_ready,
+        settings: settings.clone(),
     });
 
     // A workspace's spec or readiness changed (a credential fixed or refused): its tokens
@@ -210,7 +207,7 @@ pub async fn run(
         .watches_stream(secrets, |s| watch::secret_owner(&s))
         .watches_stream(workspaces, by_namespaced_ws)
         .watches_stream(cluster_workspaces, by_cluster_ws)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));

@@ -62,7 +62,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 &synced.record,
                 synced.next_verification,
                 now,
-                ctx.settings.max_requeue,
+                ctx.settings.max_requeue(),
             )))
         }
         Err(failed) if failed.error.is_conflict() => {

@@ -27,8 +27,6 @@ use crate::crd::{
 };
 use crate::workspace::{ResolvedWorkspace, WorkspaceError, WorkspaceKey};
 
-const RECHECK_READY: Duration = Duration::from_secs(300);
-
 pub async fn run(
     kube: kube::Client,
     namespaces: &[String],
@@ -144,7 +142,7 @@ async fn reconcile_namespaced(
         ws.name_any()
     );
     if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
-        return protected.map(|()| Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(ctx.settings.workspace_recheck_interval));
     }
     let resolved = ctx.workspaces.for_namespaced(&ws).await;
     let key = WorkspaceKey {
@@ -185,7 +183,7 @@ async fn reconcile_cluster(
         ws.status.as_ref(),
         ws.metadata.generation,
     ) {
-        return protected.map(|()| Action::requeue(RECHECK_READY));
+        return protected.map(|()| Action::requeue(ctx.settings.workspace_recheck_interval));
     }
     let resolved = ctx.workspaces.for_cluster(&ws).await;
     let key = WorkspaceKey {
@@ -318,7 +316,7 @@ async fn check(
                     &now,
                     generation,
                 ),
-                Action::requeue(RECHECK_READY),
+                Action::requeue(ctx.settings.workspace_recheck_interval),
             )
         }
         Err((reason, message)) => {
@@ -326,7 +324,7 @@ async fn check(
                 Some(at) => Duration::from_millis((at - crate::now_millis()).max(0) as u64 + 100),
                 None => ctx.backoff.next_delay(&backoff_key(key), None),
             }
-            .min(RECHECK_READY);
+            .min(ctx.settings.workspace_recheck_interval);
             (
                 Condition::new(
                     READY,
