@@ -38,9 +38,13 @@ use std::{
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    ResourceExt,
     core::PartialObjectMeta,
-    runtime::{Controller, WatchStreamExt, controller, events::Reporter, reflector, watcher},
+    runtime::{
+        Controller, WatchStreamExt, controller,
+        events::Reporter,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 
 pub use context::{Context, FIELD_MANAGER};
@@ -48,10 +52,10 @@ pub use error::Error;
 pub use finalizer::FINALIZER;
 pub use settings::Settings;
 
-use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
+use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace};
 use crate::metrics::Metrics;
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::workspace::{ClientSettings, Workspaces};
+use crate::workspace::{ClientSettings, WorkspaceObject, Workspaces};
 
 /// Run the controllers until `shutdown` resolves.
 pub async fn run(
@@ -103,26 +107,37 @@ pub async fn run(
             .try_filter(move |s| future::ready(!own_writes.is_echo(s)))
     };
 
+    // Each workspace kind is watched once, for the token controller (a workspace's change
+    // retriggers its tokens) and for the workspace checks alike.
     let (ws_reader, ws_writer) = reflector::store::<DatabricksWorkspace>();
-    let workspaces = watch::namespaced::<DatabricksWorkspace>(
-        &kube,
-        &namespaces,
-        watcher::Config::default(),
-        watch::known_in_store(ws_reader.clone()),
-    )
-    .modify(watch::slim_for_cache)
-    .reflect(ws_writer)
-    .touched_objects()
-    .predicate_filter(watch::workspace_trigger, Default::default());
+    let (namespaced_watch, ws_for_tokens, ws_for_checks) = watch::fan_out(
+        watch::namespaced::<DatabricksWorkspace>(
+            &kube,
+            &namespaces,
+            watcher::Config::default(),
+            watch::known_in_store(ws_reader.clone()),
+        )
+        .modify(watch::slim_for_cache)
+        .reflect(ws_writer),
+        shutdown.clone(),
+    );
+    let workspaces = ws_for_tokens
+        .map(Ok::<_, watcher::Error>)
+        .touched_objects()
+        .predicate_filter(watch::workspace_trigger, Default::default());
 
     let (cws_reader, cws_writer) = reflector::store::<ClusterDatabricksWorkspace>();
-    let cluster_workspaces =
+    let (cluster_watch, cws_for_tokens, cws_for_checks) = watch::fan_out(
         watcher::watcher(kube::Api::all(kube.clone()), watcher::Config::default())
             .default_backoff()
             .modify(watch::slim_for_cache)
-            .reflect(cws_writer)
-            .touched_objects()
-            .predicate_filter(watch::workspace_trigger, Default::default());
+            .reflect(cws_writer),
+        shutdown.clone(),
+    );
+    let cluster_workspaces = cws_for_tokens
+        .map(Ok::<_, watcher::Error>)
+        .touched_objects()
+        .predicate_filter(watch::workspace_trigger, Default::default());
 
     let caches_ready = {
         let (s, w, c) = (secret_index.clone(), ws_reader.clone(), cws_reader.clone());
@@ -145,6 +160,7 @@ pub async fn run(
     };
     let (workspace_triggers, workspace_trigger_streams) =
         credential_watch::channel(ws_reader.clone(), cws_reader.clone());
+    let (ws_reader_for_checks, cws_reader_for_checks) = (ws_reader.clone(), cws_reader.clone());
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -175,38 +191,25 @@ pub async fn run(
 
     // A workspace's spec or readiness changed (a credential fixed or refused): its tokens
     // retry now, their backoff started over.
-    let by_namespaced_ws = {
-        let (reader, ctx) = (token_reader.clone(), ctx.clone());
-        move |ws: DatabricksWorkspace| {
-            let tokens = watch::dependents(
-                &reader,
-                WorkspaceKind::DatabricksWorkspace,
-                ws.namespace(),
-                &ws.name_any(),
-            );
+    fn retrigger<K: WorkspaceObject>(
+        reader: Store<DatabricksToken>,
+        ctx: Arc<Context>,
+    ) -> impl Fn(K) -> Vec<ObjectRef<DatabricksToken>> {
+        move |ws| {
+            let tokens = watch::dependents(&reader, &ws);
             ctx.reset_backoff_of(&reader, &tokens);
             tokens
         }
-    };
-    let by_cluster_ws = {
-        let (reader, ctx) = (token_reader.clone(), ctx.clone());
-        move |ws: ClusterDatabricksWorkspace| {
-            let tokens = watch::dependents(
-                &reader,
-                WorkspaceKind::ClusterDatabricksWorkspace,
-                None,
-                &ws.name_any(),
-            );
-            ctx.reset_backoff_of(&reader, &tokens);
-            tokens
-        }
-    };
+    }
 
-    let token_controller = Controller::for_stream(tokens, token_reader)
+    let token_controller = Controller::for_stream(tokens, token_reader.clone())
         // Not owns_stream: a Retain Secret has no ownerReference (see watch::secret_owner).
         .watches_stream(secrets, |s| watch::secret_owner(&s))
-        .watches_stream(workspaces, by_namespaced_ws)
-        .watches_stream(cluster_workspaces, by_cluster_ws)
+        .watches_stream(workspaces, retrigger(token_reader.clone(), ctx.clone()))
+        .watches_stream(
+            cluster_workspaces,
+            retrigger(token_reader.clone(), ctx.clone()),
+        )
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
@@ -216,8 +219,19 @@ pub async fn run(
         kube.clone(),
         &namespaces,
         ctx.clone(),
+        workspace_status::Watched {
+            namespaced: ws_reader_for_checks,
+            namespaced_events: ws_for_checks,
+            cluster: cws_reader_for_checks,
+            cluster_events: cws_for_checks,
+        },
         workspace_trigger_streams,
         shutdown,
     );
-    futures::join!(token_controller, workspace_controllers);
+    futures::join!(
+        token_controller,
+        workspace_controllers,
+        namespaced_watch,
+        cluster_watch
+    );
 }

@@ -5,7 +5,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use futures::{StreamExt, stream::BoxStream};
+use std::future::Future;
+
+use futures::{Stream, StreamExt, channel::mpsc::UnboundedReceiver, stream::BoxStream};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -20,10 +22,8 @@ use kube::{
 use serde::de::DeserializeOwned;
 
 use super::namespace_merge::{self, Known};
-use crate::crd::{
-    ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind,
-    condition_types, find_condition,
-};
+use crate::crd::DatabricksToken;
+use crate::workspace::{WorkspaceObject, Workspaces};
 
 /// Watch settings for the large caches. Small list pages: each page is decoded whole, with the
 /// managedFields the caches then drop, and those transient pages set the peak memory of a
@@ -81,6 +81,36 @@ where
             .map(|o| (**o).clone())
             .collect()
     })
+}
+
+/// One watch for two consumers: each event of `events` (a reflector's, so the store is filled
+/// first) goes to both returned streams, so a kind the token controller and the workspace checks
+/// both follow is listed and watched once. The returned future drives the watch until
+/// `shutdown`. A watch error is logged; the watcher retries with its backoff.
+pub fn fan_out<K>(
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    UnboundedReceiver<watcher::Event<K>>,
+    UnboundedReceiver<watcher::Event<K>>,
+)
+where
+    K: Clone + Send + 'static,
+{
+    let (first, first_rx) = futures::channel::mpsc::unbounded();
+    let (second, second_rx) = futures::channel::mpsc::unbounded();
+    let driver = events.take_until(shutdown).for_each(move |event| {
+        match event {
+            Ok(event) => {
+                let _ = first.unbounded_send(event.clone());
+                let _ = second.unbounded_send(event);
+            }
+            Err(e) => tracing::warn!(error = %e, "watch error"),
+        }
+        futures::future::ready(())
+    });
+    (driver, first_rx, second_rx)
 }
 
 /// What `kubectl apply` leaves on every object it applied: a copy of the whole manifest.
@@ -151,36 +181,12 @@ pub fn secret_owner(
 }
 
 /// A workspace retriggers its tokens when its spec or its readiness changes (a credential fix).
-pub fn workspace_trigger<K: WorkspaceLike>(ws: &K) -> Option<u64> {
+pub fn workspace_trigger<K: WorkspaceObject>(ws: &K) -> Option<u64> {
     Some(crate::schedule::seed_of(&format!(
         "{:?}/{}",
         ws.meta().generation,
         ws.ready_status()
     )))
-}
-
-pub trait WorkspaceLike: Resource {
-    fn ready_status(&self) -> String;
-}
-
-impl WorkspaceLike for DatabricksWorkspace {
-    fn ready_status(&self) -> String {
-        self.status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, condition_types::READY))
-            .map(|c| format!("{:?}", c.status))
-            .unwrap_or_default()
-    }
-}
-
-impl WorkspaceLike for ClusterDatabricksWorkspace {
-    fn ready_status(&self) -> String {
-        self.status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, condition_types::READY))
-            .map(|c| format!("{:?}", c.status))
-            .unwrap_or_default()
-    }
 }
 
 /// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
@@ -199,22 +205,16 @@ pub fn token_trigger(token: &DatabricksToken) -> Option<u64> {
     Some(crate::schedule::seed_of(&text))
 }
 
-/// Tokens that use the given workspace.
-pub fn dependents(
+/// Tokens that use the workspace `ws`.
+pub fn dependents<K: WorkspaceObject>(
     reader: &Store<DatabricksToken>,
-    kind: WorkspaceKind,
-    namespace: Option<String>,
-    name: &str,
+    ws: &K,
 ) -> Vec<ObjectRef<DatabricksToken>> {
+    let key = ws.key();
     reader
         .state()
         .iter()
-        .filter(|t| {
-            let r = &t.spec.workspace_ref;
-            r.kind == kind
-                && r.name == name
-                && (kind == WorkspaceKind::ClusterDatabricksWorkspace || t.namespace() == namespace)
-        })
+        .filter(|t| Workspaces::key_for(t) == key)
         .map(|t| ObjectRef::from_obj(t.as_ref()))
         .collect()
 }
