@@ -17,7 +17,7 @@ use kube::{
 
 use super::context::Context;
 use super::error::Error;
-use super::{events, finalizer, revocation};
+use super::{events, finalizer, plan, revocation};
 use crate::crd::{DatabricksToken, DeletionPolicy, event_actions, event_reasons};
 use crate::databricks;
 use crate::schedule::EpochMillis;
@@ -166,20 +166,18 @@ async fn revoke_all(
     let mut revoked = 0;
     for (id, (origin, expiry)) in &ids {
         // Token ids from the Secret are revoked only where a lookup shows this resource's tag.
-        match revoker.revoke(id, origin.as_ref(), now).await? {
-            revocation::Outcome::Revoked => {
-                revoked += 1;
-                ctx.metrics.revocation("deleted");
-            }
-            revocation::Outcome::Gone | revocation::Outcome::Foreign => {}
-            // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
-            revocation::Outcome::Blocked(_) if expiry.is_some_and(|e| e <= now) => {}
-            revocation::Outcome::Blocked(why) => {
+        let outcome = revoker.revoke(id, origin.as_ref(), now).await?;
+        // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
+        if !plan::forget_after(&outcome, expiry.is_some_and(|e| e <= now)) {
+            if let revocation::Outcome::Blocked(why) = outcome {
                 return Err(Error::RevocationBlocked {
                     token_id: id.clone(),
                     why,
                 });
             }
+        } else if outcome == revocation::Outcome::Revoked {
+            revoked += 1;
+            ctx.metrics.revocation("deleted");
         }
     }
     // Count only what this call revoked: a token already gone was not revoked here.

@@ -116,7 +116,7 @@ impl World {
             secrets: secret_index::SecretIndex::default(),
             inventory: Default::default(),
             reporter: Reporter {
-                controller: super::FIELD_MANAGER.into(),
+                controller: super::context::FIELD_MANAGER.into(),
                 instance: None,
             },
             metrics: Arc::new(Metrics::new()),

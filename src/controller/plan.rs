@@ -373,6 +373,30 @@ pub fn next_wakeup(
 /// The shortest sleep after a successful sync.
 const MIN_WAKEUP: Duration = Duration::from_millis(500);
 
+/// What became of a token the operator set out to revoke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevocationOutcome {
+    /// Revoked now.
+    Revoked,
+    /// Already gone where it was minted (revoked or expired).
+    Gone,
+    /// Not this resource's token (no tag, or another resource's): left alone.
+    Foreign,
+    /// Nothing the operator can reach may revoke it now (the workspace or its credential is
+    /// gone, or the credential may not manage that owner's tokens): kept until it can be.
+    Blocked(String),
+}
+
+/// Whether a replaced token is dropped from the record after an attempt to revoke it: when it
+/// is revoked, gone, or not this resource's; and when nothing may revoke it but it has expired
+/// (it cannot authenticate any more). Otherwise it stays recorded and the failure is reported.
+pub fn forget_after(outcome: &RevocationOutcome, expired: bool) -> bool {
+    match outcome {
+        RevocationOutcome::Revoked | RevocationOutcome::Gone | RevocationOutcome::Foreign => true,
+        RevocationOutcome::Blocked(_) => expired,
+    }
+}
+
 /// Whether a rotation replaces a token someone took out of the Secret (deleted it or wrote
 /// another value): the mints a fight over the Secret costs, which are budgeted.
 pub fn is_replacement(reason: RotationReason) -> bool {
@@ -1046,6 +1070,25 @@ mod tests {
                 next_wakeup(&t, record, next_check, NOW, max),
                 expected,
                 "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_nothing_may_revoke_is_kept_until_it_expires() {
+        use RevocationOutcome::*;
+        let table = [
+            (Revoked, false, true),
+            (Gone, false, true),
+            (Foreign, false, true),
+            (Blocked("no credential".into()), false, false),
+            (Blocked("no credential".into()), true, true),
+        ];
+        for (outcome, expired, forget) in table {
+            assert_eq!(
+                forget_after(&outcome, expired),
+                forget,
+                "{outcome:?} {expired}"
             );
         }
     }

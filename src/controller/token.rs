@@ -617,12 +617,30 @@ async fn revoke_due(
             continue;
         }
         // Any list taken after its revoke-after (it was minted before) shows it if alive.
-        let outcome = revoker
+        let outcome = match revoker
             .revoke(&p.token_id, p.origin.as_ref(), p.revoke_after.min(now))
-            .await;
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                kept.push(p);
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        if !plan::forget_after(&outcome, p.has_expired(now)) {
+            if let revocation::Outcome::Blocked(why) = outcome {
+                first_error.get_or_insert(Error::RevocationBlocked {
+                    token_id: p.token_id.clone(),
+                    why,
+                });
+            }
+            kept.push(p);
+            continue;
+        }
+        changed = true;
         match outcome {
-            Ok(revocation::Outcome::Revoked) => {
-                changed = true;
+            revocation::Outcome::Revoked => {
                 ctx.metrics.revocation("grace_period_over");
                 let note = format!(
                     "Revoked previous token {} after its grace period",
@@ -638,12 +656,10 @@ async fn revoke_due(
                 )
                 .await;
             }
-            Ok(revocation::Outcome::Gone) => {
-                changed = true;
+            revocation::Outcome::Gone => {
                 info!(token_id = %p.token_id, "previous token already gone where it was minted");
             }
-            Ok(revocation::Outcome::Foreign) => {
-                changed = true;
+            revocation::Outcome::Foreign => {
                 let note = format!(
                     "Did not revoke token {}: the Secret names it, but it does not carry this resource's tag",
                     p.token_id
@@ -658,20 +674,8 @@ async fn revoke_due(
                 )
                 .await;
             }
-            Ok(revocation::Outcome::Blocked(_)) if p.has_expired(now) => {
-                changed = true;
+            revocation::Outcome::Blocked(_) => {
                 info!(token_id = %p.token_id, "previous token could not be revoked and has expired");
-            }
-            Ok(revocation::Outcome::Blocked(why)) => {
-                first_error.get_or_insert(Error::RevocationBlocked {
-                    token_id: p.token_id.clone(),
-                    why,
-                });
-                kept.push(p);
-            }
-            Err(e) => {
-                kept.push(p);
-                first_error.get_or_insert(e);
             }
         }
     }
