@@ -139,14 +139,20 @@ pub async fn run(
         .touched_objects()
         .predicate_filter(watch::workspace_trigger, Default::default());
 
-    let caches_ready = {
-        let (s, w, c) = (secret_index.clone(), ws_reader.clone(), cws_reader.clone());
+    // A store's readiness future wakes only its latest waiter, so each store has one: these
+    // shared futures, which every reconcile and the workspace controllers await instead.
+    let workspaces_ready = {
+        let (w, c) = (ws_reader.clone(), cws_reader.clone());
         async move {
-            let _ = futures::join!(
-                s.wait_until_ready(),
-                w.wait_until_ready(),
-                c.wait_until_ready()
-            );
+            let _ = futures::join!(w.wait_until_ready(), c.wait_until_ready());
+        }
+        .boxed()
+        .shared()
+    };
+    let caches_ready = {
+        let (s, w) = (secret_index.clone(), workspaces_ready.clone());
+        async move {
+            let _ = futures::join!(s.wait_until_ready(), w);
         }
         .boxed()
         .shared()
@@ -215,6 +221,8 @@ pub async fn run(
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // The workspace controllers wait for their stores themselves; started once the stores are
+    // ready, they find them ready at once rather than compete for the readiness wake-up.
     let workspace_controllers = workspace_status::run(
         kube.clone(),
         &namespaces,
@@ -228,6 +236,10 @@ pub async fn run(
         workspace_trigger_streams,
         shutdown,
     );
+    let workspace_controllers = async move {
+        workspaces_ready.await;
+        workspace_controllers.await;
+    };
     futures::join!(
         token_controller,
         workspace_controllers,
