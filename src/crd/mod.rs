@@ -8,7 +8,8 @@ mod inventory;
 mod workspace;
 
 pub use conditions::{
-    Condition, ConditionStatus, find as find_condition, upsert as upsert_condition,
+    Condition, ConditionStatus, event_actions, event_reasons, find as find_condition, reasons,
+    types as condition_types, upsert as upsert_condition,
 };
 pub use inventory::*;
 pub use token::*;
