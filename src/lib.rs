@@ -14,8 +14,8 @@ mod module_graph;
 pub mod schedule;
 pub mod secret;
 pub mod tenancy;
-pub mod workload_identity;
 pub mod time;
+pub mod workload_identity;
 pub mod workspace;
 
 pub use time::now_millis;

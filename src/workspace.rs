@@ -27,24 +27,7 @@ use crate::crd::{
 };
 use crate::tenancy::{self, Refusal, Verdict};
 
-/// Identifies one workspace object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct WorkspaceKey {
-    pub kind: WorkspaceKind,
-    /// None for cluster-scoped workspaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl std::fmt::Display for WorkspaceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{:?} {ns}/{}", self.kind, self.name),
-            None => write!(f, "{:?} {}", self.kind, self.name),
-        }
-    }
-}
+pub use crate::crd::WorkspaceKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
