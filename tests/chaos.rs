@@ -506,10 +506,10 @@ fn leaked(workspaces: &Workspaces<'_>, tokens: &[DatabricksToken], now_ms: i64) 
             };
             let status = owner.status.clone().unwrap_or_default();
             let current = status.token_id.as_deref() == Some(live.token_id.as_str());
-            let in_grace = status.previous_tokens.iter().any(|p| {
-                p.token_id == live.token_id
-                    && secret::parse_time(&p.revoke_after).is_some_and(|t| t > now_ms)
-            });
+            let in_grace = status
+                .previous_tokens
+                .iter()
+                .any(|p| p.token_id == live.token_id && p.revoke_after.as_millis() > now_ms);
             if !current && !in_grace {
                 leaks.push(format!(
                     "workspace {w}: {} of {}/{}",

@@ -333,7 +333,7 @@ async fn a_realistic_workspace_is_counted_by_class_and_only_orphans_are_revoked(
     assert_eq!(column("NEVEREXPIRING"), "6", "{out}");
 
     // The next inventory finds no orphans left, and still touches nothing else.
-    let first = status.last_inventory_time.clone();
+    let first = status.last_inventory_time;
     let next = wait_inventory(&w, "the second inventory", |i| {
         i.last_inventory_time != first
     })

@@ -96,8 +96,8 @@ async fn revoke_all(
             let expiry = token
                 .status
                 .as_ref()
-                .and_then(|s| s.expiry_time.clone())
-                .unwrap_or_else(|| "unknown".into());
+                .and_then(|s| s.expiry_time)
+                .map_or_else(|| "unknown".into(), |t| t.to_string());
             let note = format!(
                 "Could not revoke tokens: {e}; they expire by themselves (current: {expiry})"
             );

@@ -15,7 +15,7 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
-use crate::crd::{DatabricksToken, DatabricksTokenSpec};
+use crate::crd::{DatabricksToken, DatabricksTokenSpec, Timestamp};
 use crate::schedule::{self, EpochMillis, RenewBefore};
 
 use crate::secret::{self, CurrentToken, PreviousTokenRecord, TokenOrigin, TokenRecord};
@@ -250,13 +250,11 @@ fn carried_previous(token: &DatabricksToken, observed: &Observed) -> Vec<Previou
         .status
         .iter()
         .flat_map(|s| s.previous_tokens.iter())
-        .filter_map(|p| {
-            Some(PreviousTokenRecord {
-                token_id: p.token_id.clone(),
-                revoke_after: crate::time::parse_time(&p.revoke_after)?,
-                expiry: None,
-                origin: None,
-            })
+        .map(|p| PreviousTokenRecord {
+            token_id: p.token_id.clone(),
+            revoke_after: p.revoke_after.as_millis(),
+            expiry: None,
+            origin: None,
         })
         .collect()
 }
@@ -277,7 +275,7 @@ fn old_current(
     let s = token.status.as_ref()?;
     Some((
         s.token_id.clone()?,
-        s.expiry_time.as_deref().and_then(crate::time::parse_time),
+        s.expiry_time.map(Timestamp::as_millis),
         None,
     ))
 }

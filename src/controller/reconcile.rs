@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::context::Context;
 use super::error::Error;
 use super::{cleanup, events, finalizer, plan, status, token};
-use crate::crd::{DatabricksToken, event_actions};
+use crate::crd::{DatabricksToken, Timestamp, event_actions};
 use crate::schedule::EpochMillis;
 use crate::workspace::Workspaces;
 
@@ -108,14 +108,8 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 .await;
             }
             let ready = status::is_ready(&desired);
-            let expiry = desired
-                .expiry_time
-                .as_deref()
-                .and_then(crate::secret::parse_time);
-            let renewal = desired
-                .renewal_time
-                .as_deref()
-                .and_then(crate::secret::parse_time);
+            let expiry = desired.expiry_time.map(Timestamp::as_millis);
+            let renewal = desired.renewal_time.map(Timestamp::as_millis);
             ctx.metrics
                 .observe_token(&ns, &name, ready, expiry, renewal);
             ctx.metrics.reconcile_error(&error.reason());
@@ -150,8 +144,8 @@ pub fn error_policy(token: Arc<DatabricksToken>, error: &Error, ctx: Arc<Context
     let expiry = token
         .status
         .as_ref()
-        .and_then(|s| s.expiry_time.as_deref())
-        .and_then(crate::secret::parse_time);
+        .and_then(|s| s.expiry_time)
+        .map(Timestamp::as_millis);
     let delay = plan::failure_wakeup(delay, expiry, now);
     warn!(
         namespace = %token.namespace().unwrap_or_default(),

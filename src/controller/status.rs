@@ -15,7 +15,7 @@ use super::{
 use crate::crd::condition_types::{DEGRADED, READY, ROTATING};
 use crate::crd::reasons::{AS_EXPECTED, IDLE, MINTING, TOKEN_READY};
 use crate::crd::{
-    Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
+    Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken, Timestamp,
     find_condition, upsert_condition,
 };
 use crate::schedule::EpochMillis;
@@ -42,22 +42,22 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
     let generation = token.metadata.generation;
     let now_text = format_time(now);
     let record = &synced.record;
-    let expiry = record.current.expiry.map(format_time);
+    let expiry = record.current.expiry.map(Timestamp::from_millis);
     status.token_id = Some(record.current.token_id.clone());
     status.short_token_id = Some(short_id(&record.current.token_id));
     status.secret_name = Some(synced.secret_name.clone());
     status.secret_resource_version = synced.secret_version.clone();
-    status.expiry_time = expiry.clone();
-    status.renewal_time = plan::renewal_of(token, record).map(format_time);
+    status.expiry_time = expiry;
+    status.renewal_time = plan::renewal_of(token, record).map(Timestamp::from_millis);
     if let Some(at) = synced.rotated_at {
-        status.last_rotation_time = Some(format_time(at));
+        status.last_rotation_time = Some(Timestamp::from_millis(at));
     }
     status.previous_tokens = record
         .previous
         .iter()
         .map(|p| PreviousToken {
             token_id: p.token_id.clone(),
-            revoke_after: format_time(p.revoke_after),
+            revoke_after: Timestamp::from_millis(p.revoke_after),
         })
         .collect();
     status.observed_generation = generation;
@@ -65,7 +65,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
         "Secret {} holds token {} (expires {})",
         synced.secret_name,
         record.current.token_id,
-        expiry.as_deref().unwrap_or("never")
+        expiry.map_or_else(|| "never".into(), |t| t.to_string())
     );
     let c = &mut status.conditions;
     upsert_condition(
@@ -119,9 +119,7 @@ pub fn failed(token: &DatabricksToken, failed: &Failed, now: EpochMillis) -> Dat
     let message = error.to_string();
     let token_alive = status
         .expiry_time
-        .as_deref()
-        .and_then(crate::secret::parse_time)
-        .is_none_or(|expiry| expiry > now)
+        .is_none_or(|expiry| expiry.as_millis() > now)
         && status.token_id.is_some();
     let c = &mut status.conditions;
     if !plan::ready_after_failure(failed.secret_serves, token_alive) {
@@ -320,7 +318,7 @@ mod tests {
         let t = ready_token();
         let s = failed(&t, &failure(Some(true), Some(synced_with("new", NOW))), NOW);
         assert_eq!(s.token_id.as_deref(), Some("new"));
-        assert_eq!(s.last_rotation_time, Some(format_time(NOW)));
+        assert_eq!(s.last_rotation_time, Some(Timestamp::from_millis(NOW)));
         assert!(is_ready(&s));
         assert_eq!(condition(&s, DEGRADED).0, ConditionStatus::True);
     }

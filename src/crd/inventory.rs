@@ -5,6 +5,8 @@ use kube::{KubeSchema, core::Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::time::Timestamp;
+
 /// Periodic listing of every token in the workspace through token management (the workspace
 /// credential must be a workspace admin), classified into status counts and metrics.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -88,8 +90,12 @@ pub struct CleanupRule {
 #[serde(rename_all = "camelCase")]
 pub struct InventoryStatus {
     /// When the last complete list was read (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_inventory_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time::lenient"
+    )]
+    pub last_inventory_time: Option<Timestamp>,
     /// Tokens counted (after the owners filter).
     #[serde(default)]
     pub total: u64,

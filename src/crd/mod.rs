@@ -15,6 +15,8 @@ pub use inventory::*;
 pub use token::*;
 pub use workspace::*;
 
+pub use crate::time::Timestamp;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use crate::time::Timestamp;
 
 /// A duration such as `720h`, `90m` or `1h30m`: Go's syntax with each unit at most once, largest
 /// first, and few enough digits that no value overflows CEL's `duration()` (at most about
@@ -308,16 +309,32 @@ pub struct DatabricksTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// When the current token expires (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time::lenient"
+    )]
+    pub expiry_time: Option<Timestamp>,
     /// When the operator will rotate the current token (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renewal_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time::lenient"
+    )]
+    pub renewal_time: Option<Timestamp>,
     /// When the token was last replaced (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rotation_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time::lenient"
+    )]
+    pub last_rotation_time: Option<Timestamp>,
     /// Replaced tokens still valid, and when each is revoked.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::time::skip_unreadable"
+    )]
     pub previous_tokens: Vec<PreviousToken>,
     /// The `.metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,5 +352,62 @@ pub struct PreviousToken {
     /// Databricks id of the replaced token.
     pub token_id: String,
     /// RFC 3339 time after which the operator revokes it.
-    pub revoke_after: String,
+    pub revoke_after: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status exactly as versions with string times wrote it.
+    fn stored_status() -> serde_json::Value {
+        serde_json::json!({
+            "tokenId": "abc",
+            "expiryTime": "2023-11-14T22:13:20.123Z",
+            "renewalTime": "2023-11-14T20:00:00.000Z",
+            "lastRotationTime": "2023-11-13T22:13:20.000Z",
+            "previousTokens": [{"tokenId": "old", "revokeAfter": "2023-11-14T22:23:20.500Z"}],
+        })
+    }
+
+    #[test]
+    fn a_stored_status_reads_typed_and_writes_back_byte_identical() {
+        let status: DatabricksTokenStatus = serde_json::from_value(stored_status()).unwrap();
+        assert_eq!(
+            status.expiry_time.map(Timestamp::as_millis),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            status.previous_tokens[0].revoke_after.as_millis(),
+            1_700_000_600_500
+        );
+        // Every string compared exactly: the same text goes back to the API server.
+        assert_eq!(serde_json::to_value(&status).unwrap(), stored_status());
+    }
+
+    #[test]
+    fn a_hand_edited_status_with_unreadable_times_still_reads() {
+        let status: DatabricksTokenStatus = serde_json::from_value(serde_json::json!({
+            "tokenId": "abc",
+            "expiryTime": "tomorrow",
+            "renewalTime": "2023-11-14T20:00:00Z",
+            "previousTokens": [
+                {"tokenId": "bad", "revokeAfter": "later"},
+                {"tokenId": "good", "revokeAfter": "2023-11-14T22:23:20Z"},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(status.token_id.as_deref(), Some("abc"));
+        assert_eq!(status.expiry_time, None);
+        assert_eq!(
+            status.renewal_time,
+            Some(Timestamp::from_millis(1_699_992_000_000))
+        );
+        let ids: Vec<&str> = status
+            .previous_tokens
+            .iter()
+            .map(|p| p.token_id.as_str())
+            .collect();
+        assert_eq!(ids, ["good"]);
+    }
 }

@@ -1,7 +1,9 @@
 //! The `status.inventory` an inventory leaves: counts by class, what was revoked, what a cleanup
 //! policy matched, or why the inventory failed (keeping the last counts).
 
-use crate::crd::{CLEANUP_IDS_SHOWN, CleanupMode, CleanupStatus, InventorySpec, InventoryStatus};
+use crate::crd::{
+    CLEANUP_IDS_SHOWN, CleanupMode, CleanupStatus, InventorySpec, InventoryStatus, Timestamp,
+};
 use crate::schedule::EpochMillis;
 
 use super::{Class, Tally};
@@ -64,7 +66,7 @@ pub fn succeeded(
     done: Done,
 ) -> InventoryStatus {
     InventoryStatus {
-        last_inventory_time: Some(crate::secret::format_time(now)),
+        last_inventory_time: Some(Timestamp::from_millis(now)),
         total: tally.total(),
         managed: tally.count(Class::Managed),
         orphaned: tally.count(Class::Orphaned),
@@ -150,7 +152,7 @@ mod tests {
         );
         assert_eq!(s.orphans_revoked, 2);
         assert_eq!(
-            s.last_inventory_time.as_deref(),
+            s.last_inventory_time.map(|t| t.to_string()).as_deref(),
             Some("1970-01-01T00:00:00.000Z")
         );
         let cleanup = s.cleanup.clone().unwrap();

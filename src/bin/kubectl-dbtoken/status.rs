@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use databricks_token_operator::{
     crd::{
         ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksToken,
-        DatabricksWorkspace, WorkspaceKind, find_condition,
+        DatabricksWorkspace, Timestamp, WorkspaceKind, find_condition,
     },
     schedule::EpochMillis,
-    secret::{self, parse_time},
+    secret,
 };
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::{Api, ResourceExt, api::ListParams};
@@ -35,10 +35,10 @@ pub struct StatusReport {
     pub message: String,
     pub conditions: Vec<ConditionLine>,
     pub token_id: Option<String>,
-    pub created: Option<String>,
-    pub expires: Option<String>,
-    pub renews: Option<String>,
-    pub last_rotation: Option<String>,
+    pub created: Option<Timestamp>,
+    pub expires: Option<Timestamp>,
+    pub renews: Option<Timestamp>,
+    pub last_rotation: Option<Timestamp>,
     pub previous_tokens: Vec<PreviousLine>,
     pub secret: SecretView,
     pub workspace: WorkspaceView,
@@ -60,11 +60,11 @@ pub struct ConditionLine {
     pub message: String,
 }
 
-#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviousLine {
     pub token_id: String,
-    pub revoke_after: String,
+    pub revoke_after: Timestamp,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -122,8 +122,8 @@ async fn gather(target: &Target, name: &str) -> anyhow::Result<StatusReport> {
     match secrets.get_opt(&report.secret.name).await {
         Ok(Some(s)) => {
             report.secret.keys = s.data.unwrap_or_default().into_keys().collect();
-            report.created =
-                secret::read_record(&s.metadata).map(|r| secret::format_time(r.current.creation));
+            report.created = secret::read_record(&s.metadata)
+                .map(|r| Timestamp::from_millis(r.current.creation));
         }
         Ok(None) => report.secret.problem = Some("the Secret does not exist".into()),
         Err(e) => report.secret.problem = Some(format!("cannot read the Secret: {e}")),
@@ -150,15 +150,15 @@ pub fn from_token(token: &DatabricksToken, now: EpochMillis) -> StatusReport {
         conditions: status.conditions.iter().map(condition_line).collect(),
         token_id: status.token_id.clone(),
         created: None,
-        expires: status.expiry_time.clone(),
-        renews: status.renewal_time.clone(),
-        last_rotation: status.last_rotation_time.clone(),
+        expires: status.expiry_time,
+        renews: status.renewal_time,
+        last_rotation: status.last_rotation_time,
         previous_tokens: status
             .previous_tokens
             .iter()
             .map(|p| PreviousLine {
                 token_id: p.token_id.clone(),
-                revoke_after: p.revoke_after.clone(),
+                revoke_after: p.revoke_after,
             })
             .collect(),
         secret: SecretView {
@@ -213,9 +213,9 @@ pub fn next_step(token: &DatabricksToken, now: EpochMillis) -> String {
     let revoke = status
         .previous_tokens
         .iter()
-        .filter_map(|p| parse_time(&p.revoke_after).map(|at| (at, p)))
+        .map(|p| (p.revoke_after.as_millis(), p))
         .min_by_key(|(at, _)| *at);
-    let renewal = status.renewal_time.as_deref().and_then(parse_time);
+    let renewal = status.renewal_time.map(Timestamp::as_millis);
     match (revoke, renewal) {
         (Some((at, p)), renewal) if renewal.is_none_or(|r| at <= r) => format!(
             "revoke previous token {} {}",
@@ -318,10 +318,7 @@ impl Report for StatusReport {
         if !self.message.is_empty() {
             let _ = writeln!(out, "  {}", self.message);
         }
-        let time = |t: &Option<String>| {
-            t.as_deref()
-                .map_or("-".to_string(), |t| when::annotated(t, now))
-        };
+        let time = |t: &Option<Timestamp>| t.map_or("-".to_string(), |t| when::annotated(t, now));
         let _ = writeln!(
             out,
             "Token:      {}",
@@ -344,7 +341,7 @@ impl Report for StatusReport {
                 out,
                 "Previous:   {} revoked after {}",
                 p.token_id,
-                when::annotated(&p.revoke_after, now)
+                when::annotated(p.revoke_after, now)
             );
         }
         let ws_state = match self.workspace.ready {
@@ -392,8 +389,12 @@ mod tests {
 
     const NOW: EpochMillis = 1_800_000_000_000;
 
+    fn stamp(offset_secs: i64) -> Timestamp {
+        Timestamp::from_millis(NOW + offset_secs * 1000)
+    }
+
     fn at(offset_secs: i64) -> String {
-        secret::format_time(NOW + offset_secs * 1000)
+        stamp(offset_secs).to_string()
     }
 
     fn condition(type_: &str, status: ConditionStatus, reason: &str) -> Condition {
@@ -422,12 +423,12 @@ mod tests {
         DatabricksTokenStatus {
             conditions: vec![condition("Ready", ConditionStatus::True, "TokenReady")],
             token_id: Some("c".repeat(64)),
-            renewal_time: Some(at(renews_in)),
+            renewal_time: Some(stamp(renews_in)),
             previous_tokens: previous
                 .into_iter()
                 .map(|(id, secs)| PreviousToken {
                     token_id: id.repeat(64),
-                    revoke_after: at(secs),
+                    revoke_after: stamp(secs),
                 })
                 .collect(),
             ..Default::default()

@@ -1,6 +1,6 @@
 //! Times as a person reads them next to the RFC 3339 text: "in 39m", "2m ago".
 
-use databricks_token_operator::schedule::EpochMillis;
+use databricks_token_operator::{crd::Timestamp, schedule::EpochMillis};
 
 /// A distance in time in the largest unit that keeps it short.
 pub fn span(millis: i64) -> String {
@@ -22,12 +22,9 @@ pub fn relative(at: EpochMillis, now: EpochMillis) -> String {
     }
 }
 
-/// An RFC 3339 time followed by its distance from now, or the text alone if it does not parse.
-pub fn annotated(rfc3339: &str, now: EpochMillis) -> String {
-    match databricks_token_operator::secret::parse_time(rfc3339) {
-        Some(at) => format!("{rfc3339} ({})", relative(at, now)),
-        None => rfc3339.to_string(),
-    }
+/// A time as RFC 3339 followed by its distance from now.
+pub fn annotated(at: Timestamp, now: EpochMillis) -> String {
+    format!("{at} ({})", relative(at.as_millis(), now))
 }
 
 /// The first characters of a 64-hex token id: enough to tell tokens apart on a screen.
@@ -59,6 +56,15 @@ mod tests {
     fn relative_says_which_side_of_now() {
         assert_eq!(relative(10_000 + 300_000, 10_000), "in 5m");
         assert_eq!(relative(10_000, 10_000 + 300_000), "5m ago");
+    }
+
+    #[test]
+    fn annotated_times_show_the_stored_text_and_the_distance() {
+        let at = Timestamp::from_millis(1_700_000_000_123);
+        assert_eq!(
+            annotated(at, 1_700_000_000_123 - 300_000),
+            "2023-11-14T22:13:20.123Z (in 5m)"
+        );
     }
 
     #[test]
