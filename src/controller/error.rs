@@ -10,6 +10,11 @@ pub mod reasons {
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     /// Someone keeps deleting or overwriting the Secret; replacement mints are backing off.
     pub const SECRET_FIGHT: &str = "SecretFight";
+    /// A PAT create refused because the workspace's admin turned personal access tokens off.
+    pub const PATS_DISABLED: &str = "PersonalAccessTokensDisabled";
+    /// A `type: oauth` token whose workspace authenticates with something other than
+    /// Databricks OAuth (a PAT, an Entra service principal), so no access token can be issued.
+    pub const OAUTH_UNAVAILABLE: &str = "OAuthNotAvailable";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,16 @@ pub enum Error {
         action: &'static str,
         source: databricks_client::Error,
     },
+
+    #[error(
+        "Databricks refused to create a personal access token: personal access tokens are disabled in this workspace ({source}); set `type: oauth` on this DatabricksToken for a short-lived OAuth access token instead"
+    )]
+    PatsDisabled { source: databricks_client::Error },
+
+    #[error(
+        "type oauth needs a workspace that authenticates with Databricks OAuth (auth.oauthM2M or auth.workloadIdentity); {workspace} uses another kind of credential"
+    )]
+    OAuthUnavailable { workspace: String },
 
     #[error("Kubernetes {action} failed: {source}")]
     Kube {
@@ -64,9 +79,20 @@ pub enum Error {
     },
 }
 
+/// The action of a PAT create (own or on-behalf-of), as failures name it.
+pub const CREATE_TOKEN: &str = "create token";
+
 impl Error {
+    /// A failed Databricks call. A PAT create refused because PATs are off in the workspace
+    /// gets its own kind, so the condition says what to do.
     pub fn databricks(action: &'static str) -> impl FnOnce(databricks_client::Error) -> Error {
-        move |source| Error::Databricks { action, source }
+        move |source| {
+            if action == CREATE_TOKEN && crate::databricks::pat_creation_disabled(&source) {
+                Error::PatsDisabled { source }
+            } else {
+                Error::Databricks { action, source }
+            }
+        }
     }
 
     pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
@@ -86,6 +112,8 @@ impl Error {
                     format!("HTTP_{code}")
                 }
             }
+            Error::PatsDisabled { .. } => reasons::PATS_DISABLED.into(),
+            Error::OAuthUnavailable { .. } => reasons::OAUTH_UNAVAILABLE.into(),
             Error::Kube { .. } => "KubernetesError".into(),
             Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
             Error::MissingField(_) => "InvalidObject".into(),

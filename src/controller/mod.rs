@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod inventory;
 mod namespace_merge;
+mod oauth_token;
 mod outcome;
 mod own_writes;
 pub mod plan;

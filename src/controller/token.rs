@@ -20,7 +20,7 @@ use super::{
     Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, own_writes::OwnWrites, plan,
     revocation, rollout, status,
 };
-use crate::crd::DatabricksToken;
+use crate::crd::{DatabricksToken, TokenType};
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{
@@ -37,6 +37,9 @@ pub async fn sync(
     ctx: &Context,
     now: EpochMillis,
 ) -> Result<Synced, Failed> {
+    if token.spec.token_type == TokenType::OAuth {
+        return super::oauth_token::sync(token, ctx, now).await;
+    }
     let key = Workspaces::key_for(token);
     let mut gate = Gate {
         key: &key,
@@ -417,11 +420,10 @@ async fn rotate(
 ) -> Result<(TokenRecord, String), Error> {
     let uid = token.uid().unwrap_or_default();
     let request = CreateTokenRequest {
-        lifetime_seconds: Some(
-            std::time::Duration::from(token.spec.lifetime)
-                .as_secs()
-                .max(1),
-        ),
+        lifetime_seconds: token
+            .spec
+            .lifetime
+            .map(|l| std::time::Duration::from(l).as_secs().max(1)),
         comment: Some(databricks::tagged_comment(
             token.spec.comment.as_deref(),
             &uid,
@@ -581,7 +583,7 @@ async fn owned_secret(
 }
 
 /// Why a Secret write did not happen.
-enum WriteError {
+pub(super) enum WriteError {
     /// The Secret was created or replaced by someone else since it was read.
     Taken,
     Kube(Error),
@@ -590,7 +592,7 @@ enum WriteError {
 /// Write the whole Secret, only if it is still as it was read: created when it was absent
 /// (never over a Secret someone created meanwhile), applied at the version read otherwise.
 /// Returns its new resourceVersion.
-async fn write_secret(
+pub(super) async fn write_secret(
     token: &DatabricksToken,
     own_writes: &OwnWrites,
     secrets: &Api<Secret>,

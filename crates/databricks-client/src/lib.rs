@@ -18,7 +18,7 @@ mod retry;
 mod secret;
 mod types;
 
-pub use auth::{AZURE_DATABRICKS_SCOPE, Credentials, DEFAULT_ENTRA_AUTHORITY};
+pub use auth::{AZURE_DATABRICKS_SCOPE, AccessGrant, Credentials, DEFAULT_ENTRA_AUTHORITY};
 pub use client::WorkspaceClient;
 pub use config::{ClientConfig, Endpoint, RequestObserver};
 pub use error::Error;
