@@ -272,4 +272,36 @@ mod tests {
             "Secret reports keeps losing its token (last changed by argocd); 4 replacement tokens minted in the last hour, the next not before 1970-01-01T00:00:00.000Z"
         );
     }
+
+    fn denied(message: &str) -> databricks_client::Error {
+        databricks_client::Error::PermissionDenied {
+            code: "PERMISSION_DENIED".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_pat_create_refused_because_pats_are_off_has_its_own_reason_and_says_what_to_do() {
+        let e = Error::databricks(CREATE_TOKEN)(denied(
+            "Personal access tokens are disabled for this workspace. Use OAuth instead.",
+        ));
+        assert_eq!(e.reason(), reasons::PATS_DISABLED);
+        assert!(e.to_string().contains("`type: oauth`"), "{e}");
+    }
+
+    #[test]
+    fn other_permission_refusals_keep_the_databricks_code() {
+        let obo_off = Error::databricks(CREATE_TOKEN)(denied(
+            "On-behalf-of token creation for service principals is not enabled for this workspace",
+        ));
+        assert_eq!(obo_off.reason(), "PERMISSION_DENIED");
+        let no_right = Error::databricks(CREATE_TOKEN)(denied(
+            "User does not have permission to use tokens.",
+        ));
+        assert_eq!(no_right.reason(), "PERMISSION_DENIED");
+        let not_a_create = Error::databricks("list tokens")(denied(
+            "Personal access tokens are disabled for this workspace.",
+        ));
+        assert_eq!(not_a_create.reason(), "PERMISSION_DENIED");
+    }
 }

@@ -73,7 +73,7 @@ macro_rules! is_duration {
 #[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.onBehalfOf)").message("onBehalfOf is not available for type oauth: the access token belongs to the workspace's own service principal"))]
 #[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.comment)").message("comment is not available for type oauth: OAuth access tokens carry no comment"))]
 #[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.rotation)").message("rotation is not available for type oauth: a replaced access token is not revoked (it expires by itself within the hour), and pods should read the Secret as a mounted file, not be restarted hourly"))]
-#[x_kube(validation = Rule::new(r"self.type != 'oauth' || !has(self.scopes) || self.scopes.all(s, s.matches('^[!#-\[\]-~]+$'))").message("scopes of type oauth must be OAuth scope names (printable characters, no spaces, quotes or backslashes), e.g. all-apis or sql"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.scopes) || self.scopes.all(s, s.matches('^[-a-zA-Z0-9._:/]+$'))").message("scopes of type oauth must be OAuth scope names (letters, digits and . _ : / -; no spaces), e.g. all-apis or sql"))]
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
 // Each rule that converts with duration() first checks the text is a duration: an unparsable
 // value gets the pattern's message alone, not also a type-conversion error per rule.
