@@ -38,7 +38,10 @@ const SCOPE: &str = "all-apis sql";
 
 /// A world whose workspace has PATs turned off, reached as a (non-admin) service principal
 /// with OAuth M2M credentials: the workspace `m2m`.
-async fn pat_less_world(prefix: &str, access_token_seconds: u64) -> (World, SeededServicePrincipal) {
+async fn pat_less_world(
+    prefix: &str,
+    access_token_seconds: u64,
+) -> (World, SeededServicePrincipal) {
     let config = EmulatorConfig {
         tokens_enabled: false,
         access_token_seconds,
@@ -130,13 +133,18 @@ async fn a_pat_less_workspace_keeps_a_renewed_access_token_in_the_secret_with_no
     let status = ready.status.clone().unwrap();
     let first_id = status_token_id(&ready);
     assert!(first_id.starts_with("oauth-"), "{first_id}");
-    let expiry = databricks_token_operator::secret::parse_time(status.expiry_time.as_deref().unwrap())
-        .unwrap();
-    let renewal = databricks_token_operator::secret::parse_time(status.renewal_time.as_deref().unwrap())
-        .unwrap();
+    let expiry =
+        databricks_token_operator::secret::parse_time(status.expiry_time.as_deref().unwrap())
+            .unwrap();
+    let renewal =
+        databricks_token_operator::secret::parse_time(status.renewal_time.as_deref().unwrap())
+            .unwrap();
     let lifetime = expiry - renewal;
     // Renewal at 2/3 of the 30 s granted: 10 s before expiry (plus at most 5% jitter).
-    assert!((9_000..=11_500).contains(&lifetime), "renews {lifetime} ms before expiry");
+    assert!(
+        (9_000..=11_500).contains(&lifetime),
+        "renews {lifetime} ms before expiry"
+    );
 
     // Every key holds the access token, and the emulator accepts it.
     let host = w.secret_value("reports", "DATABRICKS_HOST").await.unwrap();
@@ -148,7 +156,9 @@ async fn a_pat_less_workspace_keeps_a_renewed_access_token_in_the_secret_with_no
         "an OAuth access token, not a PAT"
     );
     assert_eq!(
-        w.secret_value("reports", "DATABRICKS_TOKEN").await.as_deref(),
+        w.secret_value("reports", "DATABRICKS_TOKEN")
+            .await
+            .as_deref(),
         Some(token.as_str())
     );
     let cfg = w.secret_value("reports", ".databrickscfg").await.unwrap();
@@ -185,11 +195,16 @@ async fn a_pat_less_workspace_keeps_a_renewed_access_token_in_the_secret_with_no
     }
 
     // Status follows the Secret: the current id and expiry are the Secret's.
-    let t = w.wait_replaced("reports", &first_id, "a renewal in status").await;
+    let t = w
+        .wait_replaced("reports", &first_id, "a renewal in status")
+        .await;
     let secret = w.secrets().get("reports").await.unwrap();
     let annotations = secret.metadata.annotations.unwrap();
     let status = t.status.unwrap();
-    assert!(status.previous_tokens.is_empty(), "nothing waits to be revoked");
+    assert!(
+        status.previous_tokens.is_empty(),
+        "nothing waits to be revoked"
+    );
     assert!(status.last_rotation_time.is_some());
     // The Secret may have moved on again since status was read; both name an access token.
     assert!(annotations["dbtoken.dev/token-id"].starts_with("oauth-"));
@@ -198,7 +213,9 @@ async fn a_pat_less_workspace_keeps_a_renewed_access_token_in_the_secret_with_no
         "each token asked for the spec's scopes"
     );
     assert!(
-        w.metric(r#"dbtoken_rotations_total{reason="Renewal"}"#).await >= 3.0,
+        w.metric(r#"dbtoken_rotations_total{reason="Renewal"}"#)
+            .await
+            >= 3.0,
         "renewals counted like PAT rotations"
     );
 }
@@ -215,12 +232,16 @@ async fn a_restarted_operator_issues_nothing_while_the_access_token_is_fresh() {
     let value = w.secret_value("reports", "token").await;
 
     w.start_operator();
-    eventually("restarted operator observed the ready token", WAIT, || async {
-        let m = w.operator.as_ref().unwrap().metrics().await;
-        m.lines()
-            .any(|l| l.starts_with("dbtoken_token_ready{") && l.ends_with(" 1"))
-            .then_some(())
-    })
+    eventually(
+        "restarted operator observed the ready token",
+        WAIT,
+        || async {
+            let m = w.operator.as_ref().unwrap().metrics().await;
+            m.lines()
+                .any(|l| l.starts_with("dbtoken_token_ready{") && l.ends_with(" 1"))
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(w.emulator.issued_for_scope(SCOPE), 1, "no token issued");
     assert_eq!(before, w.resource_versions().await, "nothing written");
@@ -237,7 +258,9 @@ async fn a_pat_asked_of_a_workspace_without_pats_says_to_use_type_oauth() {
     )
     .await;
     let t = w
-        .wait_token("legacy", "Degraded", |t| condition_is(t, "Degraded", "True"))
+        .wait_token("legacy", "Degraded", |t| {
+            condition_is(t, "Degraded", "True")
+        })
         .await;
     let (reason, message) = condition_reason(&t, "Degraded").unwrap();
     assert_eq!(reason, "PersonalAccessTokensDisabled");

@@ -126,7 +126,15 @@ async fn oauth_nothing_to_revoke(token: &DatabricksToken, ctx: &Context) {
     let note = format!(
         "Deleted the Secret; an OAuth access token cannot be revoked and expires by itself (current: {expiry})"
     );
-    events::publish(ctx, token, EventType::Normal, "NothingToRevoke", "Delete", note).await;
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        "NothingToRevoke",
+        "Delete",
+        note,
+    )
+    .await;
 }
 
 /// Revoke the current token, every previous one, and anything else tagged for this resource.

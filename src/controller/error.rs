@@ -295,9 +295,8 @@ mod tests {
             "On-behalf-of token creation for service principals is not enabled for this workspace",
         ));
         assert_eq!(obo_off.reason(), "PERMISSION_DENIED");
-        let no_right = Error::databricks(CREATE_TOKEN)(denied(
-            "User does not have permission to use tokens.",
-        ));
+        let no_right =
+            Error::databricks(CREATE_TOKEN)(denied("User does not have permission to use tokens."));
         assert_eq!(no_right.reason(), "PERMISSION_DENIED");
         let not_a_create = Error::databricks("list tokens")(denied(
             "Personal access tokens are disabled for this workspace.",

@@ -175,9 +175,7 @@ pub async fn sync(
         .map(|r| plan::Observed::untouched(Arc::unwrap_or_clone(r)))
         .filter(|o| decide(token, o, &desired_hash, false, now) == Step::Keep);
     if let Some(observed) = quiet {
-        let record = observed
-            .record
-            .ok_or(Error::MissingField("token record"))?;
+        let record = observed.record.ok_or(Error::MissingField("token record"))?;
         return Ok(Synced {
             record,
             secret_name: name,
@@ -478,16 +476,96 @@ mod tests {
             )]
             .into(),
         );
-        let cases: Vec<(&str, &DatabricksToken, plan::Observed, &str, bool, EpochMillis, Step)> = vec![
-            ("no Secret yet", &t, observed(None), &hash, false, 0, Step::Issue(plan::RotationReason::Initial)),
-            ("fresh", &t, observed(fresh.clone()), &hash, false, 10 * MINUTE, Step::Keep),
-            ("fresh, Secret drifted", &t, observed(fresh.clone()), &hash, true, 10 * MINUTE, Step::Rewrite),
-            ("just before 2/3 of the hour (jitter at most 5% early)", &t, observed(fresh.clone()), &hash, false, 38 * MINUTE, Step::Keep),
-            ("past 2/3 of the hour", &t, observed(fresh.clone()), &hash, false, 41 * MINUTE, Step::Issue(plan::RotationReason::Renewal)),
-            ("expired (operator was down)", &t, observed(fresh.clone()), &hash, false, 61 * MINUTE, Step::Issue(plan::RotationReason::Expired)),
-            ("value altered by hand", &t, altered, &hash, false, MINUTE, Step::Issue(plan::RotationReason::ValueAltered)),
-            ("scopes changed", &rescoped, observed(fresh.clone()), &rescoped_hash, false, MINUTE, Step::Issue(plan::RotationReason::SpecChanged)),
-            ("manual rotation request", &requested, observed(fresh.clone()), &hash, false, MINUTE, Step::Issue(plan::RotationReason::Manual)),
+        let cases: Vec<(
+            &str,
+            &DatabricksToken,
+            plan::Observed,
+            &str,
+            bool,
+            EpochMillis,
+            Step,
+        )> = vec![
+            (
+                "no Secret yet",
+                &t,
+                observed(None),
+                &hash,
+                false,
+                0,
+                Step::Issue(plan::RotationReason::Initial),
+            ),
+            (
+                "fresh",
+                &t,
+                observed(fresh.clone()),
+                &hash,
+                false,
+                10 * MINUTE,
+                Step::Keep,
+            ),
+            (
+                "fresh, Secret drifted",
+                &t,
+                observed(fresh.clone()),
+                &hash,
+                true,
+                10 * MINUTE,
+                Step::Rewrite,
+            ),
+            (
+                "just before 2/3 of the hour (jitter at most 5% early)",
+                &t,
+                observed(fresh.clone()),
+                &hash,
+                false,
+                38 * MINUTE,
+                Step::Keep,
+            ),
+            (
+                "past 2/3 of the hour",
+                &t,
+                observed(fresh.clone()),
+                &hash,
+                false,
+                41 * MINUTE,
+                Step::Issue(plan::RotationReason::Renewal),
+            ),
+            (
+                "expired (operator was down)",
+                &t,
+                observed(fresh.clone()),
+                &hash,
+                false,
+                61 * MINUTE,
+                Step::Issue(plan::RotationReason::Expired),
+            ),
+            (
+                "value altered by hand",
+                &t,
+                altered,
+                &hash,
+                false,
+                MINUTE,
+                Step::Issue(plan::RotationReason::ValueAltered),
+            ),
+            (
+                "scopes changed",
+                &rescoped,
+                observed(fresh.clone()),
+                &rescoped_hash,
+                false,
+                MINUTE,
+                Step::Issue(plan::RotationReason::SpecChanged),
+            ),
+            (
+                "manual rotation request",
+                &requested,
+                observed(fresh.clone()),
+                &hash,
+                false,
+                MINUTE,
+                Step::Issue(plan::RotationReason::Manual),
+            ),
         ];
         for (what, t, observed, hash, drifted, now, want) in cases {
             assert_eq!(decide(t, &observed, hash, drifted, now), want, "{what}");
@@ -510,10 +588,17 @@ mod tests {
                 None,
             );
             assert_eq!(r.current.creation, 1_500, "created when the answer came");
-            assert_eq!(r.current.expiry, Some(1_000 + 3_600_000), "from the request");
+            assert_eq!(
+                r.current.expiry,
+                Some(1_000 + 3_600_000),
+                "from the request"
+            );
             let renewal = plan::renewal_of(&t, &r).unwrap();
             let two_thirds = 1_000 + 3_600_000 - 3_600_000 * 33 / 100;
-            assert!(renewal <= two_thirds, "{value}: {renewal} after {two_thirds}");
+            assert!(
+                renewal <= two_thirds,
+                "{value}: {renewal} after {two_thirds}"
+            );
             assert!(
                 renewal >= two_thirds - 2 * MINUTE,
                 "{value}: jitter too large"
@@ -553,7 +638,10 @@ mod tests {
     #[test]
     fn scope_is_the_spec_scopes_space_separated_or_all_apis() {
         assert_eq!(scope(&token("").spec), "all-apis");
-        assert_eq!(scope(&token("scopes: [all-apis, sql]").spec), "all-apis sql");
+        assert_eq!(
+            scope(&token("scopes: [all-apis, sql]").spec),
+            "all-apis sql"
+        );
     }
 
     #[test]

@@ -28,21 +28,24 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 /// Scopes the token endpoint grants. A request naming any other is refused (`invalid_scope`).
 /// Which APIs a narrower scope (e.g. `sql`) opens is not modelled: every issued token
 /// authenticates every call.
-pub const SUPPORTED_SCOPES: &[&str] = &["all-apis", "sql", "offline_access", "openid", "profile", "email"];
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "all-apis",
+    "sql",
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+];
 
-/// The requested `scope` (space-separated), or the refusal of the real endpoint's kind.
-fn checked_scope(form: &HashMap<String, String>) -> Result<String, Response> {
+/// The requested `scope` (space-separated), or why the endpoint refuses it (`invalid_scope`).
+fn checked_scope(form: &HashMap<String, String>) -> Result<String, String> {
     let requested = form.get("scope").map(String::as_str).unwrap_or("").trim();
     let scopes: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
     if scopes.is_empty() {
-        return Err(respond::oauth_error(400, "invalid_scope", "scope is required (e.g. all-apis)"));
+        return Err("scope is required (e.g. all-apis)".into());
     }
     if let Some(unknown) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(s)) {
-        return Err(respond::oauth_error(
-            400,
-            "invalid_scope",
-            &format!("Invalid scope requested: {unknown}"),
-        ));
+        return Err(format!("Invalid scope requested: {unknown}"));
     }
     Ok(scopes.join(" "))
 }
@@ -134,7 +137,7 @@ fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, Strin
     }
     let scope = match checked_scope(form) {
         Ok(scope) => scope,
-        Err(refusal) => return refusal,
+        Err(why) => return respond::oauth_error(400, "invalid_scope", &why),
     };
     match app.lock().oauth_exchange(&id, &secret, &scope) {
         Some((token, seconds)) => Json(json!({
@@ -165,7 +168,7 @@ fn token_exchange(app: &Shared, form: &HashMap<String, String>) -> Response {
     }
     let scope = match checked_scope(form) {
         Ok(scope) => scope,
-        Err(refusal) => return refusal,
+        Err(why) => return respond::oauth_error(400, "invalid_scope", &why),
     };
     let client_id = field("client_id");
     if client_id.is_empty() {

@@ -497,10 +497,13 @@ impl State {
             })?;
         let pats_work = self.config.tokens_enabled;
         let identity_id = if let Some(id) = self.by_value.get(bearer) {
-            self.tokens.get_mut(id).filter(|t| pats_work && t.alive(now)).map(|t| {
-                t.last_used_day = Some(now - now.rem_euclid(86_400_000));
-                t.owner_id
-            })
+            self.tokens
+                .get_mut(id)
+                .filter(|t| pats_work && t.alive(now))
+                .map(|t| {
+                    t.last_used_day = Some(now - now.rem_euclid(86_400_000));
+                    t.owner_id
+                })
         } else {
             self.sessions
                 .get(bearer)
