@@ -42,13 +42,23 @@ async fn pat_less_world(
     prefix: &str,
     access_token_seconds: u64,
 ) -> (World, SeededServicePrincipal) {
+    pat_less_world_as(prefix, access_token_seconds, false).await
+}
+
+/// The same, with the workspace's service principal a workspace admin or not (the workspace
+/// keeps the default `ownIdentityTokens: DenyIfAdmin`).
+async fn pat_less_world_as(
+    prefix: &str,
+    access_token_seconds: u64,
+    admin: bool,
+) -> (World, SeededServicePrincipal) {
     let config = EmulatorConfig {
         tokens_enabled: false,
         access_token_seconds,
         ..EmulatorConfig::default()
     };
     let w = World::with_emulator(prefix, config).await;
-    let sp = w.emulator.add_service_principal("reports-bot", false);
+    let sp = w.emulator.add_service_principal("reports-bot", admin);
     w.create_secret(
         "databricks-sp",
         &[
@@ -294,4 +304,22 @@ async fn deleting_an_oauth_token_deletes_its_secret_and_revokes_nothing() {
             .iter()
             .any(|(reason, _)| reason == "NothingToRevoke")
     );
+}
+
+#[tokio::test]
+async fn an_admin_service_principal_is_refused_with_advice_that_fits_an_access_token() {
+    let (mut w, _) = pat_less_world_as("oauth-admin", 3600, true).await;
+    w.start_operator();
+    w.create_token("reports", oauth_spec()).await;
+    let t = w
+        .wait_token("reports", "Degraded", |t| {
+            condition_is(t, "Degraded", "True")
+        })
+        .await;
+    let (reason, message) = condition_reason(&t, "Degraded").unwrap();
+    assert_eq!(reason, "OwnIdentityTokenRefused");
+    assert!(message.contains("not a workspace admin"), "{message}");
+    assert!(!message.contains("onBehalfOf"), "{message}");
+    assert_eq!(w.emulator.issued_for_scope(SCOPE), 0, "no token issued");
+    assert!(w.secrets().get_opt("reports").await.unwrap().is_none());
 }

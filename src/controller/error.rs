@@ -38,6 +38,16 @@ pub enum Error {
     )]
     OAuthUnavailable { workspace: String },
 
+    /// The workspace refuses tokens of its own identity, and an access token of type oauth is
+    /// always one (onBehalfOf is not available for it).
+    #[error(
+        "type oauth holds an access token of {workspace}'s own identity, which it refuses ({why}): anyone holding it could act as the workspace credential. Authenticate the workspace as a service principal that is not a workspace admin, or set spec.ownIdentityTokens: Allow on the workspace"
+    )]
+    OAuthOwnIdentityRefused {
+        workspace: String,
+        why: &'static str,
+    },
+
     #[error("Kubernetes {action} failed: {source}")]
     Kube {
         action: &'static str,
@@ -114,6 +124,9 @@ impl Error {
             }
             Error::PatsDisabled { .. } => reasons::PATS_DISABLED.into(),
             Error::OAuthUnavailable { .. } => reasons::OAUTH_UNAVAILABLE.into(),
+            Error::OAuthOwnIdentityRefused { .. } => {
+                crate::tenancy::OWN_IDENTITY_TOKEN_REFUSED.into()
+            }
             Error::Kube { .. } => "KubernetesError".into(),
             Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
             Error::MissingField(_) => "InvalidObject".into(),

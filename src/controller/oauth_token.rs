@@ -20,7 +20,7 @@ use super::{
 use crate::crd::{DatabricksToken, DatabricksTokenSpec};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{self, CurrentToken, SecretLayout, TokenRecord};
-use crate::workspace::Workspaces;
+use crate::workspace::{WorkspaceError, Workspaces};
 
 /// The scope asked for when the spec names none: every API, as the workspace's own client.
 pub const DEFAULT_SCOPE: &str = "all-apis";
@@ -150,7 +150,16 @@ pub async fn sync(
         .workspaces
         .for_minting(token)
         .await
-        .map_err(Error::from)?;
+        .map_err(|e| match e {
+            // The PAT advice (onBehalfOf) does not apply to an access token.
+            WorkspaceError::OwnIdentityTokenRefused { workspace, why } => {
+                Error::OAuthOwnIdentityRefused {
+                    workspace: format!("{:?} {}", workspace.kind, workspace.name),
+                    why,
+                }
+            }
+            other => Error::from(other),
+        })?;
     if !workspace.client.issues_oauth_tokens() {
         return Err(Error::OAuthUnavailable {
             workspace: format!("{:?} {}", workspace.key.kind, workspace.key.name),
