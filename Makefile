@@ -12,7 +12,7 @@ demo: tools build
 ## test: the whole suite (unit, emulator + official Python SDK, CRDs, e2e against a real API server, chart)
 test: tools python-sdk
 	cargo test --workspace --doc
-	cargo test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
+	cargo test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 ## test-prometheus: the chart's alerts in a real Prometheus scraping a real operator (builds Prometheus, ~6 min cold)
 test-prometheus: tools

@@ -2,8 +2,8 @@
 # The operator's main job end to end on local defaults: a local control plane, the Databricks
 # emulator, the CRDs, the operator, and a DatabricksToken with a one-minute lifetime. Shows the
 # Secret, waits for a rotation and for the old token's revocation, mints through a workspace with no
-# credential Secret (workload identity), deletes the namespace (which revokes its tokens first),
-# then tears everything down.
+# credential Secret (workload identity), takes an inventory of every token in the workspace,
+# deletes the namespace (which revokes its tokens first), then tears everything down.
 # Non-interactive; `KEEP=1 hack/demo.sh` leaves it all running for exploration.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -136,11 +136,24 @@ import json, sys
 owners = sorted({t["owner_name"] for t in json.load(sys.stdin)["tokens"]})
 print("owners of live tokens (admin PAT workspace, federated service principal):", ", ".join(owners))'
 
-say "8. Metrics"
-addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | sed -n 1p | cut -d= -f2)"
-curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests)' | sed -n 1,12p
+say "8. Every token of the workspace, watched (README, \"Token inventory\")"
+# Two tokens the operator did not mint, as a workspace accumulates them: a laptop PAT that never
+# expires and a CI token expiring in three days.
+admin_id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/admin.json")"
+curl -sf -X POST "$host/_emulator/tokens" -H 'content-type: application/json' \
+  -d "{\"owner_id\": $admin_id, \"comment\": \"laptop\"}" >/dev/null
+curl -sf -X POST "$host/_emulator/tokens" -H 'content-type: application/json' \
+  -d "{\"owner_id\": $admin_id, \"comment\": \"ci\", \"lifetime_seconds\": 259200}" >/dev/null
+kubectl -n demo patch dbws local --type merge -p '{"spec": {"inventory": {"interval": "10s"}}}' >/dev/null
+wait_for "the first inventory" 60 bash -c "[ -n \"\$(kubectl -n demo get dbws local -o jsonpath='{.status.inventory.lastInventoryTime}')\" ]"
+kubectl -n demo get dbws local -o wide
+kubectl -n demo get dbws local -o jsonpath='{.status.inventory}' | python3 -m json.tool
 
-say "9. kubectl delete namespace demo: its tokens are revoked before the namespace goes"
+say "9. Metrics"
+addr="$(grep -o 'addr=[0-9.:]*' "$work/operator.log" | sed -n 1p | cut -d= -f2)"
+curl -s "http://$addr/metrics" | grep -E '^dbtoken_(token_expiry|rotations|mints|revocations|databricks_requests|inventory_tokens)' | sed -n 1,20p
+
+say "10. kubectl delete namespace demo: its tokens are revoked before the namespace goes"
 kubectl delete namespace demo --timeout=120s
 live="$(curl -sf "$host/_emulator/tokens" | { grep -o 'dbtoken.dev/uid=' || true; } | wc -l)"
 echo "tokens minted by the operator still live in the workspace: $live"

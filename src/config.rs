@@ -14,15 +14,6 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Parser)]
 #[command(version, about)]
 pub struct Config {
-    /// Namespaces to watch, comma separated; empty means all namespaces.
-    #[arg(
-        long,
-        env = "WATCH_NAMESPACES",
-        value_delimiter = ',',
-        default_value = ""
-    )]
-    pub namespaces: Vec<String>,
-
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: String,
@@ -55,36 +46,9 @@ pub struct Config {
     #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
 
-    /// Accept plain-http workspace hosts. For the local emulator only: never in production.
-    #[arg(long, env = "INSECURE_ALLOW_HTTP", default_value_t = false)]
-    pub insecure_allow_http: bool,
-
-    /// How often each token is checked against Databricks (revoked outside, orphans).
-    #[arg(long, env = "VERIFY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub verify_interval: Duration,
-
-    /// Grace period of a replaced token when the resource does not set rotation.gracePeriod.
-    #[arg(long, env = "DEFAULT_GRACE_PERIOD", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub default_grace_period: Duration,
-
-    /// Reconciles running at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
-
-    /// Microsoft Entra ID authority for azureServicePrincipal workspaces that do not set one.
-    #[arg(long, env = "ENTRA_AUTHORITY_HOST", default_value = databricks_client::DEFAULT_ENTRA_AUTHORITY)]
-    pub entra_authority_host: String,
-}
-
-impl Config {
-    /// Watched namespaces without empty entries (an empty list means all).
-    pub fn watched_namespaces(&self) -> Vec<String> {
-        self.namespaces
-            .iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect()
-    }
+    /// What the controllers run with.
+    #[command(flatten)]
+    pub controller: crate::controller::Settings,
 }
 
 /// Host name and process id: unique per process even when two share a host (outside a pod).
@@ -207,18 +171,29 @@ mod tests {
     #[test]
     fn defaults_watch_everything_with_leader_election() {
         let c = Config::parse_from(["op"]);
-        assert!(c.watched_namespaces().is_empty());
+        assert!(c.controller.watched_namespaces().is_empty());
         assert_eq!(c.metrics_addr, "0.0.0.0:8080");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
         assert!(c.leader_election);
         assert_eq!(c.lease_name, "databricks-token-operator");
         assert_eq!(c.lease_duration, Duration::from_secs(15));
-        assert!(!c.insecure_allow_http);
-        assert_eq!(c.verify_interval, Duration::from_secs(600));
-        assert_eq!(c.default_grace_period, Duration::from_secs(3600));
-        assert_eq!(c.concurrency, 32);
-        assert_eq!(c.entra_authority_host, "https://login.microsoftonline.com");
+        assert!(!c.controller.insecure_allow_http);
+        assert_eq!(c.controller.verify_interval, Duration::from_secs(600));
+        assert_eq!(c.controller.default_grace_period, Duration::from_secs(3600));
+        assert_eq!(c.controller.concurrency, 32);
+        assert_eq!(
+            c.controller.entra_authority_host,
+            "https://login.microsoftonline.com"
+        );
+        assert_eq!(c.controller.backoff_base, Duration::from_secs(1));
+        assert_eq!(c.controller.backoff_max, Duration::from_secs(300));
+        assert_eq!(
+            c.controller.workspace_recheck_interval,
+            Duration::from_secs(300)
+        );
+        assert_eq!(c.controller.credential_ttl, Duration::from_secs(300));
+        assert_eq!(c.controller.max_requeue(), Duration::from_secs(600));
     }
 
     #[test]
@@ -250,21 +225,21 @@ mod tests {
             "--concurrency",
             "4",
         ]);
-        assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
+        assert_eq!(c.controller.watched_namespaces(), vec!["a", "b"]);
         assert!(!c.leader_election);
-        assert_eq!(c.verify_interval, Duration::from_secs(2));
+        assert_eq!(c.controller.verify_interval, Duration::from_secs(2));
         assert_eq!(c.lease_duration, Duration::from_secs(60));
-        assert_eq!(c.default_grace_period, Duration::from_secs(5400));
+        assert_eq!(c.controller.default_grace_period, Duration::from_secs(5400));
         assert_eq!(c.log_format, LogFormat::Json);
-        assert!(c.insecure_allow_http);
+        assert!(c.controller.insecure_allow_http);
         assert_eq!(c.identity, "pod-0");
-        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.controller.concurrency, 4);
     }
 
     #[test]
     fn blank_namespace_entries_are_ignored() {
         let c = Config::parse_from(["op", "--namespaces", " a ,,b,"]);
-        assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
+        assert_eq!(c.controller.watched_namespaces(), vec!["a", "b"]);
     }
 
     #[test]
@@ -296,7 +271,7 @@ mod tests {
     fn environment_variables_set_every_flag() {
         if std::env::var_os(CHILD).is_some() {
             let c = Config::parse_from(["op"]);
-            assert_eq!(c.watched_namespaces(), vec!["team-a", "team-b"]);
+            assert_eq!(c.controller.watched_namespaces(), vec!["team-a", "team-b"]);
             assert_eq!(c.metrics_addr, "127.0.0.1:9090");
             assert_eq!(c.log_format, LogFormat::Json);
             assert_eq!(c.log_filter, "debug");
@@ -305,14 +280,24 @@ mod tests {
             assert_eq!(c.lease_namespace, "ops");
             assert_eq!(c.lease_duration, Duration::from_secs(30));
             assert_eq!(c.identity, "operator-abc");
-            assert!(c.insecure_allow_http);
-            assert_eq!(c.verify_interval, Duration::from_secs(300));
-            assert_eq!(c.default_grace_period, Duration::from_secs(7200));
-            assert_eq!(c.concurrency, 8);
-            assert_eq!(c.entra_authority_host, "https://login.microsoftonline.us");
+            assert!(c.controller.insecure_allow_http);
+            assert_eq!(c.controller.verify_interval, Duration::from_secs(300));
+            assert_eq!(c.controller.default_grace_period, Duration::from_secs(7200));
+            assert_eq!(c.controller.concurrency, 8);
+            assert_eq!(
+                c.controller.entra_authority_host,
+                "https://login.microsoftonline.us"
+            );
+            assert_eq!(c.controller.backoff_base, Duration::from_millis(500));
+            assert_eq!(c.controller.backoff_max, Duration::from_secs(60));
+            assert_eq!(
+                c.controller.workspace_recheck_interval,
+                Duration::from_secs(120)
+            );
+            assert_eq!(c.controller.credential_ttl, Duration::from_secs(30));
             // A flag still wins over its variable.
             let c = Config::parse_from(["op", "--namespaces", "x"]);
-            assert_eq!(c.watched_namespaces(), vec!["x"]);
+            assert_eq!(c.controller.watched_namespaces(), vec!["x"]);
             return;
         }
         let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
@@ -336,6 +321,14 @@ mod tests {
             .env("DEFAULT_GRACE_PERIOD", "2h")
             .env("CONCURRENCY", "8")
             .env("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.us")
+            .env("BACKOFF_BASE", "500ms")
+            .env("BACKOFF_MAX", "1m")
+            .env("WORKSPACE_RECHECK_INTERVAL", "2m")
+            .env("CREDENTIAL_TTL", "30s")
+            .env("BACKOFF_BASE", "500ms")
+            .env("BACKOFF_MAX", "1m")
+            .env("WORKSPACE_RECHECK_INTERVAL", "2m")
+            .env("CREDENTIAL_TTL", "30s")
             .output()
             .expect("run child");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -4,19 +4,18 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod databricks;
+pub mod hash;
 pub mod http;
+pub mod inventory;
 pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod schedule;
 pub mod secret;
 pub mod tenancy;
+pub mod time;
 pub mod workload_identity;
 pub mod workspace;
 
-/// Milliseconds since the Unix epoch, the time unit of Databricks and of the schedule.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub use time::now_millis;

@@ -8,7 +8,7 @@ use std::sync::{
 use clap::Parser;
 use databricks_token_operator::{
     config::{Config, init_tracing},
-    controller::{self, ControllerConfig},
+    controller,
     http::{self, HttpState},
     leader::LeaderElector,
     metrics::Metrics,
@@ -51,14 +51,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = tokio::spawn(http::serve(listener, http_state, shutdown.clone()));
 
-    let controller_config = ControllerConfig {
-        namespaces: config.watched_namespaces(),
-        insecure_allow_http: config.insecure_allow_http,
-        entra_authority_host: config.entra_authority_host.clone(),
-        verify_interval: config.verify_interval,
-        default_grace_period: config.default_grace_period,
-        concurrency: config.concurrency,
-    };
     // A standby replica is healthy and ready: it only waits for the Lease.
     ready.store(true, Ordering::SeqCst);
 
@@ -81,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         }
         info!(identity = %config.identity, "acquired leadership");
         tokio::select! {
-            _ = controller::run(kube, controller_config, metrics, shutdown.clone()) => {}
+            _ = controller::run(kube, config.controller.clone(), metrics, shutdown.clone()) => {}
             _ = elector.lost() => {
                 // Another replica may act already: stop at once rather than race it.
                 error!("lost leadership; exiting");
@@ -90,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         }
         elector.release().await;
     } else {
-        controller::run(kube, controller_config, metrics, shutdown.clone()).await;
+        controller::run(kube, config.controller.clone(), metrics, shutdown.clone()).await;
     }
     let _ = server.await;
     info!("stopped");

@@ -105,12 +105,7 @@ pub fn wait_until_earliest(
     wait.clamp(min_wait, max_wait)
 }
 
-/// A stable 64-bit seed from a string (FNV-1a), for jitter that survives restarts.
-pub fn seed_of(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use crate::hash::seed_of;
 
 /// A new token's creation and expiry on the operator's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

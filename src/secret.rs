@@ -9,11 +9,13 @@ use k8s_openapi::{
 };
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::schedule::EpochMillis;
 use crate::workspace::WorkspaceKey;
+
+pub use crate::hash::value_digest;
+pub use crate::time::{format_time, parse_time};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "databricks-token-operator";
@@ -115,11 +117,6 @@ impl TokenRecord {
 pub struct SecretLayout<'a> {
     pub name: &'a str,
     pub host: &'a str,
-}
-
-/// Digest of a token value, as stored in the `dbtoken.dev/token-sha256` annotation.
-pub fn value_digest(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 /// The Secret's name for this resource.
@@ -297,20 +294,6 @@ pub fn is_up_to_date(live: &Secret, desired: &Secret) -> bool {
             desired.metadata.annotations.as_ref(),
         )
         && live.metadata.owner_references == desired.metadata.owner_references
-}
-
-/// RFC 3339 (UTC, seconds precision is not enough for short test lifetimes: keep millis).
-pub fn format_time(millis: EpochMillis) -> String {
-    jiff::Timestamp::from_millisecond(millis)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
-}
-
-/// Parse an RFC 3339 time into epoch milliseconds.
-pub fn parse_time(text: &str) -> Option<EpochMillis> {
-    text.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
 }
 
 #[cfg(test)]

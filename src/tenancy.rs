@@ -4,13 +4,10 @@
 
 use crate::crd::{AllowedServicePrincipal, OwnIdentityTokens};
 
-/// Condition reason: the token names a service principal its namespace may not mint for.
-pub const SERVICE_PRINCIPAL_NOT_ALLOWED: &str = "ServicePrincipalNotAllowed";
-/// Condition reason: the workspace refuses tokens owned by its own credential's identity.
-pub const OWN_IDENTITY_TOKEN_REFUSED: &str = "OwnIdentityTokenRefused";
-/// Condition reason: the workspace could not say whether its credential is an admin (SCIM `Me`
-/// failed), so a policy that depends on it cannot decide yet.
-pub const ADMIN_CHECK_FAILED: &str = "AdminCheckFailed";
+/// The condition reasons of a refusal (defined with the others in `crd::reasons`).
+pub use crate::crd::reasons::{
+    ADMIN_CHECK_FAILED, OWN_IDENTITY_TOKEN_REFUSED, SERVICE_PRINCIPAL_NOT_ALLOWED,
+};
 
 /// What the policy sees of one mint request.
 #[derive(Clone, Copy, Debug)]

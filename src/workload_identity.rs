@@ -29,8 +29,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use crate::crd::{WorkloadIdentityAuth, WorkspaceAuth, WorkspaceKind};
-use crate::workspace::WorkspaceKey;
+use crate::crd::{WorkloadIdentityAuth, WorkspaceAuth, WorkspaceKey, WorkspaceKind};
 
 /// Condition reason: the workspace's ServiceAccount does not exist.
 pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";

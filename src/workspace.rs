@@ -16,34 +16,18 @@ use databricks_client::{
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     runtime::reflector::{ObjectRef, Store},
 };
 
 use crate::crd::{
     AllowedServicePrincipal, ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace,
-    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind,
+    OwnIdentityTokens, RateLimit, SecretRef, WorkspaceAuth, WorkspaceKind, WorkspaceStatus,
+    condition_types, find_condition, reasons,
 };
 use crate::tenancy::{self, Refusal, Verdict};
 
-/// Identifies one workspace object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct WorkspaceKey {
-    pub kind: WorkspaceKind,
-    /// None for cluster-scoped workspaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl std::fmt::Display for WorkspaceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{:?} {ns}/{}", self.kind, self.name),
-            None => write!(f, "{:?} {}", self.kind, self.name),
-        }
-    }
-}
+pub use crate::crd::WorkspaceKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -116,19 +100,19 @@ impl WorkspaceError {
     /// CamelCase reason for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            WorkspaceError::NotFound(_) => "WorkspaceNotFound",
-            WorkspaceError::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
-            WorkspaceError::Deleting(_) => "WorkspaceDeleting",
-            WorkspaceError::SecretMissing { .. } => "CredentialSecretMissing",
-            WorkspaceError::SecretKeyMissing { .. } => "CredentialKeyMissing",
-            WorkspaceError::NoAuth(_) => "InvalidWorkspaceAuth",
-            WorkspaceError::Kube { .. } => "KubernetesError",
-            WorkspaceError::Client { .. } => "InvalidWorkspaceConfig",
+            WorkspaceError::NotFound(_) => reasons::WORKSPACE_NOT_FOUND,
+            WorkspaceError::NamespaceNotAllowed { .. } => reasons::NAMESPACE_NOT_ALLOWED,
+            WorkspaceError::Deleting(_) => reasons::WORKSPACE_DELETING,
+            WorkspaceError::SecretMissing { .. } => reasons::CREDENTIAL_SECRET_MISSING,
+            WorkspaceError::SecretKeyMissing { .. } => reasons::CREDENTIAL_KEY_MISSING,
+            WorkspaceError::NoAuth(_) => reasons::INVALID_WORKSPACE_AUTH,
+            WorkspaceError::Kube { .. } => reasons::KUBERNETES_ERROR,
+            WorkspaceError::Client { .. } => reasons::INVALID_WORKSPACE_CONFIG,
             WorkspaceError::ServicePrincipalNotAllowed { .. } => {
-                tenancy::SERVICE_PRINCIPAL_NOT_ALLOWED
+                reasons::SERVICE_PRINCIPAL_NOT_ALLOWED
             }
-            WorkspaceError::OwnIdentityTokenRefused { .. } => tenancy::OWN_IDENTITY_TOKEN_REFUSED,
-            WorkspaceError::AdminCheck { .. } => tenancy::ADMIN_CHECK_FAILED,
+            WorkspaceError::OwnIdentityTokenRefused { .. } => reasons::OWN_IDENTITY_TOKEN_REFUSED,
+            WorkspaceError::AdminCheck { .. } => reasons::ADMIN_CHECK_FAILED,
         }
     }
 }
@@ -175,9 +159,10 @@ impl ResolvedWorkspace {
 }
 
 /// The policy fields of the workspace a token resolved to.
-struct Policy<'a> {
-    allowed_service_principals: Option<&'a [AllowedServicePrincipal]>,
-    own_identity_tokens: OwnIdentityTokens,
+pub struct Policy<'a> {
+    /// None: a namespaced workspace, which has no allow-list of service principals.
+    pub allowed_service_principals: Option<&'a [AllowedServicePrincipal]>,
+    pub own_identity_tokens: OwnIdentityTokens,
 }
 
 struct Cached {
@@ -198,11 +183,146 @@ pub struct Workspaces {
 }
 
 /// The parts both workspace kinds share.
-struct WorkspaceView<'a> {
-    host: &'a str,
-    auth: &'a WorkspaceAuth,
-    rate_limit: Option<&'a RateLimit>,
-    generation: Option<i64>,
+pub struct WorkspaceView<'a> {
+    pub host: &'a str,
+    pub auth: &'a WorkspaceAuth,
+    pub rate_limit: Option<&'a RateLimit>,
+    pub generation: Option<i64>,
+}
+
+/// Where a credential Secret lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretLocation {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for SecretLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Both workspace kinds, as resolution, status checks, watches and deletion protection see
+/// them. A `DatabricksWorkspace` serves its own namespace with credentials from that namespace;
+/// a `ClusterDatabricksWorkspace` serves the namespaces it admits, with credentials from the
+/// namespace its spec names.
+pub trait WorkspaceObject:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: WorkspaceKind;
+    fn key(&self) -> WorkspaceKey;
+    fn view(&self) -> WorkspaceView<'_>;
+    fn policy(&self) -> Policy<'_>;
+    /// Where its credential Secrets are read.
+    fn credential_namespace(&self) -> String;
+    /// Whether a token of `namespace` may use it.
+    fn admits(&self, namespace: &str) -> bool;
+    fn status(&self) -> Option<&WorkspaceStatus>;
+    fn api(&self, client: kube::Client) -> Api<Self>;
+
+    /// The credential Secret the spec names, if its auth method uses one.
+    fn credential(&self) -> Option<SecretLocation> {
+        Some(SecretLocation {
+            namespace: self.credential_namespace(),
+            name: self.view().auth.secret_ref()?.name.clone(),
+        })
+        .filter(|l| !l.namespace.is_empty())
+    }
+
+    /// The status of its Ready condition ("True", "False", "Unknown"; empty when none).
+    fn ready_status(&self) -> String {
+        self.status()
+            .and_then(|s| find_condition(&s.conditions, condition_types::READY))
+            .map(|c| format!("{:?}", c.status))
+            .unwrap_or_default()
+    }
+}
+
+impl WorkspaceObject for DatabricksWorkspace {
+    const KIND: WorkspaceKind = WorkspaceKind::DatabricksWorkspace;
+    fn key(&self) -> WorkspaceKey {
+        WorkspaceKey {
+            kind: Self::KIND,
+            namespace: self.namespace(),
+            name: self.name_any(),
+        }
+    }
+    fn view(&self) -> WorkspaceView<'_> {
+        WorkspaceView {
+            host: &self.spec.host,
+            auth: &self.spec.auth,
+            rate_limit: self.spec.rate_limit.as_ref(),
+            generation: self.metadata.generation,
+        }
+    }
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            allowed_service_principals: None,
+            own_identity_tokens: self.spec.own_identity_tokens,
+        }
+    }
+    fn credential_namespace(&self) -> String {
+        self.namespace().unwrap_or_default()
+    }
+    fn admits(&self, namespace: &str) -> bool {
+        self.namespace().as_deref() == Some(namespace)
+    }
+    fn status(&self) -> Option<&WorkspaceStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl WorkspaceObject for ClusterDatabricksWorkspace {
+    const KIND: WorkspaceKind = WorkspaceKind::ClusterDatabricksWorkspace;
+    fn key(&self) -> WorkspaceKey {
+        WorkspaceKey {
+            kind: Self::KIND,
+            namespace: None,
+            name: self.name_any(),
+        }
+    }
+    fn view(&self) -> WorkspaceView<'_> {
+        WorkspaceView {
+            host: &self.spec.host,
+            auth: &self.spec.auth,
+            rate_limit: self.spec.rate_limit.as_ref(),
+            generation: self.metadata.generation,
+        }
+    }
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            allowed_service_principals: Some(&self.spec.allowed_service_principals),
+            own_identity_tokens: self.spec.own_identity_tokens,
+        }
+    }
+    /// Schema rules require an explicit credential namespace, so none is ever guessed.
+    fn credential_namespace(&self) -> String {
+        self.spec
+            .auth
+            .secret_ref()
+            .and_then(|r| r.namespace.clone())
+            .unwrap_or_default()
+    }
+    fn admits(&self, namespace: &str) -> bool {
+        self.spec.admits(namespace)
+    }
+    fn status(&self) -> Option<&WorkspaceStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
 }
 
 impl Workspaces {
@@ -255,28 +375,17 @@ impl Workspaces {
         let resolved = self.for_token(token).await?;
         let token_ns = token.namespace().unwrap_or_default();
         let key = &resolved.key;
+        let not_found = || WorkspaceError::NotFound(key.clone());
         match key.kind {
             WorkspaceKind::DatabricksWorkspace => {
                 let ws = self
-                    .namespaced
-                    .get(&ObjectRef::new(&key.name).within(&token_ns))
-                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                let policy = Policy {
-                    allowed_service_principals: None,
-                    own_identity_tokens: ws.spec.own_identity_tokens,
-                };
-                enforce(token, &token_ns, &policy, &resolved).await?;
+                    .namespaced_object(key, &token_ns)
+                    .ok_or_else(not_found)?;
+                enforce(token, &token_ns, &ws.policy(), &resolved).await?;
             }
             WorkspaceKind::ClusterDatabricksWorkspace => {
-                let ws = self
-                    .cluster
-                    .get(&ObjectRef::new(&key.name))
-                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                let policy = Policy {
-                    allowed_service_principals: Some(&ws.spec.allowed_service_principals),
-                    own_identity_tokens: ws.spec.own_identity_tokens,
-                };
-                enforce(token, &token_ns, &policy, &resolved).await?;
+                let ws = self.cluster_object(key).ok_or_else(not_found)?;
+                enforce(token, &token_ns, &ws.policy(), &resolved).await?;
             }
         }
         Ok(resolved)
@@ -300,32 +409,43 @@ impl Workspaces {
         token_ns: &str,
         host: Option<&str>,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        let not_found = || WorkspaceError::NotFound(key.clone());
         match key.kind {
             WorkspaceKind::DatabricksWorkspace => {
                 // A namespaced workspace serves its own namespace only.
-                if key.namespace.as_deref().is_some_and(|ns| ns != token_ns) {
-                    return Err(WorkspaceError::NotFound(key.clone()));
-                }
                 let ws = self
-                    .namespaced
-                    .get(&ObjectRef::new(&key.name).within(token_ns))
-                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                self.namespaced_at(&ws, host).await
+                    .namespaced_object(key, token_ns)
+                    .ok_or_else(not_found)?;
+                self.client_at(ws.as_ref(), host).await
             }
             WorkspaceKind::ClusterDatabricksWorkspace => {
-                let ws = self
-                    .cluster
-                    .get(&ObjectRef::new(&key.name))
-                    .ok_or_else(|| WorkspaceError::NotFound(key.clone()))?;
-                if !ws.spec.admits(token_ns) {
+                let ws = self.cluster_object(key).ok_or_else(not_found)?;
+                if !ws.admits(token_ns) {
                     return Err(WorkspaceError::NamespaceNotAllowed {
                         workspace: key.name.clone(),
                         namespace: token_ns.to_string(),
                     });
                 }
-                self.cluster_at(&ws, host).await
+                self.client_at(ws.as_ref(), host).await
             }
         }
+    }
+
+    /// The namespaced workspace `key` as a token of `token_ns` may see it (its own namespace).
+    fn namespaced_object(
+        &self,
+        key: &WorkspaceKey,
+        token_ns: &str,
+    ) -> Option<Arc<DatabricksWorkspace>> {
+        if key.namespace.as_deref().is_some_and(|ns| ns != token_ns) {
+            return None;
+        }
+        self.namespaced
+            .get(&ObjectRef::new(&key.name).within(token_ns))
+    }
+
+    fn cluster_object(&self, key: &WorkspaceKey) -> Option<Arc<ClusterDatabricksWorkspace>> {
+        self.cluster.get(&ObjectRef::new(&key.name))
     }
 
     /// The workspace to revoke `token`'s tokens through, and whether the token's namespace is
@@ -341,10 +461,9 @@ impl Workspaces {
             Err(WorkspaceError::NamespaceNotAllowed { .. }) => {
                 let key = Self::key_for(token);
                 let ws = self
-                    .cluster
-                    .get(&ObjectRef::new(&key.name))
+                    .cluster_object(&key)
                     .ok_or(WorkspaceError::NotFound(key))?;
-                Ok((self.for_cluster(&ws).await?, false))
+                Ok((self.for_object(ws.as_ref()).await?, false))
             }
             Err(e) => Err(e),
         }
@@ -360,66 +479,56 @@ impl Workspaces {
         (&self.namespaced, &self.cluster)
     }
 
-    /// A namespaced workspace: its credentials always come from its own namespace.
+    /// Whether the workspace `key` is being deleted (as far as the cache knows).
+    pub fn is_deleting(&self, key: &WorkspaceKey) -> bool {
+        let deleting = |meta: &kube::api::ObjectMeta| meta.deletion_timestamp.is_some();
+        match (&key.kind, &key.namespace) {
+            (WorkspaceKind::DatabricksWorkspace, Some(ns)) => self
+                .namespaced
+                .get(&ObjectRef::new(&key.name).within(ns))
+                .is_some_and(|w| deleting(&w.metadata)),
+            _ => self
+                .cluster
+                .get(&ObjectRef::new(&key.name))
+                .is_some_and(|w| deleting(&w.metadata)),
+        }
+    }
+
+    /// A workspace object, at its own host.
+    pub async fn for_object<K: WorkspaceObject>(
+        &self,
+        ws: &K,
+    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
+        self.client_at(ws, None).await
+    }
+
+    /// A namespaced workspace, at its own host (kept for callers outside the controllers).
     pub async fn for_namespaced(
         &self,
         ws: &DatabricksWorkspace,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        self.namespaced_at(ws, None).await
+        self.for_object(ws).await
     }
 
-    async fn namespaced_at(
-        &self,
-        ws: &DatabricksWorkspace,
-        host: Option<&str>,
-    ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        let ns = ws.namespace().unwrap_or_default();
-        let key = WorkspaceKey {
-            kind: WorkspaceKind::DatabricksWorkspace,
-            namespace: Some(ns.clone()),
-            name: ws.name_any(),
-        };
-        let view = WorkspaceView {
-            host: host.unwrap_or(&ws.spec.host),
-            auth: &ws.spec.auth,
-            rate_limit: ws.spec.rate_limit.as_ref(),
-            generation: ws.metadata.generation,
-        };
-        self.client_for(&key, &view, &ns).await
-    }
-
-    /// A cluster workspace: schema rules require an explicit credential namespace, so none is
-    /// ever guessed.
+    /// A cluster workspace, at its own host (kept for callers outside the controllers).
     pub async fn for_cluster(
         &self,
         ws: &ClusterDatabricksWorkspace,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        self.cluster_at(ws, None).await
+        self.for_object(ws).await
     }
 
-    async fn cluster_at(
+    async fn client_at<K: WorkspaceObject>(
         &self,
-        ws: &ClusterDatabricksWorkspace,
+        ws: &K,
         host: Option<&str>,
     ) -> Result<Arc<ResolvedWorkspace>, WorkspaceError> {
-        let key = WorkspaceKey {
-            kind: WorkspaceKind::ClusterDatabricksWorkspace,
-            namespace: None,
-            name: ws.name_any(),
-        };
-        let view = WorkspaceView {
-            host: host.unwrap_or(&ws.spec.host),
-            auth: &ws.spec.auth,
-            rate_limit: ws.spec.rate_limit.as_ref(),
-            generation: ws.metadata.generation,
-        };
-        let secret_ns = ws
-            .spec
-            .auth
-            .secret_ref()
-            .and_then(|r| r.namespace.clone())
-            .unwrap_or_default();
-        self.client_for(&key, &view, &secret_ns).await
+        let mut view = ws.view();
+        if let Some(host) = host {
+            view.host = host;
+        }
+        self.client_for(&ws.key(), &view, &ws.credential_namespace())
+            .await
     }
 
     /// Forget the cached client, so the next use re-reads the credentials (after an auth failure).

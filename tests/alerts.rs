@@ -133,7 +133,7 @@ fn token_series(
 /// An alert expected at an evaluation time, with the labels that identify it.
 struct Expected {
     labels: Vec<(&'static str, String)>,
-    /// `$value` of the alert, for the annotations' `humanizeDuration`.
+    /// `$value` of the alert: seconds for the annotations' `humanizeDuration`, or a count.
     value_seconds: Option<i64>,
 }
 
@@ -143,12 +143,16 @@ struct Check {
     firing: Vec<Expected>,
 }
 
-const ALERTS: [&str; 5] = [
+const ALERTS: [&str; 9] = [
     "DatabricksTokenRenewalOverdue",
     "DatabricksTokenExpiringSoon",
     "DatabricksTokenNotReady",
     "DatabricksTokenReconcileErrors",
     "DatabricksApiErrors",
+    "DatabricksNeverExpiringTokens",
+    "DatabricksTokensExpiringSoon",
+    "DatabricksOrphanedTokens",
+    "DatabricksTokenInventoryStale",
 ];
 
 /// Prometheus' `humanizeDuration` for whole seconds.
@@ -169,10 +173,11 @@ fn humanize_duration(s: i64) -> String {
 }
 
 fn rule_of<'a>(rendered: &'a Rendered, alert: &str) -> &'a Value {
-    rendered.rules["groups"][0]["rules"]
+    rendered.rules["groups"]
         .as_sequence()
         .unwrap()
         .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
         .find(|r| r["alert"] == alert)
         .unwrap_or_else(|| panic!("no rule {alert}"))
 }
@@ -192,6 +197,7 @@ fn annotations(rendered: &Rendered, alert: &str, e: &Expected) -> Vec<(String, S
                 "{{ $value | humanizeDuration }}",
                 &humanize_duration(seconds),
             );
+            text = text.replace("{{ $value }}", &seconds.to_string());
         }
         assert!(!text.contains("{{"), "unexpanded template in {text}");
         out.push((k.as_str().unwrap().to_string(), text));
@@ -550,6 +556,182 @@ fn a_failure_retried_at_full_backoff_keeps_the_error_alerts_firing() {
     promtool_test(&rendered, &series, &checks);
 }
 
+/// One inventory gauge series of workspace `team-a/<workspace>`.
+fn inventory_series(
+    rendered: &Rendered,
+    metric: &str,
+    workspace: &str,
+    extra: &[(&str, &str)],
+    values: Vec<f64>,
+) -> Series {
+    let mut labels = vec![
+        ("kind", "DatabricksWorkspace"),
+        ("namespace", "team-a"),
+        ("workspace", workspace),
+    ];
+    labels.extend_from_slice(extra);
+    Series {
+        selector: stored(rendered, metric, &labels),
+        values,
+    }
+}
+
+fn workspace_labels(workspace: &str, owner: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut labels = vec![
+        ("kind", "DatabricksWorkspace".to_string()),
+        ("namespace", "team-a".into()),
+        ("workspace", workspace.into()),
+    ];
+    if let Some(owner) = owner {
+        labels.push(("owner", owner.into()));
+    }
+    labels.push(("severity", "warning".into()));
+    labels
+}
+
+#[test]
+fn inventory_alerts_name_the_workspace_and_owner_and_orphans_alert_only_when_they_persist() {
+    let rendered = render(&[]);
+    let minutes = 200;
+    let flat = |v: f64| vec![v; minutes as usize + 1];
+    let tokens = "dbtoken_inventory_tokens";
+    let last = "dbtoken_inventory_last_success_timestamp_seconds";
+    let series = vec![
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "never_expiring"), ("owner", "42")],
+            flat(2.0),
+        ),
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "never_expiring"), ("owner", "7")],
+            flat(0.0),
+        ),
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "expiring_soon"), ("owner", "7")],
+            flat(1.0),
+        ),
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "expiring_soon"), ("owner", "42")],
+            flat(0.0),
+        ),
+        // prod: two orphans found at the first inventory and revoked; the next finds none.
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "orphaned"), ("owner", "1")],
+            (0..=minutes)
+                .map(|m| if m < 60 { 2.0 } else { 0.0 })
+                .collect(),
+        ),
+        // stuck: an orphan every inventory finds again (revocation fails, or orphans: Report).
+        inventory_series(
+            &rendered,
+            tokens,
+            "stuck",
+            &[("class", "orphaned"), ("owner", "1")],
+            flat(1.0),
+        ),
+        // prod lists every hour; stuck has not succeeded since t=0.
+        inventory_series(
+            &rendered,
+            last,
+            "prod",
+            &[],
+            (0..=minutes).map(|m| f64::from(m / 60 * 3600)).collect(),
+        ),
+        inventory_series(&rendered, last, "stuck", &[], flat(0.0)),
+    ];
+    let firing = |at: u32, alert: &'static str, labels, value| Check {
+        at_minutes: at,
+        alert,
+        firing: vec![Expected {
+            labels,
+            value_seconds: Some(value),
+        }],
+    };
+    let checks = vec![
+        firing(
+            10,
+            "DatabricksNeverExpiringTokens",
+            workspace_labels("prod", Some("42")),
+            2,
+        ),
+        firing(
+            10,
+            "DatabricksTokensExpiringSoon",
+            workspace_labels("prod", Some("7")),
+            1,
+        ),
+        // Orphans are revoked at each inventory: a count that drops is no alert.
+        silent(110, "DatabricksOrphanedTokens"),
+        firing(
+            130,
+            "DatabricksOrphanedTokens",
+            workspace_labels("stuck", None),
+            1,
+        ),
+        silent(130, "DatabricksTokenInventoryStale"),
+        firing(
+            190,
+            "DatabricksTokenInventoryStale",
+            workspace_labels("stuck", None),
+            190 * 60,
+        ),
+    ];
+    promtool_test(&rendered, &series, &checks);
+}
+
+#[test]
+fn inventory_thresholds_are_chart_values() {
+    let rendered = render(&[
+        "prometheusRule.inventory.neverExpiringAbove=2",
+        "prometheusRule.inventory.orphanedFor=30m",
+    ]);
+    let minutes = 60;
+    let flat = |v: f64| vec![v; minutes as usize + 1];
+    let tokens = "dbtoken_inventory_tokens";
+    let series = vec![
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "never_expiring"), ("owner", "42")],
+            flat(2.0),
+        ),
+        inventory_series(
+            &rendered,
+            tokens,
+            "prod",
+            &[("class", "orphaned"), ("owner", "1")],
+            flat(1.0),
+        ),
+    ];
+    let checks = vec![
+        silent(40, "DatabricksNeverExpiringTokens"),
+        Check {
+            at_minutes: 40,
+            alert: "DatabricksOrphanedTokens",
+            firing: vec![Expected {
+                labels: workspace_labels("prod", None),
+                value_seconds: Some(1),
+            }],
+        },
+    ];
+    promtool_test(&rendered, &series, &checks);
+}
+
 #[test]
 fn the_rules_pass_promtool_check_rules() {
     let rendered = render(&[]);
@@ -670,4 +852,149 @@ async fn a_real_scrape_passes_promtool_in_both_formats() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A scraped sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// `name{k="v",...} value` of a scrape (label values here hold no quotes or commas).
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (name, rest) = line.split_once('{')?;
+    let (labels, value) = rest.rsplit_once("} ")?;
+    let labels = labels
+        .split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.to_string(), v.trim_matches('"').to_string()))
+        })
+        .collect();
+    Some((name.to_string(), labels, value.parse().ok()?))
+}
+
+/// The inventory of a real workspace, scraped from the operator and stored as Prometheus would
+/// store it, fires exactly the alerts its tokens call for.
+#[tokio::test]
+async fn a_real_inventory_fires_the_alerts_its_tokens_call_for() {
+    use databricks_emulator::SeedToken;
+    let mut world = support::world::World::new("inv-alerts").await;
+    let admin_id = world
+        .emulator
+        .live_tokens()
+        .into_iter()
+        .find(|t| t.comment.as_deref() == Some("bootstrap"))
+        .unwrap()
+        .owner_id;
+    let alice = world.emulator.add_user("alice@example.com", false);
+    world.emulator.seed_token(&SeedToken {
+        owner_id: alice.id,
+        created_by_id: None,
+        comment: "notebook".into(),
+        lifetime_seconds: Some(3 * 86_400),
+    });
+    world.emulator.seed_token(&SeedToken {
+        owner_id: admin_id,
+        created_by_id: None,
+        comment: "[dbtoken.dev/uid=6f1d2c3b-0000-4000-8000-00000000000a] lost".into(),
+        lifetime_seconds: Some(86_400),
+    });
+    world.start_operator();
+    world
+        .patch_spec(
+            &world.workspaces(),
+            "ws",
+            serde_json::json!({"inventory": {"interval": "10s", "orphans": "Report", "perTokenMetrics": true}}),
+        )
+        .await;
+    let op = world.operator.as_ref().unwrap();
+    let text = support::operator::eventually("inventory series", support::world::WAIT, || async {
+        let t = op.metrics().await;
+        t.contains("dbtoken_inventory_tokens{").then_some(t)
+    })
+    .await;
+    // The scrape with every inventory family, per-token series included, is valid exposition.
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("dbtoken_inventory_token_expiry_timestamp_seconds{"))
+            .count(),
+        2,
+        "alice's notebook and the orphan expire; bootstrap PATs do not: {text}"
+    );
+
+    let rendered = render(&["prometheusRule.inventory.orphanedFor=5m"]);
+    let minutes = 15;
+    let series: Vec<Series> = text
+        .lines()
+        .filter(|l| l.starts_with("dbtoken_inventory_"))
+        .filter_map(parse_sample)
+        .map(|(name, labels, value)| {
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Series {
+                selector: stored(&rendered, &name, &labels),
+                values: vec![value; minutes + 1],
+            }
+        })
+        .collect();
+    assert!(series.len() >= 12, "two owners, six classes each: {text}");
+    let labels = |owner: Option<i64>| {
+        let mut l = vec![
+            ("kind", "DatabricksWorkspace".to_string()),
+            ("namespace", world.ns.name.clone()),
+            ("workspace", "ws".to_string()),
+        ];
+        if let Some(o) = owner {
+            l.push(("owner", o.to_string()));
+        }
+        l.push(("severity", "warning".into()));
+        l
+    };
+    let one = |owner| Expected {
+        labels: labels(owner),
+        value_seconds: Some(1),
+    };
+    let checks = vec![
+        // Both bootstrap PATs never expire.
+        Check {
+            at_minutes: 10,
+            alert: "DatabricksNeverExpiringTokens",
+            firing: vec![one(Some(admin_id)), one(Some(alice.id))],
+        },
+        Check {
+            at_minutes: 10,
+            alert: "DatabricksTokensExpiringSoon",
+            firing: vec![one(Some(alice.id))],
+        },
+        Check {
+            at_minutes: 10,
+            alert: "DatabricksOrphanedTokens",
+            firing: vec![one(None)],
+        },
+        silent(10, "DatabricksTokenInventoryStale"),
+    ];
+    promtool_test(&rendered, &series, &checks);
 }

@@ -302,8 +302,15 @@ async fn still_there(client: &Client, ns: &str, name: &str, uid: &str) -> Option
         .filter(|t| t.uid().as_deref() == Some(uid) && t.metadata.deletion_timestamp.is_none())
 }
 
+/// How long a Ready resource may go without its Secret before it counts as lost: the time for
+/// the operator to see the Secret's deletion (a namespace being deleted removes Secrets before
+/// the tokens are marked) and to report it.
+const REACTION: Duration = Duration::from_secs(5);
+
 struct Checker {
     seen: HashMap<String, Seen>,
+    /// Ready resources seen without their Secret, since when.
+    missing_since: HashMap<String, tokio::time::Instant>,
     retired: Vec<Retired>,
     findings: Findings,
 }
@@ -323,6 +330,7 @@ impl Checker {
                     continue;
                 }
                 if !condition_is(&t, "Ready", "True") {
+                    self.missing_since.remove(&uid);
                     continue;
                 }
                 let secret_name = secret::secret_name(&t);
@@ -330,20 +338,30 @@ impl Checker {
                 let sample = read.as_ref().and_then(|s| read_sample(s, &t));
                 self.findings.checks += 1;
                 let Some(sample) = sample else {
-                    // Ready with no Secret (or no token in it): lost, unless the resource has
-                    // gone or stopped being Ready in the meantime.
+                    // Ready with no Secret (or no token in it) for longer than the operator
+                    // needs to notice: lost, unless the resource has gone or stopped being Ready.
+                    let since = *self
+                        .missing_since
+                        .entry(uid.clone())
+                        .or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() < REACTION {
+                        continue;
+                    }
                     let again = secrets.get_opt(&secret_name).await.ok().flatten();
                     let confirmed = still_there(client, ns, &name, &uid)
                         .await
                         .is_some_and(|t| condition_is(&t, "Ready", "True"))
                         && again.as_ref().and_then(|s| read_sample(s, &t)).is_none();
                     if confirmed {
-                        self.findings
-                            .lost
-                            .push(format!("{ns}/{name}: Ready without a token in its Secret"));
+                        self.findings.lost.push(format!(
+                            "{ns}/{name}: Ready without a token in its Secret for {:?}",
+                            since.elapsed()
+                        ));
+                        self.missing_since.remove(&uid);
                     }
                     continue;
                 };
+                self.missing_since.remove(&uid);
                 if !workspaces.accepts(&sample.0.host, &sample.0.value) {
                     let again = secrets.get_opt(&secret_name).await.ok().flatten();
                     let unchanged = again
@@ -773,6 +791,7 @@ async fn tokens_are_never_lost_leaked_or_cut_short_under_chaos() {
     };
     let mut checker = Checker {
         seen: HashMap::new(),
+        missing_since: HashMap::new(),
         retired: vec![],
         findings: Findings::default(),
     };

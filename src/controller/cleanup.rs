@@ -15,57 +15,17 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, events, protection, revocation};
-use crate::crd::{DatabricksToken, DeletionPolicy, TokenType};
+use super::context::Context;
+use super::error::Error;
+use super::{events, finalizer, plan, revocation};
+use crate::crd::{DatabricksToken, DeletionPolicy, TokenType, event_actions, event_reasons};
 use crate::databricks;
 use crate::schedule::EpochMillis;
 use crate::secret::{self, TokenOrigin};
-use crate::workspace::{WorkspaceError, Workspaces};
-
-pub const FINALIZER: &str = "dbtoken.dev/revoke-tokens";
-
-pub fn has_finalizer(token: &DatabricksToken) -> bool {
-    token.finalizers().iter().any(|f| f == FINALIZER)
-}
-
-/// Add the finalizer before the first mint, so no token can outlive its resource unnoticed.
-/// A workspace being deleted waits only for tokens holding this finalizer, so a resource that
-/// has none yet may not start using it.
-pub async fn ensure_finalizer(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
-    if has_finalizer(token) {
-        return Ok(());
-    }
-    if protection::workspace_deleting(ctx, token) {
-        return Err(WorkspaceError::Deleting(Workspaces::key_for(token)).into());
-    }
-    let mut finalizers = token.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    set_finalizers(token, ctx, finalizers).await
-}
-
-async fn set_finalizers(
-    token: &DatabricksToken,
-    ctx: &Context,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
-    let api: Api<DatabricksToken> =
-        Api::namespaced(ctx.kube.clone(), &token.namespace().unwrap_or_default());
-    // resourceVersion makes this conditional: a concurrent change makes it fail and retry.
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": token.resource_version()}
-    });
-    api.patch(
-        &token.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::kube("update finalizers"))?;
-    Ok(())
-}
+use crate::workspace::WorkspaceError;
 
 pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, Error> {
-    if !has_finalizer(token) {
+    if !finalizer::is_set(token) {
         return Ok(Action::await_change());
     }
     let ns = token.namespace().unwrap_or_default();
@@ -101,16 +61,24 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
                     .map_err(Error::kube("detach Secret"))?;
             }
             let note = format!("Retained Secret {name} and its tokens (deletionPolicy: Retain)");
-            events::publish(ctx, token, EventType::Normal, "Retained", "Delete", note).await;
+            events::publish(
+                ctx,
+                token,
+                EventType::Normal,
+                event_reasons::RETAINED,
+                event_actions::DELETE,
+                note,
+            )
+            .await;
         }
     }
     let remaining: Vec<String> = token
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != finalizer::FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(token, ctx, remaining).await?;
+    finalizer::set(token, ctx, remaining).await?;
     ctx.forget(token);
     Ok(Action::await_change())
 }
@@ -130,8 +98,8 @@ async fn oauth_nothing_to_revoke(token: &DatabricksToken, ctx: &Context) {
         ctx,
         token,
         EventType::Normal,
-        "NothingToRevoke",
-        "Delete",
+        event_reasons::NOTHING_TO_REVOKE,
+        event_actions::DELETE,
         note,
     )
     .await;
@@ -163,8 +131,8 @@ async fn revoke_all(
                 ctx,
                 token,
                 EventType::Warning,
-                "RevokeSkipped",
-                "Delete",
+                event_reasons::REVOKE_SKIPPED,
+                event_actions::DELETE,
                 note,
             )
             .await;
@@ -226,39 +194,45 @@ async fn revoke_all(
     let mut revoked = 0;
     for (id, (origin, expiry)) in &ids {
         // Token ids from the Secret are revoked only where a lookup shows this resource's tag.
-        match revoker.revoke(id, origin.as_ref(), now).await? {
-            revocation::Outcome::Revoked => {
-                revoked += 1;
-                ctx.metrics.revocation("deleted");
-            }
-            revocation::Outcome::Gone | revocation::Outcome::Foreign => {}
-            // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
-            revocation::Outcome::Blocked(_) if expiry.is_some_and(|e| e <= now) => {}
-            revocation::Outcome::Blocked(why) => {
+        let outcome = revoker.revoke(id, origin.as_ref(), now).await?;
+        // Expired: it cannot authenticate, so nothing is left to hold the deletion for.
+        if !plan::forget_after(&outcome, expiry.is_some_and(|e| e <= now)) {
+            if let revocation::Outcome::Blocked(why) = outcome {
                 return Err(Error::RevocationBlocked {
                     token_id: id.clone(),
                     why,
                 });
             }
+        } else if outcome == revocation::Outcome::Revoked {
+            revoked += 1;
+            ctx.metrics.revocation("deleted");
         }
     }
     // Count only what this call revoked: a token already gone was not revoked here.
     let gone = ids.len() - revoked;
     let (reason, note) = if revoked > 0 {
         (
-            "Revoked",
+            event_reasons::REVOKED,
             format!(
                 "Revoked {revoked} token(s) of this resource, {gone} already gone (deletionPolicy: Revoke)"
             ),
         )
     } else {
         (
-            "NothingToRevoke",
+            event_reasons::NOTHING_TO_REVOKE,
             format!(
                 "No live token of this resource to revoke, {gone} already gone (deletionPolicy: Revoke)"
             ),
         )
     };
-    events::publish(ctx, token, EventType::Normal, reason, "Delete", note).await;
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        reason,
+        event_actions::DELETE,
+        note,
+    )
+    .await;
     Ok(())
 }

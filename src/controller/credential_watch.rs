@@ -11,7 +11,6 @@
 use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    ResourceExt,
     core::PartialObjectMeta,
     runtime::{
         reflector::{ObjectRef, Store},
@@ -20,10 +19,10 @@ use kube::{
 };
 use tokio::sync::mpsc;
 
-use super::watch::{self, WorkspaceLike};
+use super::watch;
 use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace, WorkspaceKind};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::workspace::WorkspaceKey;
+use crate::workspace::{WorkspaceKey, WorkspaceObject};
 
 /// Queued checks; a full queue drops a request, as the checks already queued re-read the state.
 const QUEUE: usize = 256;
@@ -139,30 +138,17 @@ pub fn workspaces_using<'a>(
     namespaced: impl IntoIterator<Item = &'a DatabricksWorkspace>,
     cluster: impl IntoIterator<Item = &'a ClusterDatabricksWorkspace>,
 ) -> Vec<WorkspaceKey> {
+    fn using<K: WorkspaceObject>(ws: &K, namespace: &str, name: &str) -> Option<WorkspaceKey> {
+        ws.credential()
+            .filter(|c| c.namespace == namespace && c.name == name)
+            .map(|_| ws.key())
+    }
     let namespaced = namespaced
         .into_iter()
-        .filter(|ws| {
-            ws.namespace().as_deref() == Some(namespace)
-                && ws.spec.auth.secret_ref().is_some_and(|r| r.name == name)
-        })
-        .map(|ws| WorkspaceKey {
-            kind: WorkspaceKind::DatabricksWorkspace,
-            namespace: ws.namespace(),
-            name: ws.name_any(),
-        });
+        .filter_map(|ws| using(ws, namespace, name));
     let cluster = cluster
         .into_iter()
-        .filter(|ws| {
-            ws.spec
-                .auth
-                .secret_ref()
-                .is_some_and(|r| r.name == name && r.namespace.as_deref() == Some(namespace))
-        })
-        .map(|ws| WorkspaceKey {
-            kind: WorkspaceKind::ClusterDatabricksWorkspace,
-            namespace: None,
-            name: ws.name_any(),
-        });
+        .filter_map(|ws| using(ws, namespace, name));
     namespaced.chain(cluster).collect()
 }
 

@@ -2,20 +2,9 @@
 
 use std::time::Duration;
 
+use crate::crd::reasons;
 use crate::schedule::EpochMillis;
 use crate::workspace::WorkspaceError;
-
-/// Reasons this module names (conditions and events).
-pub mod reasons {
-    pub const SECRET_CONFLICT: &str = "SecretConflict";
-    /// Someone keeps deleting or overwriting the Secret; replacement mints are backing off.
-    pub const SECRET_FIGHT: &str = "SecretFight";
-    /// A PAT create refused because the workspace's admin turned personal access tokens off.
-    pub const PATS_DISABLED: &str = "PersonalAccessTokensDisabled";
-    /// A `type: oauth` token whose workspace authenticates with something other than
-    /// Databricks OAuth (a PAT, an Entra service principal), so no access token can be issued.
-    pub const OAUTH_UNAVAILABLE: &str = "OAuthNotAvailable";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,13 +113,11 @@ impl Error {
             }
             Error::PatsDisabled { .. } => reasons::PATS_DISABLED.into(),
             Error::OAuthUnavailable { .. } => reasons::OAUTH_UNAVAILABLE.into(),
-            Error::OAuthOwnIdentityRefused { .. } => {
-                crate::tenancy::OWN_IDENTITY_TOKEN_REFUSED.into()
-            }
-            Error::Kube { .. } => "KubernetesError".into(),
+            Error::OAuthOwnIdentityRefused { .. } => reasons::OWN_IDENTITY_TOKEN_REFUSED.into(),
+            Error::Kube { .. } => reasons::KUBERNETES_ERROR.into(),
             Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
-            Error::MissingField(_) => "InvalidObject".into(),
-            Error::RevocationBlocked { .. } => super::revocation::REVOCATION_BLOCKED.into(),
+            Error::MissingField(_) => reasons::INVALID_OBJECT.into(),
+            Error::RevocationBlocked { .. } => reasons::REVOCATION_BLOCKED.into(),
             Error::WorkspaceBackingOff { reason, .. } => reason.clone(),
             Error::ReplacementsExhausted { .. } => reasons::SECRET_FIGHT.into(),
         }
@@ -315,5 +302,69 @@ mod tests {
             "Personal access tokens are disabled for this workspace.",
         ));
         assert_eq!(not_a_create.reason(), "PERMISSION_DENIED");
+    }
+
+    #[test]
+    fn every_error_has_the_reason_the_api_documents() {
+        use crate::workspace::{WorkspaceError, WorkspaceKey};
+        let key = WorkspaceKey {
+            kind: crate::crd::WorkspaceKind::DatabricksWorkspace,
+            namespace: Some("ns".into()),
+            name: "ws".into(),
+        };
+        let kube_error = kube::Error::Api(
+            kube::core::Status::failure("boom", "InternalError")
+                .with_code(500)
+                .boxed(),
+        );
+        let table: Vec<(Error, &str)> = vec![
+            (
+                WorkspaceError::NotFound(key.clone()).into(),
+                reasons::WORKSPACE_NOT_FOUND,
+            ),
+            (
+                WorkspaceError::Deleting(key.clone()).into(),
+                reasons::WORKSPACE_DELETING,
+            ),
+            (
+                WorkspaceError::NoAuth(key).into(),
+                reasons::INVALID_WORKSPACE_AUTH,
+            ),
+            (
+                Error::kube("write Secret")(kube_error),
+                reasons::KUBERNETES_ERROR,
+            ),
+            (
+                Error::SecretConflict { name: "s".into() },
+                reasons::SECRET_CONFLICT,
+            ),
+            (Error::MissingField("metadata.uid"), reasons::INVALID_OBJECT),
+            (
+                Error::RevocationBlocked {
+                    token_id: "id".into(),
+                    why: "w".into(),
+                },
+                reasons::REVOCATION_BLOCKED,
+            ),
+            (
+                Error::ReplacementsExhausted {
+                    name: "s".into(),
+                    changed_by: None,
+                    count: 4,
+                    until: 0,
+                },
+                reasons::SECRET_FIGHT,
+            ),
+            (
+                databricks(databricks_client::Error::QuotaExceeded {
+                    code: "QUOTA_EXCEEDED".into(),
+                    message: "m".into(),
+                }),
+                "QUOTA_EXCEEDED",
+            ),
+        ];
+        for (error, reason) in table {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
     }
 }

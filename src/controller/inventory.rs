@@ -8,7 +8,7 @@ use std::{
 
 use databricks_client::TokenInfo;
 
-use super::Error;
+use super::error::Error;
 use crate::databricks::{self, Owner};
 use crate::schedule::EpochMillis;
 use crate::workspace::{ResolvedWorkspace, WorkspaceKey};

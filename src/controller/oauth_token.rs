@@ -13,11 +13,14 @@ use tracing::info;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
+use super::outcome::{Failed, Synced};
 use super::{
-    Context, Error, FIELD_MANAGER, events, plan,
-    token::{Failed, Synced, WriteError, write_secret},
+    events, plan,
+    token::{WriteError, write_secret},
 };
-use crate::crd::{DatabricksToken, DatabricksTokenSpec};
+use crate::crd::{DatabricksToken, DatabricksTokenSpec, event_actions, event_reasons};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{self, CurrentToken, SecretLayout, TokenRecord};
 use crate::workspace::{WorkspaceError, Workspaces};
@@ -28,10 +31,6 @@ pub const DEFAULT_SCOPE: &str = "all-apis";
 /// Prefix of the id an access token gets in the Secret and status: Databricks gives it none, and
 /// a recognisable prefix keeps it from ever being taken for a PAT id (nothing revokes it).
 pub const TOKEN_ID_PREFIX: &str = "oauth-";
-
-/// Event reasons.
-pub const ISSUED: &str = "Issued";
-pub const RENEWED: &str = "Renewed";
 
 /// What one sync of an oauth-type token does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +243,7 @@ pub async fn sync(
         }
         Step::Issue(reason) => {
             if plan::is_replacement(reason) {
-                let recent = ctx.replacements(&uid);
+                let recent = ctx.replacements.recent(&uid);
                 if let Some(until) = plan::next_replacement_at(&recent, now) {
                     return Err(Failed {
                         error: Error::ReplacementsExhausted {
@@ -314,7 +313,7 @@ pub async fn sync(
                 .await
                 .map_err(|e| e.into_failed(&name, serves))?;
             if plan::is_replacement(reason) {
-                ctx.record_replacement(&uid, now);
+                ctx.replacements.record(&uid, now);
             }
             announce(token, ctx, reason, &record).await;
             rotated_at = Some(now);
@@ -337,7 +336,7 @@ pub async fn sync(
 /// Nothing to verify in Databricks (an access token cannot be listed or revoked): the
 /// wake-up is the renewal, or the longest requeue.
 fn quiet_until(ctx: &Context, now: EpochMillis) -> EpochMillis {
-    now + ctx.settings.max_requeue.as_millis() as EpochMillis
+    now + ctx.settings.max_requeue().as_millis() as EpochMillis
 }
 
 fn conflict(name: String) -> Failed {
@@ -399,7 +398,7 @@ async fn announce(
         .unwrap_or_else(|| "never".into());
     let (event_reason, note) = if reason == plan::RotationReason::Initial {
         (
-            ISSUED,
+            event_reasons::ISSUED,
             format!(
                 "Issued OAuth access token {} (expires {expiry})",
                 record.current.token_id
@@ -408,7 +407,7 @@ async fn announce(
     } else {
         ctx.metrics.rotation(reason.as_str());
         (
-            RENEWED,
+            event_reasons::RENEWED,
             format!(
                 "Renewed to OAuth access token {} (expires {expiry}); reason: {}",
                 record.current.token_id,
@@ -416,7 +415,15 @@ async fn announce(
             ),
         )
     };
-    events::publish(ctx, token, EventType::Normal, event_reason, "Issue", note).await;
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        event_reason,
+        event_actions::MINT,
+        note,
+    )
+    .await;
 }
 
 #[cfg(test)]

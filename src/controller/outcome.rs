@@ -1,7 +1,7 @@
 //! What one sync of a `DatabricksToken` leaves behind, success or failure: read by `status`
 //! and the next wake-up, produced by `token`.
 
-use super::Error;
+use super::error::Error;
 use crate::schedule::EpochMillis;
 use crate::secret::TokenRecord;
 

@@ -20,13 +20,13 @@ impl OwnWrites {
         let Some(version) = written.resource_version() else {
             return;
         };
-        super::lock(&self.written).insert(key(written), version);
+        super::lock::lock(&self.written).insert(key(written), version);
     }
 
     /// Whether a watched Secret is exactly the result of this process's last write to it.
     /// Any event for the Secret settles its entry: later events are someone else's change.
     pub fn is_echo(&self, seen: &impl Resource) -> bool {
-        let Some(version) = super::lock(&self.written).remove(&key(seen)) else {
+        let Some(version) = super::lock::lock(&self.written).remove(&key(seen)) else {
             return false;
         };
         seen.resource_version().as_deref() == Some(version.as_str())

@@ -1,4 +1,13 @@
-//! Deciding, from the Secret and the spec alone, whether a token must be replaced now.
+//! The operator's decisions about one `DatabricksToken`, as pure functions: `decide` plans a
+//! sync step by step; below, whether and why a token is replaced (from the Secret and the spec
+//! alone), the record a new token gets, the replacement budget, what Ready says after a
+//! failure, and how a Secret is written safely.
+
+mod decide;
+
+pub use decide::*;
+
+use std::time::Duration;
 
 use k8s_openapi::{
     api::core::v1::Secret,
@@ -8,7 +17,8 @@ use kube::ResourceExt;
 
 use crate::crd::{DatabricksToken, DatabricksTokenSpec};
 use crate::schedule::{self, EpochMillis, RenewBefore};
-use crate::secret::{self, TokenRecord};
+
+use crate::secret::{self, CurrentToken, PreviousTokenRecord, TokenOrigin, TokenRecord};
 
 /// Why a new token is minted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +65,7 @@ impl RotationReason {
 }
 
 /// What the Secret tells about the current token.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     pub record: Option<TokenRecord>,
     /// Whether the Secret holds the recorded value (under any key: keys may be renamed).
@@ -67,6 +78,16 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// No Secret, or one without a token record.
+    pub fn nothing() -> Observed {
+        Observed {
+            record: None,
+            has_value: false,
+            value: None,
+            value_altered: false,
+        }
+    }
+
     /// A Secret known to be exactly as the operator last wrote or checked it: its annotations
     /// tell everything, and its data is not needed unless something is to be written.
     pub fn untouched(record: TokenRecord) -> Observed {
@@ -94,12 +115,7 @@ pub fn is_untouched(token: &DatabricksToken, name: &str, version: Option<&str>) 
 pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
     let record = secret.and_then(|s| secret::read_record(&s.metadata));
     let Some((secret, record)) = secret.zip(record) else {
-        return Observed {
-            record: None,
-            has_value: false,
-            value: None,
-            value_altered: false,
-        };
+        return Observed::nothing();
     };
     let digest = &record.current.value_digest;
     let value_altered = secret::stored_value(secret, token_key)
@@ -157,6 +173,113 @@ pub fn pending_manual_request(
     let requested = token.annotations().get(secret::ANN_ROTATE_REQUESTED)?;
     let handled = record.and_then(|r| r.rotate_request_handled.as_ref());
     (handled != Some(requested)).then(|| requested.clone())
+}
+
+/// A token just minted, as the record needs it.
+pub struct Minted {
+    pub token_id: String,
+    pub value_digest: String,
+    /// Its creation and expiry on the operator's clock.
+    pub times: schedule::LocalTimes,
+    pub origin: TokenOrigin,
+}
+
+/// The grace period of a replaced token: the spec's, or the operator's default.
+pub fn grace_period(token: &DatabricksToken, default: Duration) -> Duration {
+    token
+        .spec
+        .rotation
+        .as_ref()
+        .and_then(|r| r.grace_period)
+        .map(Duration::from)
+        .unwrap_or(default)
+}
+
+/// The record the Secret holds after a rotation: the new token current; the replaced one
+/// waiting out its grace period when it may still work; earlier replaced ones carried over.
+pub fn new_record(
+    token: &DatabricksToken,
+    observed: &Observed,
+    reason: RotationReason,
+    minted: Minted,
+    grace: Duration,
+    desired_hash: &str,
+    now: EpochMillis,
+) -> TokenRecord {
+    let mut previous = carried_previous(token, observed);
+    if reason.old_token_may_live()
+        && let Some((token_id, expiry, origin)) = old_current(token, observed)
+    {
+        previous.push(PreviousTokenRecord {
+            revoke_after: schedule::revoke_after(now, grace, expiry),
+            token_id,
+            expiry,
+            origin,
+        });
+    }
+    previous.retain(|p| p.token_id != minted.token_id);
+    TokenRecord {
+        current: CurrentToken {
+            token_id: minted.token_id,
+            creation: minted.times.creation,
+            expiry: minted.times.expiry,
+            value_digest: minted.value_digest,
+            origin: Some(minted.origin),
+        },
+        previous,
+        spec_hash: desired_hash.to_string(),
+        rotate_request_handled: token
+            .annotations()
+            .get(secret::ANN_ROTATE_REQUESTED)
+            .cloned()
+            .or_else(|| {
+                observed
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.rotate_request_handled.clone())
+            }),
+    }
+}
+
+/// Replaced tokens still waiting: from the Secret, or from status when the Secret is gone.
+fn carried_previous(token: &DatabricksToken, observed: &Observed) -> Vec<PreviousTokenRecord> {
+    if let Some(r) = &observed.record {
+        return r.previous.clone();
+    }
+    token
+        .status
+        .iter()
+        .flat_map(|s| s.previous_tokens.iter())
+        .filter_map(|p| {
+            Some(PreviousTokenRecord {
+                token_id: p.token_id.clone(),
+                revoke_after: crate::time::parse_time(&p.revoke_after)?,
+                expiry: None,
+                origin: None,
+            })
+        })
+        .collect()
+}
+
+/// The token being replaced (id, expiry, origin): from the Secret, or from status when it is
+/// gone (which records no origin).
+fn old_current(
+    token: &DatabricksToken,
+    observed: &Observed,
+) -> Option<(String, Option<EpochMillis>, Option<TokenOrigin>)> {
+    if let Some(r) = &observed.record {
+        return Some((
+            r.current.token_id.clone(),
+            r.current.expiry,
+            r.current.origin.clone(),
+        ));
+    }
+    let s = token.status.as_ref()?;
+    Some((
+        s.token_id.clone()?,
+        s.expiry_time.as_deref().and_then(crate::time::parse_time),
+        None,
+    ))
 }
 
 /// Why the token must be replaced now, judged from the Secret alone.
@@ -227,6 +350,50 @@ pub fn failure_wakeup(
     match expiry.filter(|e| *e > now) {
         Some(e) => backoff.min(std::time::Duration::from_millis((e - now) as u64 + 50)),
         None => backoff,
+    }
+}
+
+/// How long a resource that synced sleeps: until the earliest of a replaced token's revocation,
+/// its renewal, its expiry and its next check against Databricks; at least half a second (a
+/// moment just past is retried shortly, not at once), at most `max`.
+pub fn next_wakeup(
+    token: &DatabricksToken,
+    record: &TokenRecord,
+    next_verification: EpochMillis,
+    now: EpochMillis,
+    max: Duration,
+) -> Duration {
+    let mut moments: Vec<EpochMillis> = record.previous.iter().map(|p| p.revoke_after).collect();
+    moments.extend(renewal_of(token, record));
+    moments.extend(record.current.expiry);
+    moments.push(next_verification);
+    schedule::wait_until_earliest(now, moments, MIN_WAKEUP, max)
+}
+
+/// The shortest sleep after a successful sync.
+const MIN_WAKEUP: Duration = Duration::from_millis(500);
+
+/// What became of a token the operator set out to revoke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevocationOutcome {
+    /// Revoked now.
+    Revoked,
+    /// Already gone where it was minted (revoked or expired).
+    Gone,
+    /// Not this resource's token (no tag, or another resource's): left alone.
+    Foreign,
+    /// Nothing the operator can reach may revoke it now (the workspace or its credential is
+    /// gone, or the credential may not manage that owner's tokens): kept until it can be.
+    Blocked(String),
+}
+
+/// Whether a replaced token is dropped from the record after an attempt to revoke it: when it
+/// is revoked, gone, or not this resource's; and when nothing may revoke it but it has expired
+/// (it cannot authenticate any more). Otherwise it stays recorded and the failure is reported.
+pub fn forget_after(outcome: &RevocationOutcome, expired: bool) -> bool {
+    match outcome {
+        RevocationOutcome::Revoked | RevocationOutcome::Gone | RevocationOutcome::Foreign => true,
+        RevocationOutcome::Blocked(_) => expired,
     }
 }
 
@@ -848,6 +1015,81 @@ mod tests {
             (minute, Some(-5), minute),
         ] {
             assert_eq!(failure_wakeup(backoff, expiry, 0), expected, "{expiry:?}");
+        }
+    }
+
+    #[test]
+    fn a_synced_resource_wakes_for_the_earliest_thing_due() {
+        use std::time::Duration;
+        let t = token("");
+        let r = record_for(&t, NOW);
+        let renewal = renewal_of(&t, &r).unwrap();
+        let max = Duration::from_secs(600);
+        let ms = |m: EpochMillis| Duration::from_millis(m as u64);
+        let mut waiting = r.clone();
+        waiting.previous.push(crate::secret::PreviousTokenRecord {
+            token_id: "old".into(),
+            revoke_after: NOW + 60_000,
+            expiry: None,
+            origin: None,
+        });
+        let long = Duration::from_secs(24 * 3600);
+        let table = [
+            ("the next check", &r, NOW + 120_000, max, ms(120_000)),
+            (
+                "renewal before the next check",
+                &r,
+                NOW + 10 * HOUR,
+                long,
+                ms(renewal - NOW),
+            ),
+            (
+                "a replaced token's revocation",
+                &waiting,
+                NOW + 120_000,
+                max,
+                ms(60_000),
+            ),
+            (
+                "never longer than the maximum",
+                &r,
+                NOW + 10 * HOUR,
+                max,
+                max,
+            ),
+            (
+                "a moment past: shortly",
+                &r,
+                NOW - 1,
+                max,
+                Duration::from_millis(500),
+            ),
+        ];
+        for (case, record, next_check, max, expected) in table {
+            assert_eq!(
+                next_wakeup(&t, record, next_check, NOW, max),
+                expected,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_nothing_may_revoke_is_kept_until_it_expires() {
+        use RevocationOutcome::*;
+        let table = [
+            (Revoked, false, true),
+            (Gone, false, true),
+            (Foreign, false, true),
+            (Blocked("no credential".into()), false, false),
+            (Blocked("no credential".into()), true, true),
+        ];
+        for (outcome, expired, forget) in table {
+            assert_eq!(
+                forget_after(&outcome, expired),
+                forget,
+                "{outcome:?} {expired}"
+            );
         }
     }
 }

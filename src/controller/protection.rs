@@ -15,50 +15,36 @@
 //! naming (a changed `secretRef`) is released as well. A workspace being deleted takes no new
 //! user: a token that never held the first finalizer is refused (`WorkspaceDeleting`).
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::reflector::ObjectRef,
 };
-use serde::{Serialize, de::DeserializeOwned};
 use tracing::{debug, info};
 
-use super::{Context, Error};
-use crate::crd::{ClusterDatabricksWorkspace, DatabricksToken, DatabricksWorkspace, WorkspaceKind};
-use crate::workspace::{WorkspaceKey, Workspaces};
+use super::context::Context;
+use super::error::Error;
+use super::finalizer::{self, CREDENTIAL_FINALIZER, WORKSPACE_FINALIZER};
+use crate::crd::DatabricksToken;
+use crate::workspace::{WorkspaceKey, WorkspaceObject, Workspaces};
 
-pub const WORKSPACE_FINALIZER: &str = "dbtoken.dev/workspace-in-use";
-pub const CREDENTIAL_FINALIZER: &str = "dbtoken.dev/credential-in-use";
 /// On a workspace: the credential Secret (`namespace/name`) it keeps from going away.
 pub const ANN_PROTECTED_CREDENTIAL: &str = "dbtoken.dev/protected-credential";
 
 /// How soon a workspace being deleted looks again for tokens still finalizing (a cache read).
 const WAIT_FOR_TOKENS: Duration = Duration::from_secs(2);
 
-/// Where a credential Secret lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretLocation {
-    pub namespace: String,
-    pub name: String,
-}
+pub use crate::workspace::SecretLocation;
 
-impl fmt::Display for SecretLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-impl SecretLocation {
-    fn parse(text: &str) -> Option<Self> {
-        let (namespace, name) = text.split_once('/')?;
-        (!namespace.is_empty() && !name.is_empty()).then(|| SecretLocation {
-            namespace: namespace.into(),
-            name: name.into(),
-        })
-    }
+/// A location as the protected-credential annotation records it: `namespace/name`.
+fn parse_location(text: &str) -> Option<SecretLocation> {
+    let (namespace, name) = text.split_once('/')?;
+    (!namespace.is_empty() && !name.is_empty()).then(|| SecretLocation {
+        namespace: namespace.into(),
+        name: name.into(),
+    })
 }
 
 /// What one workspace object holds on to, as the decisions need it.
@@ -100,55 +86,6 @@ pub fn needed_by_others(secret: &SecretLocation, me: &WorkspaceKey, holders: &[H
         .any(|h| &h.key != me && !h.released && h.secrets.contains(secret))
 }
 
-/// Both workspace kinds, as deletion protection sees them.
-pub trait WorkspaceObject:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync
-{
-    fn key(&self) -> WorkspaceKey;
-    /// The credential Secret the spec names, if its auth method uses one.
-    fn credential(&self) -> Option<SecretLocation>;
-    fn api(&self, client: kube::Client) -> Api<Self>;
-}
-
-impl WorkspaceObject for DatabricksWorkspace {
-    fn key(&self) -> WorkspaceKey {
-        WorkspaceKey {
-            kind: WorkspaceKind::DatabricksWorkspace,
-            namespace: self.namespace(),
-            name: self.name_any(),
-        }
-    }
-    fn credential(&self) -> Option<SecretLocation> {
-        Some(SecretLocation {
-            namespace: self.namespace()?,
-            name: self.spec.auth.secret_ref()?.name.clone(),
-        })
-    }
-    fn api(&self, client: kube::Client) -> Api<Self> {
-        Api::namespaced(client, &self.namespace().unwrap_or_default())
-    }
-}
-
-impl WorkspaceObject for ClusterDatabricksWorkspace {
-    fn key(&self) -> WorkspaceKey {
-        WorkspaceKey {
-            kind: WorkspaceKind::ClusterDatabricksWorkspace,
-            namespace: None,
-            name: self.name_any(),
-        }
-    }
-    fn credential(&self) -> Option<SecretLocation> {
-        let r = self.spec.auth.secret_ref()?;
-        Some(SecretLocation {
-            namespace: r.namespace.clone()?,
-            name: r.name.clone(),
-        })
-    }
-    fn api(&self, client: kube::Client) -> Api<Self> {
-        Api::all(client)
-    }
-}
-
 fn has_finalizer<K: Resource>(obj: &K, finalizer: &str) -> bool {
     obj.meta()
         .finalizers
@@ -161,7 +98,7 @@ fn recorded_credential<K: Resource>(ws: &K) -> Option<SecretLocation> {
         .annotations
         .as_ref()?
         .get(ANN_PROTECTED_CREDENTIAL)
-        .and_then(|v| SecretLocation::parse(v))
+        .and_then(|v| parse_location(v))
 }
 
 fn holder<K: WorkspaceObject>(ws: &K) -> Holder {
@@ -191,22 +128,7 @@ fn holders(ctx: &Context) -> Vec<Holder> {
 
 /// A token that may still revoke through the workspace `key`.
 fn depends_on(token: &DatabricksToken, key: &WorkspaceKey) -> bool {
-    has_finalizer(token, super::FINALIZER) && Workspaces::key_for(token) == *key
-}
-
-/// Whether the workspace `token` names is being deleted (as far as the cache knows).
-pub fn workspace_deleting(ctx: &Context, token: &DatabricksToken) -> bool {
-    let key = Workspaces::key_for(token);
-    let (namespaced, cluster) = ctx.workspaces.stores();
-    let deleting = |meta: &kube::api::ObjectMeta| meta.deletion_timestamp.is_some();
-    match (&key.kind, &key.namespace) {
-        (WorkspaceKind::DatabricksWorkspace, Some(ns)) => namespaced
-            .get(&ObjectRef::new(&key.name).within(ns))
-            .is_some_and(|w| deleting(w.meta())),
-        _ => cluster
-            .get(&ObjectRef::new(&key.name))
-            .is_some_and(|w| deleting(w.meta())),
-    }
+    has_finalizer(token, finalizer::FINALIZER) && Workspaces::key_for(token) == *key
 }
 
 /// Keep a workspace that is in use, and its credential Secret, from going away before the
@@ -416,6 +338,7 @@ async fn release_secret(ctx: &Context, secret: &SecretLocation) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::WorkspaceKind;
 
     fn key(name: &str) -> WorkspaceKey {
         WorkspaceKey {
@@ -482,9 +405,9 @@ mod tests {
     #[test]
     fn recorded_locations_round_trip() {
         let s = secret("admin");
-        assert_eq!(SecretLocation::parse(&s.to_string()), Some(s));
-        assert_eq!(SecretLocation::parse("no-slash"), None);
-        assert_eq!(SecretLocation::parse("/name"), None);
-        assert_eq!(SecretLocation::parse("ns/"), None);
+        assert_eq!(parse_location(&s.to_string()), Some(s));
+        assert_eq!(parse_location("no-slash"), None);
+        assert_eq!(parse_location("/name"), None);
+        assert_eq!(parse_location("ns/"), None);
     }
 }

@@ -8,28 +8,14 @@ use std::sync::Arc;
 
 use databricks_client::{Error as ApiError, TokenInfo};
 
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 use crate::databricks::{self, Owner};
 use crate::schedule::EpochMillis;
 use crate::secret::TokenOrigin;
 use crate::workspace::{ResolvedWorkspace, WorkspaceError};
 
-/// Condition reason when a replaced token cannot be revoked by anything the operator can reach.
-pub const REVOCATION_BLOCKED: &str = "RevocationBlocked";
-
-/// What became of a token the operator set out to revoke.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Revoked now.
-    Revoked,
-    /// Already gone where it was minted (revoked or expired).
-    Gone,
-    /// Not this resource's token (no tag, or another resource's): left alone.
-    Foreign,
-    /// Nothing the operator can reach may revoke it now (the workspace or its credential is
-    /// gone, or the credential may not manage that owner's tokens): kept until it can be.
-    Blocked(String),
-}
+pub use super::plan::RevocationOutcome as Outcome;
 
 /// Which API reaches a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

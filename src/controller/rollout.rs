@@ -8,8 +8,9 @@ use kube::{
     runtime::events::EventType,
 };
 
-use super::{Context, events};
-use crate::crd::{DatabricksToken, RolloutKind};
+use super::context::Context;
+use super::events;
+use crate::crd::{DatabricksToken, RolloutKind, event_actions, event_reasons};
 use crate::schedule::EpochMillis;
 
 pub const RESTARTED_AT: &str = "dbtoken.dev/restarted-at";
@@ -41,15 +42,23 @@ pub async fn restart_targets(token: &DatabricksToken, ctx: &Context, now: EpochM
         let (type_, reason, note) = match result {
             Ok(()) => (
                 EventType::Normal,
-                "RolloutRestarted",
+                event_reasons::ROLLOUT_RESTARTED,
                 format!("Restarted {:?} {}", target.kind, target.name),
             ),
             Err(e) => (
                 EventType::Warning,
-                "RolloutRestartFailed",
+                event_reasons::ROLLOUT_RESTART_FAILED,
                 format!("Could not restart {:?} {}: {e}", target.kind, target.name),
             ),
         };
-        events::publish(ctx, token, type_, reason, "RolloutRestart", note).await;
+        events::publish(
+            ctx,
+            token,
+            type_,
+            reason,
+            event_actions::ROLLOUT_RESTART,
+            note,
+        )
+        .await;
     }
 }

@@ -48,7 +48,7 @@ impl Default for SecretIndex {
 
 impl SecretIndex {
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretSummary> {
-        super::lock(&self.state)
+        super::lock::lock(&self.state)
             .secrets
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
@@ -56,7 +56,7 @@ impl SecretIndex {
 
     /// The Secrets held in one namespace, as bare metadata (name and namespace).
     pub fn in_namespace(&self, namespace: &str) -> Vec<PartialObjectMeta<Secret>> {
-        super::lock(&self.state)
+        super::lock::lock(&self.state)
             .secrets
             .keys()
             .filter(|(ns, _)| ns == namespace)
@@ -78,7 +78,7 @@ impl SecretIndex {
 
     /// Apply one watch event.
     pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
-        let mut state = super::lock(&self.state);
+        let mut state = super::lock::lock(&self.state);
         match event {
             watcher::Event::Apply(s) => {
                 state.secrets.insert(key(s), summary(s));

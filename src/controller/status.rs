@@ -6,22 +6,20 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
 use super::{
-    Context, Error, FIELD_MANAGER,
     outcome::{Failed, Synced},
     plan,
 };
+use crate::crd::condition_types::{DEGRADED, READY, ROTATING};
+use crate::crd::reasons::{AS_EXPECTED, IDLE, MINTING, TOKEN_READY};
 use crate::crd::{
     Condition, ConditionStatus, DatabricksToken, DatabricksTokenStatus, PreviousToken,
     find_condition, upsert_condition,
 };
 use crate::schedule::EpochMillis;
 use crate::secret::format_time;
-
-pub const READY: &str = "Ready";
-pub const ROTATING: &str = "Rotating";
-pub const DEGRADED: &str = "Degraded";
-const MINTING: &str = "Minting";
 
 /// Whether the last create failed with an unknown outcome, so a token may exist that the Secret
 /// does not hold.
@@ -75,7 +73,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
         Condition::new(
             READY,
             ConditionStatus::True,
-            "TokenReady",
+            TOKEN_READY,
             ready_message,
             &now_text,
             generation,
@@ -86,7 +84,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
         Condition::new(
             ROTATING,
             ConditionStatus::False,
-            "Idle",
+            IDLE,
             "",
             &now_text,
             generation,
@@ -97,7 +95,7 @@ pub fn synced(token: &DatabricksToken, synced: &Synced, now: EpochMillis) -> Dat
         Condition::new(
             DEGRADED,
             ConditionStatus::False,
-            "AsExpected",
+            AS_EXPECTED,
             "",
             &now_text,
             generation,
@@ -154,7 +152,7 @@ pub fn failed(token: &DatabricksToken, failed: &Failed, now: EpochMillis) -> Dat
         Condition::new(
             ROTATING,
             ConditionStatus::False,
-            "Idle",
+            IDLE,
             "",
             &now_text,
             generation,

@@ -5,27 +5,24 @@
 //! ever revoked. A token minted but never written (a crash, an uncertain create) carries the
 //! resource's tag, and the token list read before the next mint finds and revokes it.
 
-use std::sync::Arc;
-
 use databricks_client::CreateTokenRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{controller::Action, events::EventType},
+    runtime::events::EventType,
 };
 use tracing::{info, warn};
 
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
 use super::{
-    Context, Error, FIELD_MANAGER, backoff::Blocked, cleanup, events, own_writes::OwnWrites, plan,
-    revocation, rollout, status,
+    backoff::Blocked, events, finalizer, own_writes::OwnWrites, plan, revocation, rollout, status,
 };
-use crate::crd::{DatabricksToken, TokenType};
+use crate::crd::{DatabricksToken, event_actions, event_reasons};
 use crate::databricks::{self, Owner};
 use crate::schedule::{self, EpochMillis};
-use crate::secret::{
-    self, CurrentToken, PreviousTokenRecord, SecretLayout, TokenOrigin, TokenRecord,
-};
+use crate::secret::{self, SecretLayout, TokenOrigin, TokenRecord};
 use crate::workspace::{ResolvedWorkspace, WorkspaceKey, Workspaces};
 
 pub use super::outcome::{Failed, Synced};
@@ -37,9 +34,6 @@ pub async fn sync(
     ctx: &Context,
     now: EpochMillis,
 ) -> Result<Synced, Failed> {
-    if token.spec.token_type == TokenType::OAuth {
-        return super::oauth_token::sync(token, ctx, now).await;
-    }
     let key = Workspaces::key_for(token);
     let mut gate = Gate {
         key: &key,
@@ -100,167 +94,135 @@ async fn sync_inner(
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let desired_hash = plan::spec_hash(&token.spec, &workspace.host);
 
-    // The cache keeps a Secret's version and token record only. An untouched Secret with nothing
-    // due needs no more; anything else, and anything that writes the Secret, reads it whole first.
-    let quiet = ctx
-        .secrets
-        .get(&namespace, &name)
-        .filter(|c| plan::is_untouched(token, &name, c.resource_version.as_deref()))
-        .and_then(|c| c.record)
-        .map(|record| plan::Observed::untouched(Arc::unwrap_or_clone(record)))
-        .filter(|o| {
-            plan::rotation_reason(token, o, &desired_hash, now).is_none()
-                && o.record
-                    .as_ref()
-                    .is_some_and(|r| !r.has_revocations_due(now))
-        });
-    let read_whole = quiet.is_none();
-    let mut live = None;
-    let mut secret_version = None;
-    let mut observed = match quiet {
-        Some(observed) => {
-            secret_version = token
-                .status
-                .as_ref()
-                .and_then(|s| s.secret_resource_version.clone());
-            observed
-        }
-        None => {
-            live = secrets
-                .get_opt(&name)
-                .await
-                .map_err(Error::kube("read Secret"))?;
-            if let Some(s) = &live {
-                if !secret::is_owned_by(s, token) {
-                    return Err(conflict(name));
-                }
-                secret_version = s.resource_version();
+    // Gather what `plan::decide` asks for until it has a plan.
+    let cached = ctx.secrets.get(&namespace, &name);
+    let recent_replacements = ctx.replacements.recent(&uid);
+    let mut inputs = plan::Inputs {
+        token,
+        now,
+        secret_name: &name,
+        desired_hash: &desired_hash,
+        cached: cached.as_ref().map(|c| plan::Cached {
+            version: c.resource_version.as_deref(),
+            record: c.record.as_deref(),
+        }),
+        live: plan::Gathered::NotYet,
+        renamed: plan::Gathered::NotYet,
+        recent_replacements: &recent_replacements,
+        finalizer_was_set: finalizer::is_set(token),
+        uncertain_create: status::is_minting(token),
+        last_check: ctx.verifications.last(&uid),
+        verify_interval: ctx.settings.verify_interval.as_millis() as EpochMillis,
+        started_at: ctx.started_at,
+    };
+    let mut live: Option<Secret> = None;
+    let plan = loop {
+        match plan::decide(&inputs) {
+            plan::Step::ReadSecret => {
+                live = secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::kube("read Secret"))?;
+                inputs.live = plan::Gathered::Got(live.as_ref().map(|s| plan::Live {
+                    observed: plan::observe(Some(s), &token.spec.secret.token_key),
+                    owned: secret::is_owned_by(s, token),
+                }));
             }
-            plan::observe(live.as_ref(), &token.spec.secret.token_key)
+            plan::Step::ReadRenamed(old) => {
+                let old = owned_secret(token, &secrets, &old).await?;
+                inputs.renamed = plan::Gathered::Got(
+                    old.map(|s| plan::observe(Some(&s), &token.spec.secret.token_key)),
+                );
+            }
+            plan::Step::SecretTaken => return Err(conflict(name)),
+            plan::Step::ReplacementsExhausted { count, until } => {
+                return Err(Failed {
+                    error: Error::ReplacementsExhausted {
+                        name,
+                        changed_by: live
+                            .as_ref()
+                            .and_then(|l| plan::who_changed(l, FIELD_MANAGER)),
+                        count,
+                        until,
+                    },
+                    secret_serves: Some(false),
+                    partial: None,
+                });
+            }
+            plan::Step::Act(plan) => break *plan,
         }
     };
+    if plan.first_sight {
+        ctx.verifications.first_sight(&uid, now);
+    }
+    let secret_serves = Some(plan.secret_serves);
     // Whether the Secret exists, so a write must find it as it was read (or absent).
-    let mut secret_exists = !read_whole || live.is_some();
-    let mut reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-    // A renamed Secret: carry the token over from the old one instead of minting, and delete the
-    // old one once the new one holds the token (also when a crash came between the two).
-    let recorded_name = token.status.as_ref().and_then(|s| s.secret_name.as_deref());
-    let mut renamed_from = None;
-    if let Some(old_name) = plan::renamed_from(recorded_name, &name)
-        && let Some(old) = owned_secret(token, &secrets, old_name).await?
-    {
-        if observed.record.is_none() {
-            let old_observed = plan::observe(Some(&old), &token.spec.secret.token_key);
-            if old_observed.value.is_some() {
-                observed = old_observed;
-                reason = plan::rotation_reason(token, &observed, &desired_hash, now);
-            }
-        }
-        renamed_from = Some(old_name.to_string());
-    }
-
-    // Someone keeps taking the token out of the Secret: replacements are budgeted.
-    if let Some(r) = reason
-        && plan::is_replacement(r)
-    {
-        let recent = ctx.replacements(&uid);
-        if let Some(until) = plan::next_replacement_at(&recent, now) {
-            return Err(Failed {
-                error: Error::ReplacementsExhausted {
-                    name,
-                    changed_by: live
-                        .as_ref()
-                        .and_then(|l| plan::who_changed(l, FIELD_MANAGER)),
-                    count: recent.len(),
-                    until,
-                },
-                secret_serves: Some(false),
-                partial: None,
-            });
-        }
-    }
-
-    // Before a mint, tokens an earlier attempt may have left; otherwise the periodic check.
-    let uncertain_create = status::is_minting(token);
-    let unknown_mints =
-        reason.is_some() && ctx.unknown_mints_possible(token, cleanup::has_finalizer(token));
-    let verify = uncertain_create || unknown_mints || ctx.verification_due(&uid, now);
-    let revocations_due = observed
-        .record
-        .as_ref()
-        .is_some_and(|r| r.has_revocations_due(now));
-    let serves = |reason| Some(plan::secret_serves(reason));
-    if verify || reason.is_some() || revocations_due {
+    let mut secret_exists = !plan.read_whole || live.is_some();
+    let mut secret_version = if plan.read_whole {
+        live.as_ref().and_then(|s| s.resource_version())
+    } else {
+        token
+            .status
+            .as_ref()
+            .and_then(|s| s.secret_resource_version.clone())
+    };
+    if plan.calls_workspace {
         gate.enter(ctx, now).map_err(|b| Failed {
             error: Error::WorkspaceBackingOff {
                 reason: b.reason,
                 message: b.message,
                 until: b.until,
             },
-            secret_serves: serves(reason),
+            secret_serves,
             partial: None,
         })?;
     }
+    let mut reason = plan.reason;
     let mut snapshot = None;
     // A failed list does not hold up a rotation that is due: it is reported afterwards.
     let mut later_error = None;
-    if verify {
-        // Fresh enough to contain the current token, and recent: shared by a fleet verifying
-        // at once, yet never so old that an outside revocation goes unseen. After an uncertain
-        // create, only a list taken now can show the token it may have left; what an earlier
-        // process left shows in any list taken since this one started.
-        let created = observed
-            .record
-            .as_ref()
-            .map_or(0, |r| r.current.creation + 1);
-        let recent = now - (ctx.settings.verify_interval.as_millis() as i64) / 4;
-        let not_before = if uncertain_create {
-            now
-        } else if unknown_mints {
-            created.max(ctx.started_at())
-        } else {
-            created.max(recent)
-        };
+    if let Some(not_before) = plan.list_not_before {
         match ctx.inventory.snapshot(&workspace, &owner, not_before).await {
             Ok(snap) => {
-                if reason.is_none()
-                    && let Some(record) = &observed.record
-                    && !snap
-                        .tokens
-                        .iter()
-                        .any(|t| t.token_id == record.current.token_id)
-                {
-                    // Another identity's list does not show the token: a swapped credential is
-                    // a change of identity (the old token lives on and gets its grace period),
-                    // not a revocation.
-                    reason = Some(
-                        if minted_by_another_identity(record, &workspace, &owner).await {
-                            plan::RotationReason::SpecChanged
-                        } else {
-                            plan::RotationReason::RevokedOutside
-                        },
-                    );
+                let record = plan.observed.record.as_ref();
+                if plan::missing_from_list(reason, record, &snap.tokens) {
+                    let minted_by_another =
+                        match record.and_then(|r| plan::identity_to_compare(r, &owner)) {
+                            Some(minted_by) => {
+                                workspace.identity().await.is_ok_and(|now| now != minted_by)
+                            }
+                            None => false,
+                        };
+                    reason = Some(plan::reason_when_missing(minted_by_another));
                 }
                 snapshot = Some(snap);
             }
             Err(e) => later_error = Some(e),
         }
     }
+    let secret_serves = reason.map_or(secret_serves, |r| Some(plan::secret_serves(Some(r))));
 
-    let mut record = observed.record.clone();
-    let mut value = observed.value.clone();
+    let mut record = plan.observed.record.clone();
+    let mut value = plan.observed.value.clone();
     let mut rotated_at = None;
-    let mut secret_written = false;
     if let Some(reason) = reason {
         let failed = |error| Failed {
             error,
-            secret_serves: serves(Some(reason)),
+            secret_serves,
             partial: None,
         };
-        let (new_record, new_value) =
-            rotate(token, ctx, &workspace, &owner, &observed, reason, now)
-                .await
-                .map_err(failed)?;
+        let (new_record, new_value) = rotate(
+            token,
+            ctx,
+            &workspace,
+            &owner,
+            &plan.observed,
+            reason,
+            &desired_hash,
+            now,
+        )
+        .await
+        .map_err(failed)?;
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
         let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
         let written = match write_secret(
@@ -285,11 +247,10 @@ async fn sync_inner(
                 });
             }
         };
-        secret_written = true;
         secret_exists = true;
         secret_version = written;
         if plan::is_replacement(reason) {
-            ctx.record_replacement(&uid, now);
+            ctx.replacements.record(&uid, now);
         }
         announce_rotation(token, ctx, reason, &new_record).await;
         rollout::restart_targets(token, ctx, now).await;
@@ -300,14 +261,14 @@ async fn sync_inner(
     let Some(mut record) = record else {
         return Err(Failed {
             error: later_error.unwrap_or(Error::MissingField("token record")),
-            secret_serves: serves(reason),
+            secret_serves,
             partial: None,
         });
     };
 
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
-        ctx.mark_verified(&uid, now);
+        ctx.verifications.mark_verified(&uid, now);
     }
 
     let revoker = revocation::Revoker {
@@ -322,17 +283,17 @@ async fn sync_inner(
         later_error = revoke_error;
     }
 
-    // Rewrite after a revocation, or when the Secret read whole differs from what it should be.
-    if revoked_any || (read_whole && !secret_written) {
+    let rewrite = plan::rewrite(revoked_any, plan.read_whole, rotated_at.is_some());
+    if rewrite != plan::Rewrite::No {
         let value = value.ok_or(Error::MissingField("token value"))?;
         let desired = secret::render(token, &layout(&name, &workspace), &record, &value);
         let drifted = live
             .as_ref()
             .is_none_or(|l| !secret::is_up_to_date(l, &desired));
-        if revoked_any || drifted {
+        if rewrite == plan::Rewrite::Yes || drifted {
             let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
             // What was read is stale once this sync wrote the Secret.
-            let read = live.as_ref().filter(|_| !secret_written);
+            let read = live.as_ref().filter(|_| rotated_at.is_none());
             match write_secret(token, &ctx.own_writes, &secrets, desired, expected, read).await {
                 Ok(version) => secret_version = version,
                 Err(WriteError::Taken) => return Err(conflict(name)),
@@ -342,10 +303,8 @@ async fn sync_inner(
             }
         }
     }
-    if later_error.is_none()
-        && let Some(old) = renamed_from
-    {
-        match secrets.delete(&old, &DeleteParams::default()).await {
+    if let Some(old) = plan::delete_renamed(plan.renamed_from.as_deref(), later_error.is_some()) {
+        match secrets.delete(old, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => later_error = Some(Error::kube("delete renamed Secret")(e)),
@@ -357,7 +316,7 @@ async fn sync_inner(
         secret_name: name,
         secret_version,
         rotated_at,
-        next_verification: ctx.next_verification(&uid, now),
+        next_verification: ctx.verifications.next(&uid, now),
     };
     match later_error {
         None => Ok(synced),
@@ -377,30 +336,6 @@ fn conflict(name: String) -> Failed {
     }
 }
 
-/// The requeue delay after a successful sync.
-pub fn next_wakeup(
-    token: &DatabricksToken,
-    synced: &Synced,
-    now: EpochMillis,
-    max: std::time::Duration,
-) -> Action {
-    let mut moments: Vec<EpochMillis> = synced
-        .record
-        .previous
-        .iter()
-        .map(|p| p.revoke_after)
-        .collect();
-    moments.extend(plan::renewal_of(token, &synced.record));
-    moments.extend(synced.record.current.expiry);
-    moments.push(synced.next_verification);
-    Action::requeue(schedule::wait_until_earliest(
-        now,
-        moments,
-        std::time::Duration::from_millis(500),
-        max,
-    ))
-}
-
 fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'a> {
     SecretLayout {
         name,
@@ -409,6 +344,7 @@ fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'
 }
 
 /// Mint a replacement and build the record the Secret will hold.
+#[allow(clippy::too_many_arguments)]
 async fn rotate(
     token: &DatabricksToken,
     ctx: &Context,
@@ -416,6 +352,7 @@ async fn rotate(
     owner: &Owner,
     observed: &plan::Observed,
     reason: plan::RotationReason,
+    desired_hash: &str,
     now: EpochMillis,
 ) -> Result<(TokenRecord, String), Error> {
     let uid = token.uid().unwrap_or_default();
@@ -456,117 +393,21 @@ async fn rotate(
     ctx.metrics.mint();
     info!(token_id = %created.info.token_id, reason = reason.as_str(), "minted token");
 
-    let grace = token
-        .spec
-        .rotation
-        .as_ref()
-        .and_then(|r| r.grace_period)
-        .map(std::time::Duration::from)
-        .unwrap_or(ctx.settings.default_grace_period);
-    // Databricks' clock is not the cluster's: keep the times on the operator's clock.
-    let local = schedule::on_local_clock(
-        sent_at,
-        answered_at,
-        created.info.creation_time,
-        created.info.expiry_time,
-    );
-    let mut previous = carried_previous(token, observed);
-    if reason.old_token_may_live()
-        && let Some((token_id, expiry, origin)) = old_current(token, observed)
-    {
-        previous.push(PreviousTokenRecord {
-            revoke_after: schedule::revoke_after(now, grace, expiry),
-            token_id,
-            expiry,
-            origin,
-        });
-    }
-    previous.retain(|p| p.token_id != created.info.token_id);
-    let record = TokenRecord {
-        current: CurrentToken {
-            token_id: created.info.token_id.clone(),
-            creation: local.creation,
-            expiry: local.expiry,
-            value_digest: secret::value_digest(created.value.expose()),
-            origin: Some(origin),
-        },
-        previous,
-        spec_hash: plan::spec_hash(&token.spec, &workspace.host),
-        rotate_request_handled: token
-            .annotations()
-            .get(secret::ANN_ROTATE_REQUESTED)
-            .cloned()
-            .or_else(|| {
-                observed
-                    .record
-                    .as_ref()
-                    .and_then(|r| r.rotate_request_handled.clone())
-            }),
+    let minted = plan::Minted {
+        token_id: created.info.token_id.clone(),
+        value_digest: secret::value_digest(created.value.expose()),
+        // Databricks' clock is not the cluster's: keep the times on the operator's clock.
+        times: schedule::on_local_clock(
+            sent_at,
+            answered_at,
+            created.info.creation_time,
+            created.info.expiry_time,
+        ),
+        origin,
     };
+    let grace = plan::grace_period(token, ctx.settings.default_grace_period);
+    let record = plan::new_record(token, observed, reason, minted, grace, desired_hash, now);
     Ok((record, created.value.expose().to_string()))
-}
-
-/// Replaced tokens still waiting: from the Secret, or from status when the Secret is gone.
-fn carried_previous(
-    token: &DatabricksToken,
-    observed: &plan::Observed,
-) -> Vec<PreviousTokenRecord> {
-    if let Some(r) = &observed.record {
-        return r.previous.clone();
-    }
-    token
-        .status
-        .iter()
-        .flat_map(|s| s.previous_tokens.iter())
-        .filter_map(|p| {
-            Some(PreviousTokenRecord {
-                token_id: p.token_id.clone(),
-                revoke_after: secret::parse_time(&p.revoke_after)?,
-                expiry: None,
-                origin: None,
-            })
-        })
-        .collect()
-}
-
-/// The token being replaced (id, expiry, origin): from the Secret, or from status when it is
-/// gone (which records no origin).
-fn old_current(
-    token: &DatabricksToken,
-    observed: &plan::Observed,
-) -> Option<(String, Option<EpochMillis>, Option<TokenOrigin>)> {
-    if let Some(r) = &observed.record {
-        return Some((
-            r.current.token_id.clone(),
-            r.current.expiry,
-            r.current.origin.clone(),
-        ));
-    }
-    let s = token.status.as_ref()?;
-    Some((
-        s.token_id.clone()?,
-        s.expiry_time.as_deref().and_then(secret::parse_time),
-        None,
-    ))
-}
-
-/// Whether the current token belongs to an identity other than the one the workspace
-/// credential authenticates as now (the credential was swapped). Unknown: no.
-async fn minted_by_another_identity(
-    record: &TokenRecord,
-    workspace: &ResolvedWorkspace,
-    owner: &Owner,
-) -> bool {
-    let Some(minted_by) = record
-        .current
-        .origin
-        .as_ref()
-        .filter(|o| o.application_id.is_none())
-        .and_then(|o| o.identity.as_deref())
-    else {
-        return false;
-    };
-    *owner == Owner::Caller && workspace.identity().await.is_ok_and(|now| now != minted_by)
 }
 
 /// The Secret `name`, if this resource owns it.
@@ -691,7 +532,7 @@ async fn announce_rotation(
         .unwrap_or_else(|| "never".into());
     let (event_reason, note) = if reason == plan::RotationReason::Initial {
         (
-            "Minted",
+            event_reasons::MINTED,
             format!(
                 "Minted token {} (expires {expiry})",
                 record.current.token_id
@@ -700,7 +541,7 @@ async fn announce_rotation(
     } else {
         ctx.metrics.rotation(reason.as_str());
         (
-            "Rotated",
+            event_reasons::ROTATED,
             format!(
                 "Rotated to token {} (expires {expiry}); reason: {}",
                 record.current.token_id,
@@ -708,7 +549,15 @@ async fn announce_rotation(
             ),
         )
     };
-    events::publish(ctx, token, EventType::Normal, event_reason, "Mint", note).await;
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        event_reason,
+        event_actions::MINT,
+        note,
+    )
+    .await;
 }
 
 /// Revoke tokens tagged for this resource that are neither current nor waiting out a grace period.
@@ -721,11 +570,7 @@ async fn sweep_orphans(
     record: &TokenRecord,
     live: &[databricks_client::TokenInfo],
 ) {
-    for orphan in live.iter().filter(|t| {
-        databricks::is_tagged_for(t, uid)
-            && t.token_id != record.current.token_id
-            && !record.previous.iter().any(|p| p.token_id == t.token_id)
-    }) {
+    for orphan in plan::orphans(uid, record, live) {
         match databricks::revoke(&workspace.client, owner, &orphan.token_id).await {
             Ok(databricks::Revoked::AlreadyGone) => {}
             Ok(databricks::Revoked::Now) => {
@@ -739,8 +584,8 @@ async fn sweep_orphans(
                     ctx,
                     token,
                     EventType::Normal,
-                    "OrphanRevoked",
-                    "Revoke",
+                    event_reasons::ORPHAN_REVOKED,
+                    event_actions::REVOKE,
                     note,
                 )
                 .await;
@@ -771,25 +616,49 @@ async fn revoke_due(
             continue;
         }
         // Any list taken after its revoke-after (it was minted before) shows it if alive.
-        let outcome = revoker
+        let outcome = match revoker
             .revoke(&p.token_id, p.origin.as_ref(), p.revoke_after.min(now))
-            .await;
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                kept.push(p);
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        if !plan::forget_after(&outcome, p.has_expired(now)) {
+            if let revocation::Outcome::Blocked(why) = outcome {
+                first_error.get_or_insert(Error::RevocationBlocked {
+                    token_id: p.token_id.clone(),
+                    why,
+                });
+            }
+            kept.push(p);
+            continue;
+        }
+        changed = true;
         match outcome {
-            Ok(revocation::Outcome::Revoked) => {
-                changed = true;
+            revocation::Outcome::Revoked => {
                 ctx.metrics.revocation("grace_period_over");
                 let note = format!(
                     "Revoked previous token {} after its grace period",
                     p.token_id
                 );
-                events::publish(ctx, token, EventType::Normal, "Revoked", "Revoke", note).await;
+                events::publish(
+                    ctx,
+                    token,
+                    EventType::Normal,
+                    event_reasons::REVOKED,
+                    event_actions::REVOKE,
+                    note,
+                )
+                .await;
             }
-            Ok(revocation::Outcome::Gone) => {
-                changed = true;
+            revocation::Outcome::Gone => {
                 info!(token_id = %p.token_id, "previous token already gone where it was minted");
             }
-            Ok(revocation::Outcome::Foreign) => {
-                changed = true;
+            revocation::Outcome::Foreign => {
                 let note = format!(
                     "Did not revoke token {}: the Secret names it, but it does not carry this resource's tag",
                     p.token_id
@@ -798,35 +667,20 @@ async fn revoke_due(
                     ctx,
                     token,
                     EventType::Warning,
-                    FOREIGN_TOKEN_IGNORED,
-                    "Revoke",
+                    event_reasons::FOREIGN_TOKEN_IGNORED,
+                    event_actions::REVOKE,
                     note,
                 )
                 .await;
             }
-            Ok(revocation::Outcome::Blocked(_)) if p.has_expired(now) => {
-                changed = true;
+            revocation::Outcome::Blocked(_) => {
                 info!(token_id = %p.token_id, "previous token could not be revoked and has expired");
-            }
-            Ok(revocation::Outcome::Blocked(why)) => {
-                first_error.get_or_insert(Error::RevocationBlocked {
-                    token_id: p.token_id.clone(),
-                    why,
-                });
-                kept.push(p);
-            }
-            Err(e) => {
-                kept.push(p);
-                first_error.get_or_insert(e);
             }
         }
     }
     record.previous = kept;
     (changed, first_error)
 }
-
-/// Event reason: a token id read from the Secret is not this resource's, so it was left alone.
-pub const FOREIGN_TOKEN_IGNORED: &str = "ForeignTokenIgnored";
 
 #[cfg(test)]
 mod tests {
@@ -843,6 +697,7 @@ mod tests {
 
     use super::*;
     use crate::crd::DatabricksTokenSpec;
+    use crate::secret::CurrentToken;
 
     /// One expected request (method, path) and the answer to give.
     type Step = (&'static str, &'static str, u16, serde_json::Value);

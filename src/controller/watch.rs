@@ -5,11 +5,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use futures::{StreamExt, stream::BoxStream};
+use std::future::Future;
+
+use futures::{Stream, StreamExt, channel::mpsc::UnboundedReceiver, stream::BoxStream};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Resource,
+    Api, Resource, ResourceExt,
     core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
@@ -20,7 +22,8 @@ use kube::{
 use serde::de::DeserializeOwned;
 
 use super::namespace_merge::{self, Known};
-use crate::crd::{ClusterDatabricksWorkspace, DatabricksWorkspace, find_condition};
+use crate::crd::DatabricksToken;
+use crate::workspace::{WorkspaceObject, Workspaces};
 
 /// Watch settings for the large caches. Small list pages: each page is decoded whole, with the
 /// managedFields the caches then drop, and those transient pages set the peak memory of a
@@ -80,6 +83,36 @@ where
     })
 }
 
+/// One watch for two consumers: each event of `events` (a reflector's, so the store is filled
+/// first) goes to both returned streams, so a kind the token controller and the workspace checks
+/// both follow is listed and watched once. The returned future drives the watch until
+/// `shutdown`. A watch error is logged; the watcher retries with its backoff.
+pub fn fan_out<K>(
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    UnboundedReceiver<watcher::Event<K>>,
+    UnboundedReceiver<watcher::Event<K>>,
+)
+where
+    K: Clone + Send + 'static,
+{
+    let (first, first_rx) = futures::channel::mpsc::unbounded();
+    let (second, second_rx) = futures::channel::mpsc::unbounded();
+    let driver = events.take_until(shutdown).for_each(move |event| {
+        match event {
+            Ok(event) => {
+                let _ = first.unbounded_send(event.clone());
+                let _ = second.unbounded_send(event);
+            }
+            Err(e) => tracing::warn!(error = %e, "watch error"),
+        }
+        futures::future::ready(())
+    });
+    (driver, first_rx, second_rx)
+}
+
 /// What `kubectl apply` leaves on every object it applied: a copy of the whole manifest.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -111,12 +144,12 @@ impl TriggerFilter {
             return true;
         };
         let key = key_of(obj);
-        super::lock(&self.last).insert(key, value) != Some(value)
+        super::lock::lock(&self.last).insert(key, value) != Some(value)
     }
 
     /// Drop what is remembered of a deleted object.
     pub fn forget<K: Resource>(&self, obj: &K) {
-        super::lock(&self.last).remove(&key_of(obj));
+        super::lock::lock(&self.last).remove(&key_of(obj));
     }
 }
 
@@ -148,7 +181,7 @@ pub fn secret_owner(
 }
 
 /// A workspace retriggers its tokens when its spec or its readiness changes (a credential fix).
-pub fn workspace_trigger<K: WorkspaceLike>(ws: &K) -> Option<u64> {
+pub fn workspace_trigger<K: WorkspaceObject>(ws: &K) -> Option<u64> {
     Some(crate::schedule::seed_of(&format!(
         "{:?}/{}",
         ws.meta().generation,
@@ -156,28 +189,34 @@ pub fn workspace_trigger<K: WorkspaceLike>(ws: &K) -> Option<u64> {
     )))
 }
 
-pub trait WorkspaceLike: Resource {
-    fn ready_status(&self) -> String;
+/// What retriggers a token: its spec, a rotation request, deletion. Not status writes, which
+/// would otherwise make every reconcile trigger the next.
+pub fn token_trigger(token: &DatabricksToken) -> Option<u64> {
+    let requested = token
+        .annotations()
+        .get(crate::secret::ANN_ROTATE_REQUESTED)
+        .cloned()
+        .unwrap_or_default();
+    let text = format!(
+        "{:?}/{requested}/{}",
+        token.meta().generation,
+        token.meta().deletion_timestamp.is_some()
+    );
+    Some(crate::schedule::seed_of(&text))
 }
 
-impl WorkspaceLike for DatabricksWorkspace {
-    fn ready_status(&self) -> String {
-        self.status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, "Ready"))
-            .map(|c| format!("{:?}", c.status))
-            .unwrap_or_default()
-    }
-}
-
-impl WorkspaceLike for ClusterDatabricksWorkspace {
-    fn ready_status(&self) -> String {
-        self.status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, "Ready"))
-            .map(|c| format!("{:?}", c.status))
-            .unwrap_or_default()
-    }
+/// Tokens that use the workspace `ws`.
+pub fn dependents<K: WorkspaceObject>(
+    reader: &Store<DatabricksToken>,
+    ws: &K,
+) -> Vec<ObjectRef<DatabricksToken>> {
+    let key = ws.key();
+    reader
+        .state()
+        .iter()
+        .filter(|t| Workspaces::key_for(t) == key)
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,64 +6,67 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{StreamExt, future};
+use futures::{Stream, StreamExt, future};
 use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::{Controller, WatchStreamExt, controller::Action, reflector, watcher},
+    ResourceExt,
+    api::{Api, Patch, PatchParams},
+    runtime::{Controller, WatchStreamExt, controller::Action, reflector::Store, watcher},
 };
 use serde::Serialize;
 use tracing::warn;
 
+use super::context::{Context, FIELD_MANAGER};
 use super::credential_watch::{self, TriggerStreams};
-use super::{Context, Error, FIELD_MANAGER, protection, watch};
+use super::error::Error;
+use super::protection;
+use super::token_inventory;
+use crate::crd::condition_types::{DELETING, READY};
+use crate::crd::reasons::{AUTHENTICATED, WAITING_FOR_TOKENS};
 use crate::crd::{
     ClusterDatabricksWorkspace, Condition, ConditionStatus, DatabricksWorkspace, WorkspaceStatus,
     upsert_condition,
 };
-use crate::workspace::{ResolvedWorkspace, WorkspaceError, WorkspaceKey};
+use crate::workspace::{ResolvedWorkspace, WorkspaceError, WorkspaceKey, WorkspaceObject};
 
-const RECHECK_READY: Duration = Duration::from_secs(300);
+/// The workspaces of both kinds: their caches, and the watch events that fill them (the same
+/// watches the token controller's caches come from).
+pub struct Watched<N, C> {
+    pub namespaced: Store<DatabricksWorkspace>,
+    pub namespaced_events: N,
+    pub cluster: Store<ClusterDatabricksWorkspace>,
+    pub cluster_events: C,
+}
 
-/// Condition type and reason of a workspace whose deletion waits for its tokens.
-pub const DELETING: &str = "Deleting";
-pub const WAITING_FOR_TOKENS: &str = "WaitingForTokens";
-
-pub async fn run(
+pub async fn run<N, C>(
     kube: kube::Client,
     namespaces: &[String],
     ctx: Arc<Context>,
+    watched: Watched<N, C>,
     triggers: TriggerStreams,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
-) {
-    let (reader, writer) = reflector::store::<DatabricksWorkspace>();
-    let stream = watch::namespaced::<DatabricksWorkspace>(
-        &kube,
-        namespaces,
-        watcher::Config::default(),
-        watch::known_in_store(reader.clone()),
-    )
-    .reflect(writer)
-    .applied_objects()
-    .predicate_filter(spec_or_deletion, Default::default());
-    let namespaced = Controller::for_stream(stream, reader.clone())
+) where
+    N: Stream<Item = watcher::Event<DatabricksWorkspace>> + Send + 'static,
+    C: Stream<Item = watcher::Event<ClusterDatabricksWorkspace>> + Send + 'static,
+{
+    let reader = watched.namespaced.clone();
+    let cluster_store = watched.cluster.clone();
+    let namespaced = Controller::for_stream(changes(watched.namespaced_events), watched.namespaced)
         .reconcile_on(credential_watch::stream_of(triggers.namespaced))
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_namespaced, error_policy, ctx.clone())
+        .run(
+            |ws, ctx| reconcile(ws, ctx, Arc::new(Vec::new())),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // Tokens of a cluster workspace live in every watched namespace.
-    let watched = Arc::new(namespaces.to_vec());
-    let cluster = Controller::new(
-        Api::<ClusterDatabricksWorkspace>::all(kube.clone()),
-        watcher::Config::default(),
-    );
-    let cluster_store = cluster.store();
-    let cluster = cluster
+    let in_namespaces = Arc::new(namespaces.to_vec());
+    let cluster = Controller::for_stream(changes(watched.cluster_events), watched.cluster)
         .reconcile_on(credential_watch::stream_of(triggers.cluster))
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            move |ws, ctx| reconcile_cluster(ws, ctx, watched.clone()),
+            move |ws, ctx| reconcile(ws, ctx, in_namespaces.clone()),
             error_policy,
             ctx.clone(),
         )
@@ -92,18 +95,34 @@ pub async fn run(
     futures::join!(namespaced, cluster, credentials);
 }
 
+/// The workspaces whose spec changed or whose deletion started, from the shared watch events.
+fn changes<K: WorkspaceObject>(
+    events: impl Stream<Item = watcher::Event<K>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    events
+        .map(Ok)
+        .applied_objects()
+        .predicate_filter(spec_or_deletion, Default::default())
+}
+
 /// Backoff of a check that failed before any call (a missing credential Secret, say), per
 /// workspace so that a credential change can start it over.
 fn backoff_key(key: &WorkspaceKey) -> String {
     format!("workspace-check/{key}")
 }
 
+/// Backoff of a failed reconcile (protection, a status write), per workspace object.
+fn reconcile_backoff_key(key: &WorkspaceKey) -> String {
+    format!("workspace-reconcile/{key}")
+}
+
 /// A spec change, or the start of deletion (which finalizers turn into an update).
-fn spec_or_deletion(ws: &DatabricksWorkspace) -> Option<u64> {
+fn spec_or_deletion<K: WorkspaceObject>(ws: &K) -> Option<u64> {
+    let meta = ws.meta();
     let text = format!(
         "{:?}/{}",
-        ws.metadata.generation,
-        ws.metadata.deletion_timestamp.is_some()
+        meta.generation,
+        meta.deletion_timestamp.is_some()
     );
     Some(crate::schedule::seed_of(&text))
 }
@@ -120,90 +139,47 @@ fn trust_existing(
         s.observed_generation == generation
             && s.conditions
                 .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+                .any(|c| c.type_ == READY && c.status == ConditionStatus::True)
     });
     ready && ctx.first_sight_of_workspace(key)
 }
 
-async fn reconcile_namespaced(
-    ws: Arc<DatabricksWorkspace>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    if ws.metadata.deletion_timestamp.is_some() {
-        let finalized = protection::finalize(ws.as_ref(), &ctx, &[]).await?;
-        let api: Api<DatabricksWorkspace> =
-            Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
-        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
-    }
-    // A failure to protect (RBAC on the credential Secret, say) must not hide the Ready check:
-    // it is returned after it, and retried with backoff.
-    let protected = protection::protect(ws.as_ref(), &ctx).await;
-    let key = format!(
-        "ns/{}/{}",
-        ws.namespace().unwrap_or_default(),
-        ws.name_any()
-    );
-    if trust_existing(&ctx, key, ws.status.as_ref(), ws.metadata.generation) {
-        return protected.map(|()| Action::requeue(RECHECK_READY));
-    }
-    let resolved = ctx.workspaces.for_namespaced(&ws).await;
-    let key = WorkspaceKey {
-        kind: crate::crd::WorkspaceKind::DatabricksWorkspace,
-        namespace: ws.namespace(),
-        name: ws.name_any(),
-    };
-    let (status, action) = check(
-        resolved,
-        &ctx,
-        &key,
-        ws.status.clone(),
-        ws.metadata.generation,
-    )
-    .await;
-    if ws.status.as_ref() != Some(&status) {
-        let api: Api<DatabricksWorkspace> =
-            Api::namespaced(ctx.kube.clone(), &ws.namespace().unwrap_or_default());
-        write_status(&api, &ws.name_any(), "DatabricksWorkspace", &status).await?;
-    }
-    protected.map(|()| action)
-}
-
-async fn reconcile_cluster(
-    ws: Arc<ClusterDatabricksWorkspace>,
+/// Check one workspace; a success starts its reconcile backoff over.
+async fn reconcile<K: WorkspaceObject>(
+    ws: Arc<K>,
     ctx: Arc<Context>,
     watched_namespaces: Arc<Vec<String>>,
 ) -> Result<Action, Error> {
-    if ws.metadata.deletion_timestamp.is_some() {
-        let finalized = protection::finalize(ws.as_ref(), &ctx, &watched_namespaces).await?;
-        let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
-        return show_deletion(&api, ws.as_ref(), ws.status.as_ref(), finalized).await;
+    let result = check_workspace(ws.as_ref(), &ctx, &watched_namespaces).await;
+    if result.is_ok() {
+        ctx.backoff.reset(&reconcile_backoff_key(&ws.key()));
     }
-    let protected = protection::protect(ws.as_ref(), &ctx).await;
-    if trust_existing(
-        &ctx,
-        format!("cluster/{}", ws.name_any()),
-        ws.status.as_ref(),
-        ws.metadata.generation,
-    ) {
-        return protected.map(|()| Action::requeue(RECHECK_READY));
+    result
+}
+
+async fn check_workspace<K: WorkspaceObject>(
+    ws: &K,
+    ctx: &Context,
+    watched_namespaces: &[String],
+) -> Result<Action, Error> {
+    let api = ws.api(ctx.kube.clone());
+    if ws.meta().deletion_timestamp.is_some() {
+        let finalized = protection::finalize(ws, ctx, watched_namespaces).await?;
+        return show_deletion(&api, ws, ws.status(), finalized).await;
     }
-    let resolved = ctx.workspaces.for_cluster(&ws).await;
-    let key = WorkspaceKey {
-        kind: crate::crd::WorkspaceKind::ClusterDatabricksWorkspace,
-        namespace: None,
-        name: ws.name_any(),
-    };
-    let (status, action) = check(
-        resolved,
-        &ctx,
-        &key,
-        ws.status.clone(),
-        ws.metadata.generation,
-    )
-    .await;
-    if ws.status.as_ref() != Some(&status) {
-        let api: Api<ClusterDatabricksWorkspace> = Api::all(ctx.kube.clone());
-        write_status(&api, &ws.name_any(), "ClusterDatabricksWorkspace", &status).await?;
+    // A failure to protect (RBAC on the credential Secret, say) must not hide the Ready check:
+    // it is returned after it, and retried with backoff.
+    let protected = protection::protect(ws, ctx).await;
+    let key = ws.key();
+    let generation = ws.meta().generation;
+    if trust_existing(ctx, key.to_string(), ws.status(), generation) {
+        return protected.map(|()| Action::requeue(ctx.settings.workspace_recheck_interval));
+    }
+    let resolved = ctx.workspaces.for_object(ws).await;
+    let (status, action) = check(resolved, ctx, &key, ws.status().cloned(), generation).await;
+    if token_inventory::without_inventory(ws.status()).as_ref() != Some(&status) {
+        let kind = K::kind(&()).to_string();
+        write_status(&api, &ws.name_any(), &kind, &status).await?;
     }
     protected.map(|()| action)
 }
@@ -262,7 +238,7 @@ async fn check(
     current: Option<WorkspaceStatus>,
     generation: Option<i64>,
 ) -> (WorkspaceStatus, Action) {
-    let mut status = current.clone().unwrap_or_default();
+    let mut status = token_inventory::without_inventory(current.as_ref()).unwrap_or_default();
     let now = crate::secret::format_time(crate::now_millis());
     // Calls share the workspace's backoff with its tokens: a failing workspace is probed once
     // per step, by whichever caller comes first.
@@ -311,14 +287,14 @@ async fn check(
             let message = format!("Authenticated as {identity}");
             (
                 Condition::new(
-                    "Ready",
+                    READY,
                     ConditionStatus::True,
-                    "Authenticated",
+                    AUTHENTICATED,
                     message,
                     &now,
                     generation,
                 ),
-                Action::requeue(RECHECK_READY),
+                Action::requeue(ctx.settings.workspace_recheck_interval),
             )
         }
         Err((reason, message)) => {
@@ -326,10 +302,10 @@ async fn check(
                 Some(at) => Duration::from_millis((at - crate::now_millis()).max(0) as u64 + 100),
                 None => ctx.backoff.next_delay(&backoff_key(key), None),
             }
-            .min(RECHECK_READY);
+            .min(ctx.settings.workspace_recheck_interval);
             (
                 Condition::new(
-                    "Ready",
+                    READY,
                     ConditionStatus::False,
                     &reason,
                     message,
@@ -372,10 +348,71 @@ where
     Ok(())
 }
 
-fn error_policy<K: ResourceExt>(ws: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(name = %ws.name_any(), error = %error, "workspace check failed");
+fn error_policy<K: WorkspaceObject>(ws: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(workspace = %ws.key(), error = %error, "workspace check failed");
     Action::requeue(
         ctx.backoff
-            .next_delay(&format!("ws/{}", ws.name_any()), None),
+            .next_delay(&reconcile_backoff_key(&ws.key()), None),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::World;
+
+    fn namespaced(ns: &str, deleting: bool) -> Arc<DatabricksWorkspace> {
+        let mut ws: DatabricksWorkspace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dbtoken.dev/v1alpha1", "kind": "DatabricksWorkspace",
+            "metadata": {"name": "ws", "namespace": ns},
+            "spec": {"host": "https://x.cloud.databricks.com",
+                     "auth": {"pat": {"secretRef": {"name": "cred"}}}},
+        }))
+        .unwrap();
+        if deleting {
+            ws.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        Arc::new(ws)
+    }
+
+    fn cluster() -> Arc<ClusterDatabricksWorkspace> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "dbtoken.dev/v1alpha1", "kind": "ClusterDatabricksWorkspace",
+                "metadata": {"name": "ws"},
+                "spec": {"host": "https://x.cloud.databricks.com", "allowedNamespaces": ["a"],
+                         "auth": {"pat": {"secretRef": {"name": "cred", "namespace": "p"}}}},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_failing_workspace_backs_off_on_its_own_and_afresh_after_a_success() {
+        let world = World::new().await;
+        let ctx = world.ctx.clone();
+        let failures = |key: WorkspaceKey| ctx.backoff.failures(&reconcile_backoff_key(&key));
+        let error = || Error::MissingField("metadata.uid");
+        error_policy(namespaced("a", false), &error(), ctx.clone());
+        error_policy(namespaced("a", false), &error(), ctx.clone());
+        error_policy(namespaced("b", false), &error(), ctx.clone());
+        error_policy(cluster(), &error(), ctx.clone());
+        assert_eq!(failures(namespaced("a", false).key()), 2);
+        assert_eq!(
+            failures(namespaced("b", false).key()),
+            1,
+            "same name, other namespace"
+        );
+        assert_eq!(failures(cluster().key()), 1, "same name, other kind");
+
+        // A reconcile that succeeds (a deleted workspace nothing holds) starts over.
+        reconcile(namespaced("a", true), ctx.clone(), Arc::default())
+            .await
+            .expect("reconcile");
+        assert_eq!(failures(namespaced("a", false).key()), 0);
+        assert_eq!(failures(namespaced("b", false).key()), 1);
+        assert_eq!(world.calls.take(), Vec::<String>::new());
+    }
 }

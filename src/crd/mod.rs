@@ -2,12 +2,16 @@
 //! in group `dbtoken.dev`, version `v1alpha1`.
 
 mod conditions;
+#[macro_use]
 mod token;
+mod inventory;
 mod workspace;
 
 pub use conditions::{
-    Condition, ConditionStatus, find as find_condition, upsert as upsert_condition,
+    Condition, ConditionStatus, event_actions, event_reasons, find as find_condition, reasons,
+    types as condition_types, upsert as upsert_condition,
 };
+pub use inventory::*;
 pub use token::*;
 pub use workspace::*;
 

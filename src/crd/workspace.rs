@@ -28,7 +28,12 @@ use super::Condition;
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Identity","type":"string","jsonPath":".status.identity"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Tokens","type":"integer","priority":1,"jsonPath":".status.inventory.total"}"#,
+    printcolumn = r#"{"name":"Orphaned","type":"integer","priority":1,"jsonPath":".status.inventory.orphaned"}"#,
+    printcolumn = r#"{"name":"Expiring","type":"integer","priority":1,"jsonPath":".status.inventory.expiringSoon"}"#,
+    printcolumn = r#"{"name":"NeverExpiring","type":"integer","priority":1,"jsonPath":".status.inventory.neverExpiring"}"#,
+    printcolumn = r#"{"name":"Inventoried","type":"date","priority":1,"jsonPath":".status.inventory.lastInventoryTime"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.auth.pat) || !has(self.auth.pat.secretRef.namespace)").message("a DatabricksWorkspace reads credentials from its own namespace: remove auth.pat.secretRef.namespace"))]
@@ -55,6 +60,9 @@ pub struct DatabricksWorkspaceSpec {
     /// mints them (a credential no one else shares); `Deny` refuses them always.
     #[serde(default)]
     pub own_identity_tokens: OwnIdentityTokens,
+    /// Opt-in: list every token of the workspace periodically and report them by class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::InventorySpec>,
 }
 
 /// The workspace URL, how the operator authenticates to it, and which namespaces may use it.
@@ -70,7 +78,12 @@ pub struct DatabricksWorkspaceSpec {
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Identity","type":"string","jsonPath":".status.identity"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Tokens","type":"integer","priority":1,"jsonPath":".status.inventory.total"}"#,
+    printcolumn = r#"{"name":"Orphaned","type":"integer","priority":1,"jsonPath":".status.inventory.orphaned"}"#,
+    printcolumn = r#"{"name":"Expiring","type":"integer","priority":1,"jsonPath":".status.inventory.expiringSoon"}"#,
+    printcolumn = r#"{"name":"NeverExpiring","type":"integer","priority":1,"jsonPath":".status.inventory.neverExpiring"}"#,
+    printcolumn = r#"{"name":"Inventoried","type":"date","priority":1,"jsonPath":".status.inventory.lastInventoryTime"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.auth.pat) || has(self.auth.pat.secretRef.namespace)").message("a ClusterDatabricksWorkspace must set auth.pat.secretRef.namespace"))]
@@ -107,6 +120,9 @@ pub struct ClusterDatabricksWorkspaceSpec {
     /// Client-side limits towards this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Opt-in: list every token of the workspace periodically and report them by class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::InventorySpec>,
 }
 
 /// One service principal and the namespaces whose DatabricksTokens may mint for it.
@@ -320,6 +336,9 @@ pub struct WorkspaceStatus {
     /// The `.metadata.generation` last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last token inventory (`spec.inventory`), written by its own field manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::InventoryStatus>,
 }
 
 fn default_token_key() -> String {

@@ -1,10 +1,13 @@
-//! Prometheus metrics. Labels are namespaces, names, reasons, endpoints and status codes only:
-//! never a token value or id.
+//! Prometheus metrics. Labels are namespaces, names, reasons, endpoints and status codes, and
+//! the inventory's workspace, class and owner (an identity id): never a token value, and a token
+//! id only in the opt-in per-token inventory series.
 
 mod format;
+mod inventory_gauges;
 mod token_gauges;
 
 pub use format::Format;
+pub use inventory_gauges::WorkspaceLabels;
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,6 +45,7 @@ struct EndpointLabels {
 pub struct Metrics {
     registry: Registry,
     tokens: Arc<token_gauges::TokenGauges>,
+    inventory: inventory_gauges::InventoryGauges,
     rotations: Family<ReasonLabels, Counter>,
     mints: Counter,
     revocations: Family<OutcomeLabels, Counter>,
@@ -69,6 +73,7 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::default(),
             tokens: Arc::default(),
+            inventory: Default::default(),
             rotations: Family::default(),
             mints: Counter::default(),
             revocations: Family::default(),
@@ -134,6 +139,7 @@ impl Metrics {
         }
         std::iter::once(head)
             .chain(self.tokens.chunks())
+            .chain(self.inventory.chunks())
             .chain(std::iter::once(eof).filter(|e| !e.is_empty()))
     }
 
@@ -156,6 +162,21 @@ impl Metrics {
 
     pub fn forget_token(&self, namespace: &str, name: &str) {
         self.tokens.remove(namespace, name);
+    }
+
+    /// Replace a workspace's inventory series with those of its latest inventory.
+    pub fn observe_inventory(
+        &self,
+        workspace: WorkspaceLabels,
+        tally: &crate::inventory::Tally,
+        at: crate::schedule::EpochMillis,
+    ) {
+        self.inventory.set(workspace, tally, at);
+    }
+
+    /// Drop a workspace's inventory series (inventory turned off, workspace deleted).
+    pub fn forget_inventory(&self, workspace: &WorkspaceLabels) {
+        self.inventory.remove(workspace);
     }
 
     pub fn rotation(&self, reason: &str) {
@@ -356,6 +377,17 @@ mod tests {
         m.reconcile_error("x");
         m.observe(Endpoint::TokenDelete, "404", Duration::from_millis(1));
         m.reconcile_duration(Duration::from_millis(1));
+        let mut tally = crate::inventory::Tally::new(false);
+        tally.by_owner.insert("1".into(), Default::default());
+        m.observe_inventory(
+            WorkspaceLabels {
+                kind: "DatabricksWorkspace".into(),
+                namespace: "ns".into(),
+                workspace: "w".into(),
+            },
+            &tally,
+            1,
+        );
         let allowed = [
             "namespace",
             "name",
@@ -364,6 +396,10 @@ mod tests {
             "endpoint",
             "status",
             "le",
+            "kind",
+            "workspace",
+            "class",
+            "owner",
         ];
         let text = m.encode();
         for line in text.lines().filter(|l| !l.starts_with('#')) {

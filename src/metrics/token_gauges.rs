@@ -162,7 +162,7 @@ fn key(namespace: &str, name: &str) -> String {
 
 /// Label values escape backslash, quote and newline. Kubernetes names hold none of them; this
 /// keeps the output well formed regardless.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }

@@ -23,6 +23,7 @@ use crate::{
     limit::Limits,
     retry::{RetryPolicy, Safety, marks_failing},
     secret::scrub,
+    stream::TokenArrayScanner,
     types::{CreateTokenResponse, GetTokenResponse, ListTokensResponse},
 };
 
@@ -188,17 +189,51 @@ impl WorkspaceClient {
         &self,
         filter: &ManagedTokenFilter,
     ) -> Result<Vec<TokenInfo>, Error> {
-        let mut query = Vec::new();
-        if let Some(id) = filter.created_by_id {
-            query.push(("created_by_id", id.to_string()));
-        }
-        if let Some(name) = &filter.created_by_username {
-            query.push(("created_by_username", name.clone()));
-        }
+        let query = filter.query();
         let r: ListTokensResponse = self
             .call(Call::read(Endpoint::ManagedList, TOKEN_MANAGEMENT, &query))
             .await?;
         Ok(r.token_infos)
+    }
+
+    /// `GET /api/2.0/token-management/tokens`, read as it arrives: `visit` sees each token once,
+    /// and no token is kept, so a workspace's 50,000 tokens cost the memory of one. Each attempt
+    /// starts from `start()` (a retried list starts over) and the state of the attempt that
+    /// read the whole list is returned. A list with an unreadable element is refused whole:
+    /// counting on without it would under-report.
+    pub async fn visit_managed_tokens<S>(
+        &self,
+        filter: &ManagedTokenFilter,
+        mut start: impl FnMut() -> S,
+        mut visit: impl FnMut(&mut S, TokenInfo),
+    ) -> Result<S, Error> {
+        let query = filter.query();
+        let call = Call::read(Endpoint::ManagedList, TOKEN_MANAGEMENT, &query);
+        let (state, complete, unreadable) = self
+            .run(&call, async |mut response: reqwest::Response| {
+                let mut state = start();
+                let mut scanner = TokenArrayScanner::default();
+                let mut unreadable = 0usize;
+                while let Some(chunk) = response.chunk().await? {
+                    scanner.feed(&chunk, |parsed| match parsed {
+                        Ok(info) => visit(&mut state, info),
+                        Err(_) => unreadable += 1,
+                    });
+                }
+                Ok((state, scanner.complete(), unreadable))
+            })
+            .await?;
+        if !complete || unreadable > 0 {
+            return Err(Error::Other {
+                status: 200,
+                code: "UNREADABLE_RESPONSE".into(),
+                message: format!(
+                    "unreadable {} response ({unreadable} unreadable token(s), complete: {complete})",
+                    Endpoint::ManagedList.as_str()
+                ),
+            });
+        }
+        Ok(state)
     }
 
     /// `GET /api/2.0/token-management/tokens/{id}` (admin only).
@@ -223,6 +258,19 @@ impl WorkspaceClient {
 
     /// One API call with auth, limits and the retry rules of its safety class.
     async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, Error> {
+        let text = self
+            .run(&call, async |r: reqwest::Response| r.text().await)
+            .await?;
+        decode(&call, &text)
+    }
+
+    /// The retry loop of every call: each attempt's 2xx response is handed to `read`, whose
+    /// I/O failure (the body lost on the way) counts as a transport error of that attempt.
+    async fn run<B>(
+        &self,
+        call: &Call<'_>,
+        mut read: impl AsyncFnMut(reqwest::Response) -> Result<B, reqwest::Error>,
+    ) -> Result<B, Error> {
         let inner = &self.inner;
         let started = Instant::now();
         let mut refreshed_auth = false;
@@ -235,13 +283,14 @@ impl WorkspaceClient {
                 attempt,
                 status = field::Empty
             );
-            let Failed { error, bearer } = match self.attempt(&call).instrument(span).await {
-                Ok(text) => {
-                    inner.failing.store(false, Ordering::Relaxed);
-                    return decode(&call, &text);
-                }
-                Err(failed) => failed,
-            };
+            let Failed { error, bearer } =
+                match self.attempt(call, &mut read).instrument(span).await {
+                    Ok(body) => {
+                        inner.failing.store(false, Ordering::Relaxed);
+                        return Ok(body);
+                    }
+                    Err(failed) => failed,
+                };
             if !marks_failing(&error) {
                 // The host answered as an API does: it is up.
                 inner.failing.store(false, Ordering::Relaxed);
@@ -291,8 +340,12 @@ impl WorkspaceClient {
         }
     }
 
-    /// One HTTP exchange. Returns the body of a 2xx response.
-    async fn attempt(&self, call: &Call<'_>) -> Result<String, Failed> {
+    /// One HTTP exchange. Returns what `read` made of a 2xx response.
+    async fn attempt<B>(
+        &self,
+        call: &Call<'_>,
+        read: &mut impl AsyncFnMut(reqwest::Response) -> Result<B, reqwest::Error>,
+    ) -> Result<B, Failed> {
         let inner = &self.inner;
         let _permit = inner.limits.admit().await?;
         let bearer = inner
@@ -335,6 +388,26 @@ impl WorkspaceClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        if status.is_success() {
+            return match read(response).await {
+                Ok(body) => {
+                    self.observe(call.endpoint, status.as_str(), sent_at);
+                    debug!(
+                        elapsed_ms = sent_at.elapsed().as_millis() as u64,
+                        "response"
+                    );
+                    Ok(body)
+                }
+                Err(e) => {
+                    self.observe(call.endpoint, "transport", sent_at);
+                    debug!(uncertain = creating, "response body lost");
+                    Err(failed(Error::Transport {
+                        message: describe(&e),
+                        uncertain: creating,
+                    }))
+                }
+            };
+        }
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
@@ -352,9 +425,6 @@ impl WorkspaceClient {
             elapsed_ms = sent_at.elapsed().as_millis() as u64,
             "response"
         );
-        if status.is_success() {
-            return Ok(text);
-        }
         let mut error = Error::from_response(status.as_u16(), &text, retry_after);
         // A 5xx on a create may come after the token was minted.
         if let Error::Unavailable { uncertain, .. } = &mut error {

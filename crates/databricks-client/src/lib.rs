@@ -16,6 +16,7 @@ pub mod federation;
 mod limit;
 mod retry;
 mod secret;
+mod stream;
 mod types;
 
 pub use auth::{AZURE_DATABRICKS_SCOPE, AccessGrant, Credentials, DEFAULT_ENTRA_AUTHORITY};

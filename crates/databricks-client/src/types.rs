@@ -91,6 +91,19 @@ pub struct ManagedTokenFilter {
     pub created_by_username: Option<String>,
 }
 
+impl ManagedTokenFilter {
+    pub(crate) fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if let Some(id) = self.created_by_id {
+            query.push(("created_by_id", id.to_string()));
+        }
+        if let Some(name) = &self.created_by_username {
+            query.push(("created_by_username", name.clone()));
+        }
+        query
+    }
+}
+
 /// Who the credentials authenticate as (SCIM `Me`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct CurrentUser {

@@ -10,6 +10,7 @@
 //! - `PUT /_emulator/issuers` {issuer, jwks_json} -> 204: the keys an issuer publishes, for
 //!   policies without a pasted JWKS
 //! - `GET /_emulator/tokens` -> {tokens: [LiveToken]} (never values)
+//! - `POST /_emulator/tokens` (SeedToken) -> {token_id}: place a token outside any API call
 //! - `POST /_emulator/tokens/{id}/revoke` -> {revoked: bool}
 //! - `GET /_emulator/minted-values`, `GET /_emulator/access-tokens` -> {values: [...]}
 //! - `POST /_emulator/accepts` {token_value} -> {accepts: bool}
@@ -30,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    EmulatorConfig, Shared,
+    EmulatorConfig, SeedToken, Shared,
     faults::{FaultRule, Faults},
     federation::FederationPolicy,
 };
@@ -89,7 +90,12 @@ pub fn routes() -> Router<Shared> {
             "/_emulator/tokens",
             get(|State(s): State<Shared>| async move {
                 Json(json!({"tokens": s.lock().live_tokens()}))
-            }),
+            })
+            .post(
+                |State(s): State<Shared>, Json(seed): Json<SeedToken>| async move {
+                    Json(json!({"token_id": s.lock().seed_token(&seed)}))
+                },
+            ),
         )
         .route("/_emulator/tokens/{id}/revoke", post(revoke))
         .route(

@@ -51,8 +51,8 @@ pub use faults::{DropMode, FaultRule, Faults, Latency};
 pub use federation::{ENTRA_DEFAULT_AUDIENCE, FederationPolicy};
 pub use oauth::AZURE_DATABRICKS_RESOURCE;
 pub use state::{
-    EmulatorConfig, LiveToken, RequestCount, SeededEntraApp, SeededServicePrincipal, SeededUser,
-    Stats, WORKSPACE_ID,
+    EmulatorConfig, LiveToken, RequestCount, SeedToken, SeededEntraApp, SeededServicePrincipal,
+    SeededUser, Stats, WORKSPACE_ID,
 };
 
 /// Endpoint names used by fault rules and stats.
@@ -198,6 +198,10 @@ impl EmulatorHandle {
     /// Authority host of the Entra-like token endpoint (this emulator).
     pub fn entra_authority(&self) -> String {
         self.base_url()
+    }
+    /// Place a token as if created earlier, outside any API call and quota (see [`SeedToken`]).
+    pub fn seed_token(&self, seed: &SeedToken) -> String {
+        self.shared.lock().seed_token(seed)
     }
     pub fn live_tokens(&self) -> Vec<LiveToken> {
         self.shared.lock().live_tokens()

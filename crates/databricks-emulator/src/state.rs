@@ -110,6 +110,22 @@ pub struct LiveToken {
     pub scopes: Option<Vec<String>>,
 }
 
+/// A token placed in the workspace as if someone had created it earlier (an old never-expiring
+/// PAT, another tool's token): no API call, no quota, any lifetime.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SeedToken {
+    pub owner_id: i64,
+    /// Defaults to the owner (a user's own PAT).
+    #[serde(default)]
+    pub created_by_id: Option<i64>,
+    #[serde(default)]
+    pub comment: String,
+    /// Seconds from now until it expires (negative: already past on this workspace's clock,
+    /// so it is not listed); None: it never expires.
+    #[serde(default)]
+    pub lifetime_seconds: Option<i64>,
+}
+
 /// A seeded user and its bootstrap PAT. Debug is redacted.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SeededUser {
@@ -480,6 +496,18 @@ impl State {
         self.tokens.insert(token.token_id.clone(), token.clone());
         self.minted.push(token.value.clone());
         token
+    }
+
+    /// Place a token as described (see [`SeedToken`]); returns its id. Its value is recorded
+    /// like any other (leak checks) but not returned: nobody in a test holds it.
+    pub fn seed_token(&mut self, seed: &SeedToken) -> String {
+        let creator = seed.created_by_id.unwrap_or(seed.owner_id);
+        let mut token = self.mint(seed.owner_id, creator, seed.comment.clone(), None, None);
+        if let Some(seconds) = seed.lifetime_seconds {
+            token.expiry_time = token.creation_time + seconds * 1000;
+            self.tokens.insert(token.token_id.clone(), token.clone());
+        }
+        token.token_id
     }
 
     /// The identity behind a bearer credential, if it is live.

@@ -187,3 +187,40 @@ async fn non_admins_are_denied_token_management() {
     }
     assert!(emulator.accepts(own.value.expose()));
 }
+
+#[tokio::test]
+async fn a_visited_list_sees_every_token_once_like_the_whole_list() {
+    use databricks_emulator::{FaultRule, Faults, SeedToken};
+    let emulator = emulator().await;
+    let (admin_id, admin) = user_client(&emulator, "admin@example.com", true);
+    for i in 0..250 {
+        emulator.seed_token(&SeedToken {
+            owner_id: admin_id,
+            created_by_id: None,
+            comment: format!("seeded {i} with \"quotes\" and ] brackets"),
+            lifetime_seconds: (i % 2 == 0).then_some(3_600 + i),
+        });
+    }
+    let whole = admin
+        .list_managed_tokens(&ManagedTokenFilter::default())
+        .await
+        .unwrap();
+    // One 503 first: the retried list is read from the start, nothing counted twice.
+    emulator.set_faults(Faults::new(vec![FaultRule {
+        error_rate: 1.0,
+        limit: Some(1),
+        ..FaultRule::on("token-management/list")
+    }]));
+    let visited = admin
+        .visit_managed_tokens(&ManagedTokenFilter::default(), Vec::new, |seen, t| {
+            seen.push(t)
+        })
+        .await
+        .unwrap();
+    assert_eq!(visited, whole);
+    assert_eq!(visited.len(), 251, "250 seeded and the bootstrap PAT");
+    assert_eq!(
+        emulator.stats().count_status("token-management/list", 503),
+        1
+    );
+}

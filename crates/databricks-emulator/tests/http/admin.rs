@@ -209,3 +209,72 @@ async fn the_clock_offset_can_be_set_over_http() {
     assert_eq!(settings.clock_offset_ms, -300_000);
     assert_eq!(settings.quota_per_owner, 600, "other settings kept");
 }
+
+#[tokio::test]
+async fn seeded_tokens_are_listed_as_created_earlier_by_whoever_is_named() {
+    let w = world().await;
+    let admin_user = admin(
+        &w,
+        Method::POST,
+        "/_emulator/users",
+        Some(json!({"user_name": "admin@x.y", "is_admin": true})),
+    )
+    .await;
+    let pat = admin_user.body["pat"].as_str().unwrap().to_string();
+    let owner = admin(
+        &w,
+        Method::POST,
+        "/_emulator/users",
+        Some(json!({"user_name": "old@x.y"})),
+    )
+    .await
+    .body["id"]
+        .as_i64()
+        .unwrap();
+    let never = admin(
+        &w,
+        Method::POST,
+        "/_emulator/tokens",
+        Some(json!({"owner_id": owner, "comment": "laptop"})),
+    )
+    .await;
+    assert_eq!(never.status, StatusCode::OK);
+    let expiring = admin(
+        &w,
+        Method::POST,
+        "/_emulator/tokens",
+        Some(json!({"owner_id": owner, "created_by_id": admin_user.body["id"], "comment": "ci", "lifetime_seconds": 3600})),
+    )
+    .await;
+    let gone = admin(
+        &w,
+        Method::POST,
+        "/_emulator/tokens",
+        Some(json!({"owner_id": owner, "lifetime_seconds": -1})),
+    )
+    .await;
+    let listed = w.get("/api/2.0/token-management/tokens", &pat).await.body;
+    let find = |id: &Value| {
+        listed["token_infos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| &t["token_id"] == id)
+            .cloned()
+    };
+    let never = find(&never.body["token_id"]).expect("listed");
+    assert_eq!(
+        (
+            never["expiry_time"].as_i64(),
+            never["created_by_username"].as_str()
+        ),
+        (Some(-1), Some("old@x.y"))
+    );
+    let expiring = find(&expiring.body["token_id"]).expect("listed");
+    assert_eq!(
+        expiring["expiry_time"].as_i64().unwrap() - expiring["creation_time"].as_i64().unwrap(),
+        3_600_000
+    );
+    assert_eq!(expiring["created_by_username"], "admin@x.y");
+    assert!(find(&gone.body["token_id"]).is_none(), "already expired");
+}
