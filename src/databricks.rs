@@ -126,6 +126,18 @@ pub async fn revoke(
     }
 }
 
+/// Whether a PAT create failed because the workspace's admin turned personal access tokens off
+/// (workspace setting "Personal Access Tokens"). Databricks' exact words are unverified: a
+/// permission refusal whose message says tokens are disabled. The on-behalf-of switch ("... is
+/// not enabled for this workspace") is another matter and does not match.
+pub fn pat_creation_disabled(error: &databricks_client::Error) -> bool {
+    let databricks_client::Error::PermissionDenied { message, .. } = error else {
+        return false;
+    };
+    let message = message.to_ascii_lowercase();
+    message.contains("token") && message.contains("disabled")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,36 @@ const INVALID_TOKENS: &[(&str, &str)] = &[
     (r#"{"lifetime":"1h"}"#, "spec.workspaceRef: Required value"),
     (
         r#"{"workspaceRef":{"name":"ws"}}"#,
-        "spec.lifetime: Required value",
+        "lifetime is required for type pat",
+    ),
+    // Type oauth: Databricks decides lifetime; nothing is revoked; the scope is a form field.
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","lifetime":"1h"}"#,
+        "lifetime must not be set for type oauth",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","renewBefore":"10m"}"#,
+        "renewBefore is not available for type oauth",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","onBehalfOf":{"applicationId":"6f0e8a52-1b7c-4d0a-9a57-0c3e6a1f2b44"}}"#,
+        "onBehalfOf is not available for type oauth",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","comment":"etl"}"#,
+        "comment is not available for type oauth",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","rotation":{"gracePeriod":"5m"}}"#,
+        "rotation is not available for type oauth",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"oauth","scopes":["all-apis sql"]}"#,
+        "scopes of type oauth must be OAuth scope names",
+    ),
+    (
+        r#"{"workspaceRef":{"name":"ws"},"type":"OAuth"}"#,
+        "Unsupported value: \"OAuth\"",
     ),
     (
         r#"{"workspaceRef":{"name":"ws"},"lifetime":"soon"}"#,
@@ -180,6 +209,9 @@ const VALID_TOKENS: &[&str] = &[
     r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"tokenKey":"DATABRICKS_TOKEN","hostKey":"DATABRICKS_HOST","envKeys":false}}"#,
     r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","secret":{"databricksCfgProfile":"DEFAULT"}}"#,
     r#"{"workspaceRef":{"name":"ws"},"lifetime":"1h","comment":"reports job, see dbtoken.dev docs"}"#,
+    r#"{"workspaceRef":{"name":"ws"},"type":"pat","lifetime":"1h","scopes":["any words"]}"#,
+    r#"{"workspaceRef":{"name":"ws"},"type":"oauth"}"#,
+    r#"{"workspaceRef":{"name":"ws"},"type":"oauth","renewBeforePercentage":50,"scopes":["all-apis","sql","iam.current-user:read"],"secret":{"databricksCfgProfile":"DEFAULT"},"deletionPolicy":"Retain"}"#,
 ];
 
 const INVALID_WORKSPACES: &[(&str, &str, &str)] = &[
@@ -461,4 +493,33 @@ async fn the_examples_pass_apply_time_validation() {
     }
     assert!(checked >= 8, "found {checked} objects in examples/");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The type of a token cannot change: a PAT's revocations and an access token's lack of them
+/// do not mix in one resource's history.
+#[tokio::test]
+async fn the_token_type_cannot_be_changed() {
+    use databricks_token_operator::crd::DatabricksToken;
+    use kube::api::{Patch, PatchParams};
+    let ns = support::cluster::namespace("typechange").await;
+    support::world::install_crds(&ns.client).await;
+    let api: kube::Api<DatabricksToken> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let token: DatabricksToken = serde_json::from_value(json!({
+        "apiVersion": "dbtoken.dev/v1alpha1", "kind": "DatabricksToken",
+        "metadata": {"name": "t"},
+        "spec": {"workspaceRef": {"name": "ws"}, "lifetime": "1h"},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &token).await.unwrap();
+    assert_eq!(
+        created.spec.token_type,
+        databricks_token_operator::crd::TokenType::Pat,
+        "pat by default"
+    );
+    let patch = json!({"spec": {"type": "oauth", "lifetime": null}});
+    let e = api
+        .patch("t", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("type changed");
+    assert!(e.to_string().contains("type cannot be changed"), "{e}");
 }

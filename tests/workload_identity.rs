@@ -543,3 +543,40 @@ async fn deleting_the_namespace_revokes_tokens_minted_with_its_service_account()
     })
     .await;
 }
+
+/// A workspace with PATs turned off and no credential Secret: a `type: oauth` token is an
+/// access token obtained by token exchange of the ServiceAccount's token, kept in the Secret.
+#[tokio::test]
+async fn an_oauth_type_token_is_exchanged_under_workload_identity_in_a_pat_less_workspace() {
+    let mut w = World::with_emulator(
+        "wi-oauth",
+        EmulatorConfig {
+            tokens_enabled: false,
+            access_token_seconds: 30,
+            ..EmulatorConfig::default()
+        },
+    )
+    .await;
+    create_service_account(&w.ns.client, &w.ns.name, SA).await;
+    let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
+    w.apply_workspace("wi", workload_identity(&app_id)).await;
+    w.start_operator();
+    w.create_token(
+        "reports",
+        json!({"workspaceRef": {"name": "wi"}, "type": "oauth", "scopes": ["all-apis", "sql"]}),
+    )
+    .await;
+    let first = w.wait_ready("reports").await;
+    let first_id = first.status.and_then(|s| s.token_id).expect("token id");
+    assert!(first_id.starts_with("oauth-"), "{first_id}");
+    let value = w.secret_value("reports", "token").await.expect("token");
+    assert!(w.emulator.accepts(&value));
+    assert!(w.emulator.access_tokens().contains(&value));
+    assert!(w.emulator.issued_for_scope("all-apis sql") >= 1);
+    // Renewed before the 30 s token expires, by another exchange.
+    w.wait_replaced("reports", &first_id, "a renewal").await;
+    let renewed = w.secret_value("reports", "token").await.expect("token");
+    assert_ne!(renewed, value);
+    assert!(w.emulator.accepts(&renewed));
+    assert_eq!(w.emulator.stats().count_status("oidc/token", 400), 0);
+}

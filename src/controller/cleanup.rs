@@ -18,7 +18,7 @@ use kube::{
 use super::context::Context;
 use super::error::Error;
 use super::{events, finalizer, plan, revocation};
-use crate::crd::{DatabricksToken, DeletionPolicy, event_actions, event_reasons};
+use crate::crd::{DatabricksToken, DeletionPolicy, TokenType, event_actions, event_reasons};
 use crate::databricks;
 use crate::schedule::EpochMillis;
 use crate::secret::{self, TokenOrigin};
@@ -39,7 +39,11 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
 
     match token.spec.deletion_policy {
         DeletionPolicy::Revoke => {
-            revoke_all(token, ctx, owned.as_ref()).await?;
+            if token.spec.token_type == TokenType::OAuth {
+                oauth_nothing_to_revoke(token, ctx).await;
+            } else {
+                revoke_all(token, ctx, owned.as_ref()).await?;
+            }
             if owned.is_some() {
                 match secrets.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => {}
@@ -77,6 +81,28 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
     finalizer::set(token, ctx, remaining).await?;
     ctx.forget(token);
     Ok(Action::await_change())
+}
+
+/// An OAuth access token cannot be revoked: deleting the Secret is all there is to do, and the
+/// token dies at its expiry (within the hour).
+async fn oauth_nothing_to_revoke(token: &DatabricksToken, ctx: &Context) {
+    let expiry = token
+        .status
+        .as_ref()
+        .and_then(|s| s.expiry_time)
+        .map_or_else(|| "unknown".to_string(), |t| t.to_string());
+    let note = format!(
+        "Deleted the Secret; an OAuth access token cannot be revoked and expires by itself (current: {expiry})"
+    );
+    events::publish(
+        ctx,
+        token,
+        EventType::Normal,
+        event_reasons::NOTHING_TO_REVOKE,
+        event_actions::DELETE,
+        note,
+    )
+    .await;
 }
 
 /// Revoke the current token, every previous one, and anything else tagged for this resource.
@@ -146,6 +172,8 @@ async fn revoke_all(
             );
         }
     }
+    // Never aim a revocation at an access token's id (it names no Databricks token).
+    ids.retain(|id, _| !super::oauth_token::is_access_token_id(id));
     let now = crate::now_millis();
     let snapshot = ctx.inventory.snapshot(&workspace, &owner, now).await?;
     for t in snapshot

@@ -17,6 +17,26 @@ pub enum Error {
         source: databricks_client::Error,
     },
 
+    #[error(
+        "Databricks refused to create a personal access token: personal access tokens are disabled in this workspace ({source}); set `type: oauth` on this DatabricksToken for a short-lived OAuth access token instead"
+    )]
+    PatsDisabled { source: databricks_client::Error },
+
+    #[error(
+        "type oauth needs a workspace that authenticates with Databricks OAuth (auth.oauthM2M or auth.workloadIdentity); {workspace} uses another kind of credential"
+    )]
+    OAuthUnavailable { workspace: String },
+
+    /// The workspace refuses tokens of its own identity, and an access token of type oauth is
+    /// always one (onBehalfOf is not available for it).
+    #[error(
+        "type oauth holds an access token of {workspace}'s own identity, which it refuses ({why}): anyone holding it could act as the workspace credential. Authenticate the workspace as a service principal that is not a workspace admin, or set spec.ownIdentityTokens: Allow on the workspace"
+    )]
+    OAuthOwnIdentityRefused {
+        workspace: String,
+        why: &'static str,
+    },
+
     #[error("Kubernetes {action} failed: {source}")]
     Kube {
         action: &'static str,
@@ -58,9 +78,20 @@ pub enum Error {
     },
 }
 
+/// The action of a PAT create (own or on-behalf-of), as failures name it.
+pub const CREATE_TOKEN: &str = "create token";
+
 impl Error {
+    /// A failed Databricks call. A PAT create refused because PATs are off in the workspace
+    /// gets its own kind, so the condition says what to do.
     pub fn databricks(action: &'static str) -> impl FnOnce(databricks_client::Error) -> Error {
-        move |source| Error::Databricks { action, source }
+        move |source| {
+            if action == CREATE_TOKEN && crate::databricks::pat_creation_disabled(&source) {
+                Error::PatsDisabled { source }
+            } else {
+                Error::Databricks { action, source }
+            }
+        }
     }
 
     pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
@@ -80,6 +111,9 @@ impl Error {
                     format!("HTTP_{code}")
                 }
             }
+            Error::PatsDisabled { .. } => reasons::PATS_DISABLED.into(),
+            Error::OAuthUnavailable { .. } => reasons::OAUTH_UNAVAILABLE.into(),
+            Error::OAuthOwnIdentityRefused { .. } => reasons::OWN_IDENTITY_TOKEN_REFUSED.into(),
             Error::Kube { .. } => reasons::KUBERNETES_ERROR.into(),
             Error::SecretConflict { .. } => reasons::SECRET_CONFLICT.into(),
             Error::MissingField(_) => reasons::INVALID_OBJECT.into(),
@@ -237,6 +271,37 @@ mod tests {
             e.to_string(),
             "Secret reports keeps losing its token (last changed by argocd); 4 replacement tokens minted in the last hour, the next not before 1970-01-01T00:00:00.000Z"
         );
+    }
+
+    fn denied(message: &str) -> databricks_client::Error {
+        databricks_client::Error::PermissionDenied {
+            code: "PERMISSION_DENIED".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_pat_create_refused_because_pats_are_off_has_its_own_reason_and_says_what_to_do() {
+        let e = Error::databricks(CREATE_TOKEN)(denied(
+            "Personal access tokens are disabled for this workspace. Use OAuth instead.",
+        ));
+        assert_eq!(e.reason(), reasons::PATS_DISABLED);
+        assert!(e.to_string().contains("`type: oauth`"), "{e}");
+    }
+
+    #[test]
+    fn other_permission_refusals_keep_the_databricks_code() {
+        let obo_off = Error::databricks(CREATE_TOKEN)(denied(
+            "On-behalf-of token creation for service principals is not enabled for this workspace",
+        ));
+        assert_eq!(obo_off.reason(), "PERMISSION_DENIED");
+        let no_right =
+            Error::databricks(CREATE_TOKEN)(denied("User does not have permission to use tokens."));
+        assert_eq!(no_right.reason(), "PERMISSION_DENIED");
+        let not_a_create = Error::databricks("list tokens")(denied(
+            "Personal access tokens are disabled for this workspace.",
+        ));
+        assert_eq!(not_a_create.reason(), "PERMISSION_DENIED");
     }
 
     #[test]

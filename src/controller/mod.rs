@@ -14,6 +14,7 @@ mod fixtures;
 mod inventory;
 mod lock;
 mod namespace_merge;
+mod oauth_token;
 mod outcome;
 mod own_writes;
 pub mod plan;

@@ -137,7 +137,7 @@ pub fn observe(secret: Option<&Secret>, token_key: &str) -> Observed {
 /// The fields whose change needs a new token (not renewal or Secret layout changes).
 pub fn spec_hash(spec: &DatabricksTokenSpec, host: &str) -> String {
     let identity = serde_json::json!({
-        "lifetime": spec.lifetime.to_string(),
+        "lifetime": spec.lifetime.map(|l| l.to_string()),
         "scopes": spec.scopes,
         "onBehalfOf": spec.on_behalf_of.as_ref().map(|o| &o.application_id),
         "workspace": [format!("{:?}", spec.workspace_ref.kind), spec.workspace_ref.name.clone()],
@@ -697,7 +697,7 @@ mod tests {
         }
         let longer: DatabricksToken = {
             let mut l = token("");
-            l.spec.lifetime = "4h".parse().unwrap();
+            l.spec.lifetime = Some("4h".parse().unwrap());
             l
         };
         assert_eq!(

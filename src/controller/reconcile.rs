@@ -15,8 +15,8 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::Context;
 use super::error::Error;
-use super::{cleanup, events, finalizer, plan, status, token};
-use crate::crd::{DatabricksToken, Timestamp, event_actions};
+use super::{cleanup, events, finalizer, oauth_token, plan, status, token};
+use crate::crd::{DatabricksToken, Timestamp, TokenType, event_actions};
 use crate::schedule::EpochMillis;
 use crate::workspace::Workspaces;
 
@@ -47,7 +47,11 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
     // A refused finalizer (workspace being deleted) is a failure shown in status like any other.
     let result = async {
         finalizer::ensure(token, ctx).await?;
-        token::sync(token, ctx, now).await
+        // An OAuth access token has its own, much shorter, life (oauth_token).
+        match token.spec.token_type {
+            TokenType::Pat => token::sync(token, ctx, now).await,
+            TokenType::OAuth => oauth_token::sync(token, ctx, now).await,
+        }
     };
     match result.await {
         Ok(synced) => {

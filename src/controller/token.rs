@@ -357,11 +357,10 @@ async fn rotate(
 ) -> Result<(TokenRecord, String), Error> {
     let uid = token.uid().unwrap_or_default();
     let request = CreateTokenRequest {
-        lifetime_seconds: Some(
-            std::time::Duration::from(token.spec.lifetime)
-                .as_secs()
-                .max(1),
-        ),
+        lifetime_seconds: token
+            .spec
+            .lifetime
+            .map(|l| std::time::Duration::from(l).as_secs().max(1)),
         comment: Some(databricks::tagged_comment(
             token.spec.comment.as_deref(),
             &uid,
@@ -425,7 +424,7 @@ async fn owned_secret(
 }
 
 /// Why a Secret write did not happen.
-enum WriteError {
+pub(super) enum WriteError {
     /// The Secret was created or replaced by someone else since it was read.
     Taken,
     Kube(Error),
@@ -434,7 +433,7 @@ enum WriteError {
 /// Write the whole Secret, only if it is still as it was read: created when it was absent
 /// (never over a Secret someone created meanwhile), applied at the version read otherwise.
 /// Returns its new resourceVersion.
-async fn write_secret(
+pub(super) async fn write_secret(
     token: &DatabricksToken,
     own_writes: &OwnWrites,
     secrets: &Api<Secret>,

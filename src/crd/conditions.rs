@@ -122,6 +122,12 @@ pub mod reasons {
     pub const OWN_IDENTITY_TOKEN_REFUSED: &str = "OwnIdentityTokenRefused";
     /// Whether the credential is a workspace admin could not be read.
     pub const ADMIN_CHECK_FAILED: &str = "AdminCheckFailed";
+    /// A PAT create refused because the workspace's admin turned personal access tokens off;
+    /// the message says to use `type: oauth`.
+    pub const PATS_DISABLED: &str = "PersonalAccessTokensDisabled";
+    /// A `type: oauth` token whose workspace authenticates with something other than
+    /// Databricks OAuth (a PAT, an Entra service principal): no access token can be issued.
+    pub const OAUTH_UNAVAILABLE: &str = "OAuthNotAvailable";
 }
 
 /// Reasons of the Normal and Warning events on a `DatabricksToken` (failures use the condition
@@ -140,6 +146,10 @@ pub mod event_reasons {
     /// Deleted after its workspace was: its tokens expire by themselves.
     pub const REVOKE_SKIPPED: &str = "RevokeSkipped";
     pub const NOTHING_TO_REVOKE: &str = "NothingToRevoke";
+    /// A `type: oauth` token's first access token.
+    pub const ISSUED: &str = "Issued";
+    /// A `type: oauth` token's access token replaced (renewal, a deleted Secret, ...).
+    pub const RENEWED: &str = "Renewed";
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
     pub const ROLLOUT_RESTART_FAILED: &str = "RolloutRestartFailed";
 }

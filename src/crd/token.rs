@@ -66,17 +66,35 @@ macro_rules! is_duration {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// Type oauth: Databricks decides the lifetime and nothing is revoked, so the PAT-only fields
+// are refused rather than silently ignored; a pat needs its lifetime.
+#[x_kube(validation = Rule::new("self.type == 'oauth' || has(self.lifetime)").message("lifetime is required for type pat (e.g. 720h)"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.lifetime)").message("lifetime must not be set for type oauth: Databricks grants OAuth access tokens their lifetime (about an hour)"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.renewBefore)").message("renewBefore is not available for type oauth (the lifetime is Databricks'): use renewBeforePercentage"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.onBehalfOf)").message("onBehalfOf is not available for type oauth: the access token belongs to the workspace's own service principal"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.comment)").message("comment is not available for type oauth: OAuth access tokens carry no comment"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.rotation)").message("rotation is not available for type oauth: a replaced access token is not revoked (it expires by itself within the hour), and pods should read the Secret as a mounted file, not be restarted hourly"))]
+#[x_kube(validation = Rule::new("self.type != 'oauth' || !has(self.scopes) || self.scopes.all(s, s.matches('^[-a-zA-Z0-9._:/]+$'))").message("scopes of type oauth must be OAuth scope names (letters, digits and . _ : / -; no spaces), e.g. all-apis or sql"))]
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
 // Each rule that converts with duration() first checks the text is a duration: an unparsable
 // value gets the pattern's message alone, not also a type-conversion error per rule.
-#[x_kube(validation = Rule::new(concat!("!has(self.renewBefore) || !", is_duration!("self.renewBefore"), " || !", is_duration!("self.lifetime"), " || duration(self.renewBefore) < duration(self.lifetime)")).message("renewBefore must be shorter than lifetime"))]
+#[x_kube(validation = Rule::new(concat!("!has(self.renewBefore) || !has(self.lifetime) || !", is_duration!("self.renewBefore"), " || !", is_duration!("self.lifetime"), " || duration(self.renewBefore) < duration(self.lifetime)")).message("renewBefore must be shorter than lifetime"))]
 #[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || !has(self.renewBefore) || !", is_duration!("self.rotation.gracePeriod"), " || !", is_duration!("self.renewBefore"), " || duration(self.rotation.gracePeriod) <= duration(self.renewBefore)")).message("rotation.gracePeriod must not exceed renewBefore: the previous token would outlive its own expiry"))]
 // The renewal window without renewBefore: renewBeforePercentage of the lifetime, 33 by default
 // (schedule::DEFAULT_RENEW_BEFORE_PERCENT), compared in whole seconds.
-#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || has(self.renewBefore) || !", is_duration!("self.rotation.gracePeriod"), " || !", is_duration!("self.lifetime"), " || duration(self.rotation.gracePeriod).getSeconds() * 100 <= duration(self.lifetime).getSeconds() * (has(self.renewBeforePercentage) ? self.renewBeforePercentage : 33)")).message("rotation.gracePeriod must fit in the renewal window (renewBeforePercentage of the lifetime, one third by default): the previous token would expire before a longer grace period ends"))]
+#[x_kube(validation = Rule::new(concat!("!has(self.rotation) || !has(self.rotation.gracePeriod) || has(self.renewBefore) || !has(self.lifetime) || !", is_duration!("self.rotation.gracePeriod"), " || !", is_duration!("self.lifetime"), " || duration(self.rotation.gracePeriod).getSeconds() * 100 <= duration(self.lifetime).getSeconds() * (has(self.renewBeforePercentage) ? self.renewBeforePercentage : 33)")).message("rotation.gracePeriod must fit in the renewal window (renewBeforePercentage of the lifetime, one third by default): the previous token would expire before a longer grace period ends"))]
 pub struct DatabricksTokenSpec {
     /// The workspace (and credentials) to mint the token with.
     pub workspace_ref: WorkspaceRef,
+
+    /// `pat` (default): a personal access token with the lifetime asked for, revoked after
+    /// rotation. `oauth`: a short-lived Databricks OAuth access token of the workspace's own
+    /// service principal (workspace auth `oauthM2M` or `workloadIdentity`), for workspaces where
+    /// PATs are disabled; renewed at 2/3 of the lifetime Databricks grants (about an hour),
+    /// nothing to revoke. Cannot be changed: create a new DatabricksToken instead.
+    #[serde(default, rename = "type")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("type cannot be changed: create a new DatabricksToken (and delete this one) to switch between pat and oauth"))]
+    pub token_type: TokenType,
 
     /// Mint the token for a service principal via the token-management on-behalf-of API
     /// (needs workspace admin credentials). Without it the token belongs to the workspace's
@@ -85,12 +103,14 @@ pub struct DatabricksTokenSpec {
     pub on_behalf_of: Option<OnBehalfOf>,
 
     /// How long each minted token lives, as a Go duration (e.g. `720h`). At least 10s and at
-    /// most 730 days (17520h); the workspace's own maximum may be lower.
+    /// most 730 days (17520h); the workspace's own maximum may be lower. Required for type
+    /// `pat`; not set for type `oauth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(is_duration!("self")).message("lifetime must be a duration like 720h or 30m (units h, m, s; largest first)"))]
     #[x_kube(validation = Rule::new(concat!("!", is_duration!("self"), " || duration(self) >= duration('10s')")).message("lifetime must be at least 10s"))]
     #[x_kube(validation = Rule::new(concat!("!", is_duration!("self"), " || duration(self) <= duration('17520h')")).message("lifetime must be at most 17520h (730 days), the Databricks maximum"))]
     #[schemars(extend("maxLength" = 32))]
-    pub lifetime: Duration,
+    pub lifetime: Option<Duration>,
 
     /// Rotate this long before the token expires (e.g. `240h`). Defaults to one third of the
     /// lifetime (renewal at 2/3 of the lifetime). Mutually exclusive with renewBeforePercentage.
@@ -114,7 +134,8 @@ pub struct DatabricksTokenSpec {
     #[x_kube(validation = Rule::new(r"!self.matches('(?i)dbtoken\\s*[.]\\s*dev\\s*/\\s*uid')").message("comment must not contain the operator's tag [dbtoken.dev/uid=...]: the operator adds it itself, and a copied tag would make another resource revoke this one's tokens"))]
     pub comment: Option<String>,
 
-    /// OAuth scopes to restrict the token to (passed to the API when set).
+    /// OAuth scopes to restrict the token to. Type `pat`: passed to the token create API when
+    /// set. Type `oauth`: the `scope` asked of the token endpoint (default `all-apis`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 50), inner(length(max = 256)))]
     #[x_kube(validation = Rule::new("self.all(s, s != '')").message("scopes must not contain empty strings"))]
@@ -137,6 +158,18 @@ pub struct DatabricksTokenSpec {
 /// A duration as the schema accepts it: decimal numbers with units h, m, s, ms, us, ns, each
 /// unit at most once and largest first.
 pub const DURATION_PATTERN: &str = duration_regex!();
+
+/// Which kind of token the Secret holds.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    /// A Databricks personal access token.
+    #[default]
+    Pat,
+    /// A Databricks OAuth access token of the workspace's service principal.
+    #[serde(rename = "oauth")]
+    OAuth,
+}
 
 /// Which workspace object to use.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -132,6 +132,30 @@ struct AccessToken {
     access_token: String,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// An OAuth access token issued for someone else to hold (a `DatabricksToken` of type
+/// `oauth`): never cached here, and never the client's own bearer.
+pub struct AccessGrant {
+    pub value: SecretString,
+    /// `expires_in` as the token endpoint granted it.
+    pub lifetime: Duration,
+    /// The scopes granted, as the endpoint reported them (None: not reported).
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for AccessGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessGrant")
+            .field("value", &"<redacted>")
+            .field("lifetime", &self.lifetime)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Where a token exchange talks to, for messages and metrics.
@@ -169,6 +193,71 @@ impl Authenticator {
         let mut cache = self.cache.lock().await;
         if cache.token.as_ref().is_some_and(|(t, _)| t == rejected) {
             cache.token = None;
+        }
+    }
+
+    /// Whether [`Authenticator::issue`] can work: Databricks OAuth credentials (M2M client
+    /// credentials or workload identity federation).
+    pub fn issues_databricks_oauth(&self) -> bool {
+        matches!(
+            self.credentials,
+            Credentials::OAuthM2M { .. } | Credentials::WorkloadIdentity { .. }
+        )
+    }
+
+    /// A fresh Databricks OAuth access token for the credentials' service principal, with
+    /// `scope` (space-separated), bypassing the bearer cache: one token endpoint call each.
+    pub async fn issue(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        observer: Option<&dyn RequestObserver>,
+        scope: &str,
+    ) -> Result<AccessGrant, Error> {
+        let endpoint = {
+            let mut cache = self.cache.lock().await;
+            if !self.issues_databricks_oauth() {
+                return Err(Error::Config {
+                    message: "only Databricks OAuth credentials (M2M or workload identity) issue OAuth access tokens".into(),
+                });
+            }
+            token_endpoint(&mut cache, http, host, self.allow_http, observer).await?
+        };
+        let (request, subject_of) = match &self.credentials {
+            Credentials::OAuthM2M {
+                client_id,
+                client_secret,
+            } => (
+                http.post(&endpoint)
+                    .basic_auth(client_id, Some(client_secret.expose()))
+                    .form(&[("grant_type", "client_credentials"), ("scope", scope)]),
+                None,
+            ),
+            Credentials::WorkloadIdentity { client_id, subject } => {
+                let jwt = subject.0.subject_token().await?;
+                (
+                    http.post(&endpoint).form(&[
+                        ("grant_type", federation::TOKEN_EXCHANGE_GRANT),
+                        ("subject_token", jwt.expose()),
+                        ("subject_token_type", federation::JWT_TOKEN_TYPE),
+                        ("scope", scope),
+                        ("client_id", client_id.as_str()),
+                    ]),
+                    Some((subject, client_id)),
+                )
+            }
+            _ => {
+                return Err(Error::Config {
+                    message: "only Databricks OAuth credentials issue OAuth access tokens".into(),
+                });
+            }
+        };
+        let result = exchange_grant(request, &DATABRICKS, observer).await;
+        match subject_of {
+            Some((subject, client_id)) => {
+                result.map_err(|e| federation::classify(e, subject, client_id))
+            }
+            None => result,
         }
     }
 
@@ -323,6 +412,15 @@ async fn exchange(
     issuer: &Issuer,
     observer: Option<&dyn RequestObserver>,
 ) -> Result<(SecretString, Duration), Error> {
+    let grant = exchange_grant(request, issuer, observer).await?;
+    Ok((grant.value, grant.lifetime))
+}
+
+async fn exchange_grant(
+    request: reqwest::RequestBuilder,
+    issuer: &Issuer,
+    observer: Option<&dyn RequestObserver>,
+) -> Result<AccessGrant, Error> {
     let (status, body) = send(request, issuer, observer).await?;
     if !status.is_success() {
         return Err(failure(issuer, status, &body, None));
@@ -337,7 +435,23 @@ async fn exchange(
         _ => None,
     };
     let lifetime = seconds.map(Duration::from_secs).unwrap_or(DEFAULT_LIFETIME);
-    Ok((SecretString::from(token.access_token), lifetime))
+    // Only a bearer token can be sent as `Authorization: Bearer` (RFC 6750); the type is
+    // case-insensitive (RFC 6749 7.1). A missing type is taken as Bearer, as the SDKs do.
+    if let Some(kind) = token.token_type.as_deref()
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(Error::AuthFlow {
+            message: format!(
+                "{} issued a token of type {kind:?}, not a Bearer token",
+                issuer.name
+            ),
+        });
+    }
+    Ok(AccessGrant {
+        value: SecretString::from(token.access_token),
+        lifetime,
+        scope: token.scope,
+    })
 }
 
 /// Send and read the whole body. A transport failure here happened before the API call it

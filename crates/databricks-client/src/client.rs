@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, debug_span, field};
 use crate::{
     ClientConfig, CreateTokenRequest, CreatedToken, CurrentUser, Endpoint, Error,
     ManagedTokenFilter, RequestObserver, SecretString, TokenInfo,
-    auth::Authenticator,
+    auth::{AccessGrant, Authenticator},
     error::parse_retry_after,
     limit::Limits,
     retry::{RetryPolicy, Safety, marks_failing},
@@ -109,6 +109,24 @@ impl WorkspaceClient {
 
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// Whether the credentials are Databricks OAuth ones, which can issue access tokens for
+    /// others to hold ([`WorkspaceClient::issue_access_token`]).
+    pub fn issues_oauth_tokens(&self) -> bool {
+        self.inner.auth.issues_databricks_oauth()
+    }
+
+    /// A fresh OAuth access token for the credentials' service principal with `scope`
+    /// (space-separated), from the workspace's token endpoint; never this client's own bearer.
+    /// One token endpoint call, after the workspace's admission (rate limit, concurrency).
+    pub async fn issue_access_token(&self, scope: &str) -> Result<AccessGrant, Error> {
+        let _permit = self.inner.limits.admit().await?;
+        let inner = &self.inner;
+        inner
+            .auth
+            .issue(&inner.http, &inner.host, inner.observer.as_deref(), scope)
+            .await
     }
 
     /// `GET /api/2.0/preview/scim/v2/Me`: who the credentials authenticate as.

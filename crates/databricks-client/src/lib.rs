@@ -19,7 +19,7 @@ mod secret;
 mod stream;
 mod types;
 
-pub use auth::{AZURE_DATABRICKS_SCOPE, Credentials, DEFAULT_ENTRA_AUTHORITY};
+pub use auth::{AZURE_DATABRICKS_SCOPE, AccessGrant, Credentials, DEFAULT_ENTRA_AUTHORITY};
 pub use client::WorkspaceClient;
 pub use config::{ClientConfig, Endpoint, RequestObserver};
 pub use error::Error;

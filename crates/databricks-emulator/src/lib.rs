@@ -214,6 +214,11 @@ impl EmulatorHandle {
     pub fn access_tokens(&self) -> Vec<String> {
         self.shared.lock().access_tokens()
     }
+    /// Databricks OAuth access tokens issued with exactly `scope` (space-separated as
+    /// requested), by client credentials or token exchange.
+    pub fn issued_for_scope(&self, scope: &str) -> u64 {
+        self.shared.lock().issued_for_scope(scope)
+    }
     /// Whether this bearer would authenticate now.
     pub fn accepts(&self, token_value: &str) -> bool {
         self.shared.lock().accepts(token_value)

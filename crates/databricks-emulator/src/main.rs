@@ -40,6 +40,10 @@ struct Args {
     /// Whether admins may create on-behalf-of tokens for service principals.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     obo_enabled: bool,
+    /// The workspace setting "Personal Access Tokens": false refuses every PAT create and
+    /// every PAT bearer (OAuth keeps working).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tokens_enabled: bool,
     /// Lifetime of OAuth and Entra access tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
     access_token_seconds: u64,
@@ -84,6 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         default_lifetime_seconds: args.default_lifetime_seconds,
         quota_per_owner: args.quota_per_owner,
         obo_enabled: args.obo_enabled,
+        tokens_enabled: args.tokens_enabled,
         access_token_seconds: args.access_token_seconds,
         requests_per_second: args.requests_per_second,
         workspace_id: args.workspace_id,

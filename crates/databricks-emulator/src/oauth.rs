@@ -25,6 +25,31 @@ pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// RFC 7523 client assertion (a federated credential instead of a client secret at Entra).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// Scopes the token endpoint grants. A request naming any other is refused (`invalid_scope`).
+/// Which APIs a narrower scope (e.g. `sql`) opens is not modelled: every issued token
+/// authenticates every call.
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "all-apis",
+    "sql",
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+];
+
+/// The requested `scope` (space-separated), or why the endpoint refuses it (`invalid_scope`).
+fn checked_scope(form: &HashMap<String, String>) -> Result<String, String> {
+    let requested = form.get("scope").map(String::as_str).unwrap_or("").trim();
+    let scopes: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+    if scopes.is_empty() {
+        return Err("scope is required (e.g. all-apis)".into());
+    }
+    if let Some(unknown) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(s)) {
+        return Err(format!("Invalid scope requested: {unknown}"));
+    }
+    Ok(scopes.join(" "))
+}
+
 /// The Azure Databricks first-party application (the Entra resource / scope).
 pub const AZURE_DATABRICKS_RESOURCE: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d";
 
@@ -58,7 +83,7 @@ async fn oidc_discovery(State(app): State<Shared>, headers: HeaderMap) -> Respon
         "jwks_uri": format!("{base}/oidc/jwks.json"),
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "response_types_supported": ["code"],
-        "scopes_supported": ["all-apis", "offline_access", "openid", "profile", "email"],
+        "scopes_supported": SUPPORTED_SCOPES,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
     }))
     .into_response()
@@ -110,18 +135,16 @@ fn oidc_exchange(app: &Shared, headers: &HeaderMap, form: &HashMap<String, Strin
             "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:token-exchange",
         );
     }
-    if !form
-        .get("scope")
-        .is_some_and(|s| s.split(' ').any(|x| x == "all-apis"))
-    {
-        return respond::oauth_error(400, "invalid_scope", "scope must include all-apis");
-    }
-    match app.lock().oauth_exchange(&id, &secret) {
+    let scope = match checked_scope(form) {
+        Ok(scope) => scope,
+        Err(why) => return respond::oauth_error(400, "invalid_scope", &why),
+    };
+    match app.lock().oauth_exchange(&id, &secret, &scope) {
         Some((token, seconds)) => Json(json!({
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": seconds,
-            "scope": "all-apis",
+            "scope": scope,
         }))
         .into_response(),
         None => respond::oauth_error(401, "invalid_client", "Client authentication failed"),
@@ -143,9 +166,10 @@ fn token_exchange(app: &Shared, form: &HashMap<String, String>) -> Response {
     if field("subject_token").is_empty() {
         return respond::oauth_error(400, "invalid_request", "subject_token is required");
     }
-    if !field("scope").split(' ').any(|x| x == "all-apis") {
-        return respond::oauth_error(400, "invalid_scope", "scope must include all-apis");
-    }
+    let scope = match checked_scope(form) {
+        Ok(scope) => scope,
+        Err(why) => return respond::oauth_error(400, "invalid_scope", &why),
+    };
     let client_id = field("client_id");
     if client_id.is_empty() {
         // Account-wide federation policies map a token to a user; the emulator has none.
@@ -157,14 +181,14 @@ fn token_exchange(app: &Shared, form: &HashMap<String, String>) -> Response {
     }
     let exchanged = app
         .lock()
-        .federated_exchange(client_id, field("subject_token"));
+        .federated_exchange(client_id, field("subject_token"), &scope);
     match exchanged {
         Ok((token, seconds)) => Json(json!({
             "access_token": token,
             "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
             "token_type": "Bearer",
             "expires_in": seconds,
-            "scope": "all-apis",
+            "scope": scope,
         }))
         .into_response(),
         Err(FederatedRefusal::UnknownServicePrincipal) => respond::oauth_error(

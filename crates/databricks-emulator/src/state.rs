@@ -31,6 +31,10 @@ pub struct EmulatorConfig {
     pub quota_per_owner: usize,
     /// Whether on-behalf-of tokens for service principals may be created.
     pub obo_enabled: bool,
+    /// The workspace setting "Personal Access Tokens" (`enableTokensConfig`). Off, as the docs
+    /// describe it: nobody can create a PAT (own or on-behalf-of) and no PAT authenticates;
+    /// tokens are kept and work again once it is back on. OAuth is unaffected.
+    pub tokens_enabled: bool,
     /// Lifetime of OAuth and Entra access tokens.
     pub access_token_seconds: u64,
     /// The workspace's request limit for its REST API (requests per second over all callers);
@@ -52,6 +56,7 @@ impl Default for EmulatorConfig {
             default_lifetime_seconds: None,
             quota_per_owner: 600,
             obo_enabled: true,
+            tokens_enabled: true,
             access_token_seconds: 3600,
             requests_per_second: None,
             workspace_id: WORKSPACE_ID,
@@ -263,6 +268,8 @@ pub struct State {
     counts: BTreeMap<(String, String, u16), u64>,
     /// OAuth and Entra access tokens handed out, for leak checks.
     access_tokens: Vec<String>,
+    /// Databricks OAuth access tokens issued, by the scope they were granted.
+    issued_by_scope: BTreeMap<String, u64>,
     /// Federation policies and the issuers' keys (workload identity).
     pub federation: Federation,
 }
@@ -309,6 +316,7 @@ impl State {
             limit: None,
             counts: BTreeMap::new(),
             access_tokens: Vec::new(),
+            issued_by_scope: BTreeMap::new(),
             federation: Federation::default(),
         }
     }
@@ -515,11 +523,15 @@ impl State {
                     "Credential was not sent or was of an unsupported type for this API.",
                 )
             })?;
+        let pats_work = self.config.tokens_enabled;
         let identity_id = if let Some(id) = self.by_value.get(bearer) {
-            self.tokens.get_mut(id).filter(|t| t.alive(now)).map(|t| {
-                t.last_used_day = Some(now - now.rem_euclid(86_400_000));
-                t.owner_id
-            })
+            self.tokens
+                .get_mut(id)
+                .filter(|t| pats_work && t.alive(now))
+                .map(|t| {
+                    t.last_used_day = Some(now - now.rem_euclid(86_400_000));
+                    t.owner_id
+                })
         } else {
             self.sessions
                 .get(bearer)
@@ -536,7 +548,7 @@ impl State {
         self.by_value
             .get(value)
             .and_then(|id| self.tokens.get(id))
-            .is_some_and(|t| t.alive(now))
+            .is_some_and(|t| self.config.tokens_enabled && t.alive(now))
             || self.sessions.get(value).is_some_and(|(_, exp)| *exp > now)
     }
 
@@ -582,6 +594,9 @@ impl State {
         creator: &Identity,
         body: &Value,
     ) -> Result<Value, ApiError> {
+        if !self.config.tokens_enabled {
+            return Err(pats_disabled());
+        }
         let lifetime =
             match body.get("lifetime_seconds") {
                 None | Some(Value::Null) => None,
@@ -636,6 +651,9 @@ impl State {
     /// `POST /api/2.0/token-management/on-behalf-of/tokens` by an admin.
     /// The status of the "not enabled" and "unknown application" errors is unverified.
     pub fn create_obo_token(&mut self, admin: &Identity, body: &Value) -> Result<Value, ApiError> {
+        if !self.config.tokens_enabled {
+            return Err(pats_disabled());
+        }
         if !self.config.obo_enabled {
             return Err(ApiError::new(
                 403,
@@ -826,6 +844,7 @@ impl State {
         &mut self,
         client_id: &str,
         client_secret: &str,
+        scope: &str,
     ) -> Option<(String, u64)> {
         let identity = self
             .identities
@@ -836,7 +855,17 @@ impl State {
                     && i.client_secret.as_deref() == Some(client_secret)
             })?
             .id;
+        self.count_issued(scope);
         Some(self.new_session(identity))
+    }
+
+    fn count_issued(&mut self, scope: &str) {
+        *self.issued_by_scope.entry(scope.to_string()).or_default() += 1;
+    }
+
+    /// Databricks OAuth access tokens issued with exactly `scope` (as requested).
+    pub fn issued_for_scope(&self, scope: &str) -> u64 {
+        self.issued_by_scope.get(scope).copied().unwrap_or(0)
     }
 
     /// Entra client credentials -> an Entra access token for the mapped workspace identity.
@@ -860,6 +889,7 @@ impl State {
         &mut self,
         application_id: &str,
         subject_token: &str,
+        scope: &str,
     ) -> Result<(String, u64), FederatedRefusal> {
         let identity = self
             .service_principal(application_id)
@@ -869,6 +899,7 @@ impl State {
         self.federation
             .verify_for_service_principal(application_id, subject_token, now)
             .map_err(FederatedRefusal::Refused)?;
+        self.count_issued(scope);
         Ok(self.new_session(identity))
     }
 
@@ -924,6 +955,16 @@ pub enum EntraRefusal {
 pub enum FederatedRefusal {
     UnknownServicePrincipal,
     Refused(crate::federation::Refusal),
+}
+
+/// A PAT create in a workspace whose admin turned personal access tokens off. The words and
+/// status are the emulator's choice: no public source shows what Databricks answers (unverified).
+fn pats_disabled() -> ApiError {
+    ApiError::new(
+        403,
+        "PERMISSION_DENIED",
+        "Personal access tokens are disabled for this workspace. Use OAuth instead.",
+    )
 }
 
 fn not_found(token_id: &str) -> ApiError {

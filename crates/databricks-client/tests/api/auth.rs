@@ -310,3 +310,59 @@ async fn an_entra_outage_is_retried() {
     assert_eq!(c.current_user().await.unwrap().id, "7");
     assert_eq!(server.log.count("/tenant-1/oauth2/v2.0/token"), 2);
 }
+
+#[tokio::test]
+async fn issued_access_tokens_are_fresh_each_time_with_the_scope_asked_for() {
+    let emulator = emulator().await;
+    let sp = emulator.add_service_principal("bi", false);
+    let c = client(config(
+        &emulator.base_url(),
+        m2m(&sp.application_id, &sp.client_secret),
+    ));
+    assert!(c.issues_oauth_tokens());
+    let first = c.issue_access_token("all-apis sql").await.unwrap();
+    let second = c.issue_access_token("all-apis sql").await.unwrap();
+    assert_ne!(first.value, second.value, "never the cached one");
+    assert_eq!(first.lifetime, Duration::from_secs(3600));
+    assert_eq!(first.scope.as_deref(), Some("all-apis sql"));
+    assert!(emulator.accepts(first.value.expose()));
+    assert_eq!(emulator.issued_for_scope("all-apis sql"), 2);
+    assert!(!format!("{first:?}").contains(first.value.expose()));
+    // The client's own bearer is another token, cached apart.
+    c.current_user().await.unwrap();
+    assert_eq!(emulator.issued_for_scope("all-apis"), 1);
+}
+
+#[tokio::test]
+async fn only_databricks_oauth_credentials_issue_access_tokens() {
+    let emulator = emulator().await;
+    let admin = emulator.add_user("admin@example.com", true);
+    let c = client(config(
+        &emulator.base_url(),
+        Credentials::Pat {
+            token: admin.pat.clone().into(),
+        },
+    ));
+    assert!(!c.issues_oauth_tokens());
+    let e = c.issue_access_token("all-apis").await.unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_a_bearer_token_is_refused() {
+    let server = stub(|r| match r.path.as_str() {
+        "/oidc/.well-known/oauth-authorization-server" => Reply::json(
+            200,
+            json!({"token_endpoint": format!("{}/oidc/v1/token", r.base_url)}),
+        ),
+        _ => Reply::json(
+            200,
+            json!({"access_token": "eyJmac", "token_type": "mac", "expires_in": 3600}),
+        ),
+    })
+    .await;
+    let c = client(config(&server.base_url, m2m("id", "secret")));
+    let e = c.issue_access_token("all-apis").await.unwrap_err();
+    assert!(matches!(e, Error::AuthFlow { .. }), "{e:?}");
+    assert!(!e.to_string().contains("eyJmac"), "{e}");
+}

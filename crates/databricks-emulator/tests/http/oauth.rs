@@ -128,13 +128,109 @@ async fn a_wrong_grant_or_scope_is_400() {
         &w,
         &sp.application_id,
         &sp.client_secret,
-        &[("grant_type", "client_credentials"), ("scope", "sql")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "all-apis clusters:nuke"),
+        ],
     )
     .await;
     assert_eq!(
         (scope.status, scope.body["error"].clone()),
         (StatusCode::BAD_REQUEST, json!("invalid_scope"))
     );
+    let none = m2m_basic(
+        &w,
+        &sp.application_id,
+        &sp.client_secret,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(none.body["error"], "invalid_scope");
+}
+
+#[tokio::test]
+async fn the_granted_scope_is_the_one_asked_for_and_counted() {
+    let w = world().await;
+    let sp = w.emulator.add_service_principal("etl", false);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "all-apis sql"),
+    ];
+    let r = m2m_basic(&w, &sp.application_id, &sp.client_secret, &form).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["scope"], "all-apis sql");
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(w.emulator.issued_for_scope("all-apis sql"), 1);
+    assert_eq!(w.emulator.issued_for_scope("all-apis"), 0);
+}
+
+#[tokio::test]
+async fn an_access_token_expires_on_the_workspace_clock() {
+    let w = world_with(EmulatorConfig {
+        access_token_seconds: 60,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let sp = w.emulator.add_service_principal("etl", false);
+    let r = m2m_basic(&w, &sp.application_id, &sp.client_secret, M2M_FORM).await;
+    assert_eq!(r.body["expires_in"], 60);
+    let access = r.body["access_token"].as_str().unwrap().to_string();
+    w.emulator.set_clock_offset_ms(59_000);
+    assert!(w.emulator.accepts(&access), "a second left");
+    w.emulator.set_clock_offset_ms(60_001);
+    assert!(!w.emulator.accepts(&access), "expired");
+    let me = w.get("/api/2.0/preview/scim/v2/Me", &access).await;
+    assert_eq!(me.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn with_pats_turned_off_no_pat_is_created_or_accepted_and_oauth_still_works() {
+    let w = world_with(EmulatorConfig {
+        tokens_enabled: false,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let sp = w.emulator.add_service_principal("etl", false);
+    let r = m2m_basic(&w, &sp.application_id, &sp.client_secret, M2M_FORM).await;
+    let access = r.body["access_token"].as_str().unwrap().to_string();
+    let own = w
+        .post(
+            "/api/2.0/token/create",
+            &access,
+            json!({"lifetime_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN);
+    assert_eq!(own.error_code(), "PERMISSION_DENIED");
+    assert!(own.message().contains("disabled"), "{}", own.message());
+    let admin_sp = w.emulator.add_service_principal("admin-bot", true);
+    let r = m2m_basic(
+        &w,
+        &admin_sp.application_id,
+        &admin_sp.client_secret,
+        M2M_FORM,
+    )
+    .await;
+    let admin_access = r.body["access_token"].as_str().unwrap().to_string();
+    let obo = w
+        .post(
+            "/api/2.0/token-management/on-behalf-of/tokens",
+            &admin_access,
+            json!({"application_id": sp.application_id}),
+        )
+        .await;
+    assert_eq!(obo.status, StatusCode::FORBIDDEN);
+    assert!(obo.message().contains("disabled"), "{}", obo.message());
+    let me = w.get("/api/2.0/preview/scim/v2/Me", &w.admin.pat).await;
+    assert_eq!(me.status, StatusCode::FORBIDDEN, "no PAT authenticates");
+    assert!(!w.emulator.accepts(&w.admin.pat));
+    let me = w.get("/api/2.0/preview/scim/v2/Me", &access).await;
+    assert_eq!(me.status, StatusCode::OK, "OAuth is unaffected");
+    // Turned back on, existing PATs work again (nothing was deleted).
+    let mut settings = w.emulator.settings();
+    settings.tokens_enabled = true;
+    w.emulator.set_settings(settings);
+    assert!(w.emulator.accepts(&w.admin.pat));
 }
 
 #[tokio::test]
