@@ -131,6 +131,17 @@ spec:
 YAML
 kubectl -n demo wait --for condition=Ready --timeout=60s dbtoken/federated
 kubectl -n demo get dbws secretless
+echo "and a short-lived OAuth access token instead of a PAT (README, \"PAT or OAuth\"), renewed at 2/3 of its lifetime:"
+kubectl apply -f - <<YAML
+apiVersion: dbtoken.dev/v1alpha1
+kind: DatabricksToken
+metadata: {name: federated-oauth, namespace: demo}
+spec:
+  workspaceRef: {name: secretless}
+  type: oauth
+YAML
+kubectl -n demo wait --for condition=Ready --timeout=60s dbtoken/federated-oauth
+kubectl -n demo get dbtoken federated federated-oauth
 curl -sf "$host/_emulator/tokens" | python3 -c '
 import json, sys
 owners = sorted({t["owner_name"] for t in json.load(sys.stdin)["tokens"]})
