@@ -7,7 +7,7 @@
 //! Secret's annotations (the same record as for PATs) stay the source of truth, so status,
 //! printer columns, metrics and alerts read it the same way.
 
-use kube::{Api, ResourceExt, api::DeleteParams, runtime::events::EventType};
+use kube::{Api, ResourceExt, api::DeleteParams};
 use std::sync::Arc;
 use tracing::info;
 
@@ -17,10 +17,10 @@ use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::outcome::{Failed, Synced};
 use super::{
-    events, plan,
-    token::{WriteError, write_secret},
+    plan,
+    token::{Wording, WriteError, announce_rotation, write_secret},
 };
-use crate::crd::{DatabricksToken, DatabricksTokenSpec, event_actions, event_reasons};
+use crate::crd::{DatabricksToken, DatabricksTokenSpec, event_reasons};
 use crate::schedule::{self, EpochMillis};
 use crate::secret::{self, CurrentToken, SecretLayout, TokenRecord};
 use crate::workspace::{WorkspaceError, Workspaces};
@@ -315,7 +315,7 @@ pub async fn sync(
             if plan::is_replacement(reason) {
                 ctx.replacements.record(&uid, now);
             }
-            announce(token, ctx, reason, &record).await;
+            announce_rotation(token, ctx, reason, &record, &OAUTH_WORDING).await;
             rotated_at = Some(now);
             Some(record)
         }
@@ -385,46 +385,12 @@ async fn delete_renamed(token: &DatabricksToken, secrets: &Api<Secret>, name: &s
     }
 }
 
-async fn announce(
-    token: &DatabricksToken,
-    ctx: &Context,
-    reason: plan::RotationReason,
-    record: &TokenRecord,
-) {
-    let expiry = record
-        .current
-        .expiry
-        .map(secret::format_time)
-        .unwrap_or_else(|| "never".into());
-    let (event_reason, note) = if reason == plan::RotationReason::Initial {
-        (
-            event_reasons::ISSUED,
-            format!(
-                "Issued OAuth access token {} (expires {expiry})",
-                record.current.token_id
-            ),
-        )
-    } else {
-        ctx.metrics.rotation(reason.as_str());
-        (
-            event_reasons::RENEWED,
-            format!(
-                "Renewed to OAuth access token {} (expires {expiry}); reason: {}",
-                record.current.token_id,
-                reason.as_str()
-            ),
-        )
-    };
-    events::publish(
-        ctx,
-        token,
-        EventType::Normal,
-        event_reason,
-        event_actions::MINT,
-        note,
-    )
-    .await;
-}
+const OAUTH_WORDING: Wording = Wording {
+    first_reason: event_reasons::ISSUED,
+    first: "Issued OAuth access token",
+    next_reason: event_reasons::RENEWED,
+    next: "Renewed to OAuth access token",
+};
 
 #[cfg(test)]
 mod tests {

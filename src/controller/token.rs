@@ -252,7 +252,7 @@ async fn sync_inner(
         if plan::is_replacement(reason) {
             ctx.replacements.record(&uid, now);
         }
-        announce_rotation(token, ctx, reason, &new_record).await;
+        announce_rotation(token, ctx, reason, &new_record, &PAT_WORDING).await;
         rollout::restart_targets(token, ctx, now).await;
         record = Some(new_record);
         value = Some(new_value);
@@ -519,32 +519,47 @@ async fn adopt_fields(
     Ok(patched.resource_version())
 }
 
-async fn announce_rotation(
+/// How the events of one token type name a new token: the first one, and its replacements.
+pub(super) struct Wording {
+    pub first_reason: &'static str,
+    pub first: &'static str,
+    pub next_reason: &'static str,
+    pub next: &'static str,
+}
+
+const PAT_WORDING: Wording = Wording {
+    first_reason: event_reasons::MINTED,
+    first: "Minted token",
+    next_reason: event_reasons::ROTATED,
+    next: "Rotated to token",
+};
+
+/// The event for a new token (and the rotation metric when it replaced one).
+pub(super) async fn announce_rotation(
     token: &DatabricksToken,
     ctx: &Context,
     reason: plan::RotationReason,
     record: &TokenRecord,
+    wording: &Wording,
 ) {
     let expiry = record
         .current
         .expiry
         .map(secret::format_time)
         .unwrap_or_else(|| "never".into());
+    let id = &record.current.token_id;
     let (event_reason, note) = if reason == plan::RotationReason::Initial {
         (
-            event_reasons::MINTED,
-            format!(
-                "Minted token {} (expires {expiry})",
-                record.current.token_id
-            ),
+            wording.first_reason,
+            format!("{} {id} (expires {expiry})", wording.first),
         )
     } else {
         ctx.metrics.rotation(reason.as_str());
         (
-            event_reasons::ROTATED,
+            wording.next_reason,
             format!(
-                "Rotated to token {} (expires {expiry}); reason: {}",
-                record.current.token_id,
+                "{} {id} (expires {expiry}); reason: {}",
+                wording.next,
                 reason.as_str()
             ),
         )
