@@ -781,6 +781,17 @@ async fn a_real_scrape_passes_promtool_in_both_formats() {
             (content_type, response.text().await.unwrap())
         }
     };
+    // Ready is written before the reconcile ends and publishes the token's gauges.
+    support::operator::eventually(
+        "the token's gauges published",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, body) = scrape(None).await;
+            body.contains(r#"dbtoken_token_ready{namespace="#)
+                .then_some(())
+        },
+    )
+    .await;
     let check_metrics = |body: &str| {
         let mut child = Command::new(tool("promtool"))
             .args(["check", "metrics"])
