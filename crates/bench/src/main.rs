@@ -70,6 +70,10 @@ struct Args {
     /// real service, whose token-management is reported at about 40/s).
     #[arg(long, default_value_t = 40)]
     fleet_workspace_rps: u32,
+    /// In the fleet run, set the workspaces' client limit (`rateLimit.requestsPerSecond`) instead
+    /// of leaving the operator's default: for comparing limits.
+    #[arg(long)]
+    fleet_client_rps: Option<u32>,
     /// In the fleet run, tokens live this long (e.g. 3m) and the bench waits for the whole fleet
     /// to renew once: the rotation storm.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -175,6 +179,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             workspaces: args.fleet,
             workspace_rps: args.fleet_workspace_rps,
             storm_lifetime: args.storm_lifetime,
+            client_rps: args.fleet_client_rps,
         };
         for &n in &args.sizes {
             eprintln!("bench: fleet N = {n} over {} workspaces", shape.workspaces);

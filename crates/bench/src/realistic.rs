@@ -46,6 +46,8 @@ pub struct Shape {
     pub workspace_rps: u32,
     /// A lifetime short enough to watch the whole fleet renew (e.g. 3m); None: no storm.
     pub storm_lifetime: Option<Duration>,
+    /// The workspaces' `rateLimit.requestsPerSecond`; None: the operator's default.
+    pub client_rps: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +56,8 @@ pub struct FleetResult {
     pub workspaces: usize,
     pub principals: usize,
     pub workspace_rps: u32,
+    /// The client limit set on the workspaces; None: the operator's default.
+    pub client_rps: Option<u32>,
     pub ready_seconds: f64,
     /// Databricks calls per second per workspace while minting: mean over the run, and the
     /// busiest workspace's busiest second.
@@ -187,7 +191,7 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
     let mut workspaces = vec![];
     for w in 0..shape.workspaces {
         workspaces
-            .push(workspace(&client, &namespace, w, principals_each, shape.workspace_rps).await?);
+            .push(workspace(&client, &namespace, w, principals_each, shape).await?);
     }
     let workspaces = Arc::new(workspaces);
 
@@ -269,6 +273,7 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
         workspaces: shape.workspaces,
         principals: principals_each * shape.workspaces,
         workspace_rps: shape.workspace_rps,
+        client_rps: shape.client_rps,
         ready_seconds,
         mean_rps_per_workspace: calls as f64 / ready_seconds.max(1e-9) / shape.workspaces as f64,
         peak_rps_per_workspace: peak,
@@ -355,10 +360,10 @@ async fn workspace(
     namespace: &str,
     index: usize,
     principals: usize,
-    rps: u32,
+    shape: &Shape,
 ) -> anyhow::Result<Workspace> {
     let emulator = Emulator::start(EmulatorConfig {
-        requests_per_second: Some(rps),
+        requests_per_second: Some(shape.workspace_rps),
         ..EmulatorConfig::default()
     })
     .await?;
@@ -382,11 +387,15 @@ async fn workspace(
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await?;
-    // No rateLimit: the operator's defaults are what is measured.
+    // No rateLimit unless asked: the operator's defaults are what is measured.
+    let mut spec = json!({"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}});
+    if let Some(rps) = shape.client_rps {
+        spec["rateLimit"] = json!({"requestsPerSecond": rps});
+    }
     let ws: DatabricksWorkspace = serde_json::from_value(json!({
         "apiVersion": "dbtoken.dev/v1alpha1", "kind": "DatabricksWorkspace",
         "metadata": {"name": format!("ws-{index}")},
-        "spec": {"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}},
+        "spec": spec,
     }))?;
     Api::<DatabricksWorkspace>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &ws)

@@ -358,21 +358,23 @@ impl Report {
     fn write_fleets(&self, s: &mut String) -> std::fmt::Result {
         writeln!(
             s,
-            "\n### A fleet Databricks allows: default quota (600 per identity), on-behalf-of service principals (<= 500 tokens each), the operator's default client rate limit"
+            "\n### A fleet Databricks allows: default quota (600 per identity), on-behalf-of service principals (<= 500 tokens each)"
         )?;
         writeln!(
             s,
-            "| N | workspaces | service principals | workspace limit (req/s) | all Ready (s) | mean calls/s per workspace | busiest workspace-second | refused (429) |"
+            "| N | workspaces | service principals | workspace limit (req/s) | client limit (req/s) | all Ready (s) | mean calls/s per workspace | busiest workspace-second | refused (429) |"
         )?;
-        writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
         for f in &self.fleets {
             writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
                 f.n,
                 f.workspaces,
                 f.principals,
                 f.workspace_rps,
+                f.client_rps
+                    .map_or("operator default".to_string(), |r| r.to_string()),
                 f.ready_seconds,
                 f.mean_rps_per_workspace,
                 f.peak_rps_per_workspace,
