@@ -26,6 +26,8 @@ pub struct Reading {
     pub operator_cpu: f64,
     pub reconciles: f64,
     pub reconcile_seconds: f64,
+    /// Tokens the operator replaced only after they had expired (rotations, reason Expired).
+    pub expired: f64,
 }
 
 /// One interval between two readings, as rates.
@@ -43,6 +45,8 @@ pub struct Interval {
     pub reconciles_per_second: f64,
     /// Mean duration of the reconciles that finished in the interval.
     pub mean_reconcile_seconds: f64,
+    /// Replaced after expiry so far (cumulative, since the operator started).
+    pub expired: f64,
 }
 
 /// The rates between consecutive readings.
@@ -67,25 +71,33 @@ pub fn intervals(readings: &[Reading]) -> Vec<Interval> {
                 } else {
                     0.0
                 },
+                expired: b.expired,
             }
         })
         .collect()
 }
 
+/// A sample's value from the /metrics text (`name` includes any labels), 0 when absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with(' '))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// The operator's reconcile count and total reconcile seconds from its /metrics text.
 pub fn reconcile_totals(metrics: &str) -> (f64, f64) {
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .filter(|rest| rest.starts_with(' '))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     (
-        value("dbtoken_reconcile_duration_seconds_count"),
-        value("dbtoken_reconcile_duration_seconds_sum"),
+        sample(metrics, "dbtoken_reconcile_duration_seconds_count"),
+        sample(metrics, "dbtoken_reconcile_duration_seconds_sum"),
     )
+}
+
+/// Tokens replaced after they had expired, from the /metrics text.
+pub fn expired_rotations(metrics: &str) -> f64 {
+    sample(metrics, "dbtoken_rotations_total{reason=\"Expired\"}")
 }
 
 /// What the probe reads besides the counters it is handed.
@@ -161,13 +173,14 @@ async fn read(
         operator_cpu: procfs::cpu_seconds(targets.operator_pid),
         reconciles,
         reconcile_seconds,
+        expired: expired_rotations(&metrics),
     }
 }
 
 /// One interval as a Markdown table row.
 pub fn line(i: &Interval) -> String {
     format!(
-        "| {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.3} |",
+        "| {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.3} | {:.0} |",
         i.at,
         i.done,
         i.calls_per_second,
@@ -176,11 +189,12 @@ pub fn line(i: &Interval) -> String {
         i.etcd_cores,
         i.operator_cores,
         i.reconciles_per_second,
-        i.mean_reconcile_seconds
+        i.mean_reconcile_seconds,
+        i.expired
     )
 }
 
-pub const HEADER: &str = "| s | done | Databricks calls/s (all workspaces) | token creates/s | API server cores | etcd cores | operator cores | reconciles/s | mean reconcile (s) |\n|---|---|---|---|---|---|---|---|---|";
+pub const HEADER: &str = "| s | done | Databricks calls/s (all workspaces) | token creates/s | API server cores | etcd cores | operator cores | reconciles/s | mean reconcile (s) | renewed only after expiry |\n|---|---|---|---|---|---|---|---|---|---|";
 
 #[cfg(test)]
 mod tests {
@@ -194,6 +208,10 @@ mod tests {
             dbtoken_reconcile_duration_seconds_bucket{le=\"0.005\"} 3\n";
         assert_eq!(reconcile_totals(text), (50.0, 12.5));
         assert_eq!(reconcile_totals(""), (0.0, 0.0));
+        let rotations = "dbtoken_rotations_total{reason=\"Renewal\"} 9\n\
+            dbtoken_rotations_total{reason=\"Expired\"} 6\n";
+        assert_eq!(expired_rotations(rotations), 6.0);
+        assert_eq!(expired_rotations(""), 0.0);
     }
 
     #[test]
@@ -210,6 +228,7 @@ mod tests {
             operator_cpu: 0.5,
             reconciles: 10.0,
             reconcile_seconds: 1.0,
+            expired: 0.0,
         };
         let b = Reading {
             seconds: 20.0,
@@ -223,6 +242,7 @@ mod tests {
             operator_cpu: 1.5,
             reconciles: 30.0,
             reconcile_seconds: 11.0,
+            expired: 2.0,
         };
         let i = intervals(&[a, b]);
         assert_eq!(i.len(), 1);
@@ -236,5 +256,6 @@ mod tests {
         assert_eq!(i.operator_cores, 0.1);
         assert_eq!(i.reconciles_per_second, 2.0);
         assert_eq!(i.mean_reconcile_seconds, 0.5);
+        assert_eq!(i.expired, 2.0);
     }
 }

@@ -415,8 +415,14 @@ impl Report {
             }
             writeln!(
                 s,
-                "Ready spread over {:.1} s; busiest workspace-second {} calls; refused (429): {}.",
-                storm.created_spread_seconds, storm.peak_rps_per_workspace, storm.throttled
+                "Ready spread over {:.1} s; busiest workspace-second {} calls; refused (429): {}; renewed only after expiry: {}.",
+                storm.created_spread_seconds,
+                storm.peak_rps_per_workspace,
+                storm.throttled,
+                storm
+                    .timeline
+                    .last()
+                    .map_or("-".to_string(), |i| format!("{:.0}", i.expired))
             )?;
             let busy: Vec<String> = storm
                 .creates_per_second
