@@ -190,8 +190,7 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
     let principals_each = per_workspace.div_ceil(PER_PRINCIPAL).max(1);
     let mut workspaces = vec![];
     for w in 0..shape.workspaces {
-        workspaces
-            .push(workspace(&client, &namespace, w, principals_each, shape).await?);
+        workspaces.push(workspace(&client, &namespace, w, principals_each, shape).await?);
     }
     let workspaces = Arc::new(workspaces);
 
@@ -388,7 +387,8 @@ async fn workspace(
         .create(&PostParams::default(), &secret)
         .await?;
     // No rateLimit unless asked: the operator's defaults are what is measured.
-    let mut spec = json!({"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}});
+    let mut spec =
+        json!({"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}});
     if let Some(rps) = shape.client_rps {
         spec["rateLimit"] = json!({"requestsPerSecond": rps});
     }
