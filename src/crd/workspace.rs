@@ -313,7 +313,7 @@ impl WorkspaceAuth {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
-    /// Requests per second (default 15).
+    /// Requests per second, paced evenly (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub requests_per_second: Option<u32>,

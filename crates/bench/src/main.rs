@@ -8,6 +8,7 @@ mod fleet;
 mod latency;
 mod operator;
 mod peer;
+mod probe;
 mod procfs;
 mod realistic;
 mod report;
@@ -61,10 +62,18 @@ struct Args {
     /// operator at its default client rate limit); 0: skip.
     #[arg(long, default_value_t = 0)]
     fleet: usize,
+    /// Skip the single-workspace runs at each size (apply N, rotation, idle, restart): with
+    /// --fleet, measure the fleet alone.
+    #[arg(long)]
+    fleet_only: bool,
     /// The emulated workspaces' request limit in the fleet run (requests/s; unverified for the
     /// real service, whose token-management is reported at about 40/s).
     #[arg(long, default_value_t = 40)]
     fleet_workspace_rps: u32,
+    /// In the fleet run, set the workspaces' client limit (`rateLimit.requestsPerSecond`) instead
+    /// of leaving the operator's default: for comparing limits.
+    #[arg(long)]
+    fleet_client_rps: Option<u32>,
     /// In the fleet run, tokens live this long (e.g. 3m) and the bench waits for the whole fleet
     /// to renew once: the rotation storm.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -157,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("bench: baseline script, {} rotations", args.baseline_tokens);
         out.baseline(baseline::run(&root, &python, args.baseline_tokens).await?);
     }
-    for &n in &args.sizes {
+    for &n in args.sizes.iter().filter(|_| !args.fleet_only) {
         eprintln!("bench: N = {n}");
         let r = fleet::run(&setup, n)
             .await
@@ -170,17 +179,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             workspaces: args.fleet,
             workspace_rps: args.fleet_workspace_rps,
             storm_lifetime: args.storm_lifetime,
+            client_rps: args.fleet_client_rps,
         };
         for &n in &args.sizes {
             eprintln!("bench: fleet N = {n} over {} workspaces", shape.workspaces);
             match realistic::run(&setup, &shape, n).await {
-                Ok(r) => {
-                    eprintln!(
-                        "bench: fleet N = {n}: all Ready in {:.1} s",
-                        r.ready_seconds
-                    );
-                    out.fleet(r);
-                }
+                Ok(r) => out.fleet(r),
                 Err(e) => {
                     eprintln!("bench: fleet N = {n} failed: {e:?}");
                     out.failed(&format!("fleet, N = {n}"), &e);

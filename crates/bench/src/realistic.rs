@@ -7,11 +7,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
+use anyhow::bail;
 use databricks_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use databricks_token_operator::crd::{DatabricksToken, DatabricksWorkspace};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -28,10 +31,13 @@ use serde_json::json;
 
 use crate::fleet::Setup;
 use crate::operator::Operator;
+use crate::probe::{Interval, Probe, Targets};
 use crate::world::is_ready;
 
 /// Tokens per service principal: under the 600-token quota, with room for rotations in flight.
 const PER_PRINCIPAL: usize = 500;
+/// How often the probe reads calls, CPU and reconciles.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -40,6 +46,8 @@ pub struct Shape {
     pub workspace_rps: u32,
     /// A lifetime short enough to watch the whole fleet renew (e.g. 3m); None: no storm.
     pub storm_lifetime: Option<Duration>,
+    /// The workspaces' `rateLimit.requestsPerSecond`; None: the operator's default.
+    pub client_rps: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +56,8 @@ pub struct FleetResult {
     pub workspaces: usize,
     pub principals: usize,
     pub workspace_rps: u32,
+    /// The client limit set on the workspaces; None: the operator's default.
+    pub client_rps: Option<u32>,
     pub ready_seconds: f64,
     /// Databricks calls per second per workspace while minting: mean over the run, and the
     /// busiest workspace's busiest second.
@@ -55,6 +65,8 @@ pub struct FleetResult {
     pub peak_rps_per_workspace: u64,
     /// Calls the workspaces refused (429) while minting.
     pub throttled: u64,
+    /// Calls, CPU and reconciles over time while minting.
+    pub timeline: Vec<Interval>,
     pub storm: Option<StormResult>,
 }
 
@@ -63,12 +75,20 @@ pub struct StormResult {
     pub lifetime: Duration,
     /// From the first to the last token Ready at the start.
     pub created_spread_seconds: f64,
-    /// From the first to the last rotation of the storm.
+    /// Tokens that renewed at least once within the wait (of `n`).
+    pub renewed: usize,
+    /// From the first to the last renewal seen (of those that renewed).
     pub rotation_spread_seconds: f64,
+    /// From all Ready to the last token's first renewal; None when not all renewed in time.
+    pub ready_to_all_renewed_seconds: Option<f64>,
+    /// Why the wait ended early (a timeout, a watch error); None when every token renewed.
+    pub failure: Option<String>,
     /// Rotations (token creates) per second over the storm, second by second.
     pub creates_per_second: Vec<u64>,
     pub peak_rps_per_workspace: u64,
     pub throttled: u64,
+    /// Calls, CPU and reconciles over time during the storm.
+    pub timeline: Vec<Interval>,
 }
 
 /// One emulated workspace and the principals its tokens are minted for.
@@ -170,8 +190,7 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
     let principals_each = per_workspace.div_ceil(PER_PRINCIPAL).max(1);
     let mut workspaces = vec![];
     for w in 0..shape.workspaces {
-        workspaces
-            .push(workspace(&client, &namespace, w, principals_each, shape.workspace_rps).await?);
+        workspaces.push(workspace(&client, &namespace, w, principals_each, shape).await?);
     }
     let workspaces = Arc::new(workspaces);
 
@@ -188,6 +207,26 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
     )?;
     crate::fleet::wait_metrics(&operator, &reqwest::Client::new(), 0).await?;
 
+    let targets = |workspaces: &Arc<Vec<Workspace>>| {
+        let workspaces = workspaces.clone();
+        Targets {
+            control_plane_dir: setup.control_plane_dir.clone(),
+            operator_pid: operator.pid(),
+            metrics_url: operator.metrics_url().unwrap_or_default(),
+            databricks: Box::new(move || {
+                counters(&workspaces)
+                    .iter()
+                    .fold((0, 0), |(c, k), w| (c + w.0, k + w.1))
+            }),
+        }
+    };
+    let ready_count = Arc::new(AtomicUsize::new(0));
+    let probe = Probe::start(
+        format!("fleet N = {n}, minting"),
+        targets(&workspaces),
+        ready_count.clone(),
+        PROBE_EVERY,
+    );
     let sampler = Sampler::start(workspaces.clone());
     let started = Instant::now();
     stream::iter(names.iter().enumerate())
@@ -214,8 +253,14 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
         .try_collect::<Vec<()>>()
         .await?;
     let timeout = Duration::from_secs(600).max(Duration::from_millis(200) * n as u32);
-    let ready_at = wait_each(&tokens, &names, timeout, |t, _| is_ready(t)).await?;
+    let ready = wait_each(&tokens, &names, timeout, &ready_count, |t, _| is_ready(t)).await;
     let ready_seconds = started.elapsed().as_secs_f64();
+    let all_ready = Instant::now();
+    let timeline = probe.finish();
+    if let Some(failure) = ready.failure {
+        bail!("{} of {n} Ready: {failure}", ready.at.len());
+    }
+    let ready_at = ready.at;
     let samples = sampler.finish();
     let (peak, _) = per_second(&samples);
     let calls: u64 = match (samples.first(), samples.last()) {
@@ -227,34 +272,79 @@ pub async fn run(setup: &Setup, shape: &Shape, n: usize) -> anyhow::Result<Fleet
         workspaces: shape.workspaces,
         principals: principals_each * shape.workspaces,
         workspace_rps: shape.workspace_rps,
+        client_rps: shape.client_rps,
         ready_seconds,
         mean_rps_per_workspace: calls as f64 / ready_seconds.max(1e-9) / shape.workspaces as f64,
         peak_rps_per_workspace: peak,
         throttled: throttled(&samples),
+        timeline,
         storm: None,
     };
+    eprintln!("bench: fleet N = {n}: all Ready in {ready_seconds:.1} s");
 
     if let Some(lifetime) = shape.storm_lifetime {
-        let first: HashMap<String, String> = current_ids(&tokens, &names).await?;
+        // A failure from here on is the storm's: the fleet's Ready figures above still stand.
+        let first = match current_ids(&tokens, &names).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                result.storm = Some(StormResult {
+                    lifetime,
+                    failure: Some(format!("listing the tokens: {e:#}")),
+                    ..Default::default()
+                });
+                return Ok(result);
+            }
+        };
+        let renewed_count = Arc::new(AtomicUsize::new(0));
+        let probe = Probe::start(
+            format!("fleet N = {n}, storm"),
+            targets(&workspaces),
+            renewed_count.clone(),
+            PROBE_EVERY,
+        );
         let sampler = Sampler::start(workspaces.clone());
-        let rotated = wait_each(&tokens, &names, lifetime * 2, |t, name| {
+        let renewed = wait_each(&tokens, &names, lifetime * 2, &renewed_count, |t, name| {
             t.status.as_ref().and_then(|s| s.token_id.as_ref()) != first.get(name)
         })
-        .await
-        .context("the storm")?;
+        .await;
         let samples = sampler.finish();
+        let timeline = probe.finish();
         let (peak, creates) = per_second(&samples);
-        result.storm = Some(StormResult {
+        let storm = StormResult {
             lifetime,
             created_spread_seconds: spread(&ready_at),
-            rotation_spread_seconds: spread(&rotated),
+            renewed: renewed.at.len(),
+            rotation_spread_seconds: spread(&renewed.at),
+            ready_to_all_renewed_seconds: renewed
+                .failure
+                .is_none()
+                .then(|| last_after(&renewed.at, all_ready)),
+            failure: renewed.failure,
             creates_per_second: creates,
             peak_rps_per_workspace: peak,
             throttled: throttled(&samples),
-        });
+            timeline,
+        };
+        eprintln!(
+            "bench: fleet N = {n}: storm: {} of {n} renewed; first to last renewal {:.1} s; all Ready to all renewed {}",
+            storm.renewed,
+            storm.rotation_spread_seconds,
+            storm
+                .ready_to_all_renewed_seconds
+                .map_or("- (not all renewed)".to_string(), |s| format!("{s:.1} s"))
+        );
+        result.storm = Some(storm);
     }
     drop(operator);
     Ok(result)
+}
+
+/// Seconds from `start` to the latest of `times`.
+fn last_after(times: &[Instant], start: Instant) -> f64 {
+    times
+        .iter()
+        .max()
+        .map_or(0.0, |t| t.saturating_duration_since(start).as_secs_f64())
 }
 
 fn spread(times: &[Instant]) -> f64 {
@@ -269,10 +359,10 @@ async fn workspace(
     namespace: &str,
     index: usize,
     principals: usize,
-    rps: u32,
+    shape: &Shape,
 ) -> anyhow::Result<Workspace> {
     let emulator = Emulator::start(EmulatorConfig {
-        requests_per_second: Some(rps),
+        requests_per_second: Some(shape.workspace_rps),
         ..EmulatorConfig::default()
     })
     .await?;
@@ -296,11 +386,16 @@ async fn workspace(
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await?;
-    // No rateLimit: the operator's defaults are what is measured.
+    // No rateLimit unless asked: the operator's defaults are what is measured.
+    let mut spec =
+        json!({"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}});
+    if let Some(rps) = shape.client_rps {
+        spec["rateLimit"] = json!({"requestsPerSecond": rps});
+    }
     let ws: DatabricksWorkspace = serde_json::from_value(json!({
         "apiVersion": "dbtoken.dev/v1alpha1", "kind": "DatabricksWorkspace",
         "metadata": {"name": format!("ws-{index}")},
-        "spec": {"host": emulator.base_url(), "auth": {"pat": {"secretRef": {"name": secret_name}}}},
+        "spec": spec,
     }))?;
     Api::<DatabricksWorkspace>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &ws)
@@ -329,13 +424,20 @@ async fn current_ids(
         .collect())
 }
 
-/// Watch until every name satisfies `done`; when each first did.
+/// When each name first satisfied `done`, and why the wait ended before all did.
+struct Waited {
+    at: Vec<Instant>,
+    failure: Option<String>,
+}
+
+/// Watch until every name satisfies `done` or `timeout` passes, counting into `progress`.
 async fn wait_each(
     tokens: &Api<DatabricksToken>,
     names: &[String],
     timeout: Duration,
+    progress: &AtomicUsize,
     done: impl Fn(&DatabricksToken, &str) -> bool,
-) -> anyhow::Result<Vec<Instant>> {
+) -> Waited {
     let mut pending: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut at = vec![];
     let events = watcher(tokens.clone(), watcher::Config::default()).applied_objects();
@@ -343,20 +445,23 @@ async fn wait_each(
         let mut events = std::pin::pin!(events);
         while !pending.is_empty() {
             let Some(t) = events.try_next().await? else {
-                break;
+                anyhow::bail!("the watch ended");
             };
             let name = t.metadata.name.clone().unwrap_or_default();
             if pending.contains(name.as_str()) && done(&t, &name) {
                 pending.remove(name.as_str());
                 at.push(Instant::now());
+                progress.fetch_add(1, Ordering::Relaxed);
             }
         }
         anyhow::Ok(())
     };
-    tokio::time::timeout(timeout, wait)
-        .await
-        .with_context(|| format!("still waiting after {timeout:?}"))??;
-    Ok(at)
+    let failure = match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some(format!("still waiting after {timeout:?}")),
+    };
+    Waited { at, failure }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::cluster::ControlPlaneCpu;
 use crate::fleet::{K8sWrites, SizeResult};
 use crate::latency::percentile;
 use crate::peer::PeerResult;
+use crate::probe::{self, Interval};
 use crate::realistic::FleetResult;
 use crate::world::{MAX_CONCURRENT, RATE_LIMIT_RPS};
 use crate::write_costs::WriteCost;
@@ -336,6 +337,18 @@ impl Report {
     }
 }
 
+fn timeline_step(timeline: &[Interval]) -> String {
+    format!("{:.0}", timeline.first().map_or(0.0, |i| i.at))
+}
+
+fn write_timeline(s: &mut String, timeline: &[Interval]) -> std::fmt::Result {
+    writeln!(s, "{}", probe::HEADER)?;
+    for i in timeline {
+        writeln!(s, "{}", probe::line(i))?;
+    }
+    Ok(())
+}
+
 /// The least time N tokens' writes take when the API server and etcd share `cores` fully.
 pub fn floor_seconds(n: usize, cost_per_token_ms: f64, cores: usize) -> f64 {
     n as f64 * cost_per_token_ms / 1e3 / cores.max(1) as f64
@@ -345,21 +358,23 @@ impl Report {
     fn write_fleets(&self, s: &mut String) -> std::fmt::Result {
         writeln!(
             s,
-            "\n### A fleet Databricks allows: default quota (600 per identity), on-behalf-of service principals (<= 500 tokens each), the operator's default client rate limit"
+            "\n### A fleet Databricks allows: default quota (600 per identity), on-behalf-of service principals (<= 500 tokens each)"
         )?;
         writeln!(
             s,
-            "| N | workspaces | service principals | workspace limit (req/s) | all Ready (s) | mean calls/s per workspace | busiest workspace-second | refused (429) |"
+            "| N | workspaces | service principals | workspace limit (req/s) | client limit (req/s) | all Ready (s) | mean calls/s per workspace | busiest workspace-second | refused (429) |"
         )?;
-        writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
         for f in &self.fleets {
             writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
                 f.n,
                 f.workspaces,
                 f.principals,
                 f.workspace_rps,
+                f.client_rps
+                    .map_or("operator default".to_string(), |r| r.to_string()),
                 f.ready_seconds,
                 f.mean_rps_per_workspace,
                 f.peak_rps_per_workspace,
@@ -367,6 +382,15 @@ impl Report {
             )?;
         }
         for f in &self.fleets {
+            if !f.timeline.is_empty() {
+                writeln!(
+                    s,
+                    "\nFleet N = {} while minting, every {} s (done = tokens Ready):",
+                    f.n,
+                    timeline_step(&f.timeline)
+                )?;
+                write_timeline(s, &f.timeline)?;
+            }
             let Some(storm) = &f.storm else { continue };
             writeln!(
                 s,
@@ -374,13 +398,31 @@ impl Report {
                 f.n,
                 storm.lifetime.as_secs()
             )?;
+            match (&storm.failure, storm.ready_to_all_renewed_seconds) {
+                (None, Some(all)) => writeln!(
+                    s,
+                    "All {} renewed: first to last renewal {:.1} s; all Ready to all renewed {all:.1} s.",
+                    f.n, storm.rotation_spread_seconds
+                )?,
+                (failure, _) => writeln!(
+                    s,
+                    "**Not finished: {} of {} renewed** ({}); first to last renewal seen {:.1} s.",
+                    storm.renewed,
+                    f.n,
+                    failure.as_deref().unwrap_or("no reason given"),
+                    storm.rotation_spread_seconds
+                )?,
+            }
             writeln!(
                 s,
-                "Ready spread over {:.1} s; the renewals spread over {:.1} s; busiest workspace-second {} calls; refused (429): {}.",
+                "Ready spread over {:.1} s; busiest workspace-second {} calls; refused (429): {}; renewed only after expiry: {}.",
                 storm.created_spread_seconds,
-                storm.rotation_spread_seconds,
                 storm.peak_rps_per_workspace,
-                storm.throttled
+                storm.throttled,
+                storm
+                    .timeline
+                    .last()
+                    .map_or("-".to_string(), |i| format!("{:.0}", i.expired))
             )?;
             let busy: Vec<String> = storm
                 .creates_per_second
@@ -394,6 +436,14 @@ impl Report {
                 "Token creates per second over the storm (second:count, quiet seconds left out): {}",
                 busy.join(" ")
             )?;
+            if !storm.timeline.is_empty() {
+                writeln!(
+                    s,
+                    "\nThe storm every {} s from all Ready (done = tokens renewed):",
+                    timeline_step(&storm.timeline)
+                )?;
+                write_timeline(s, &storm.timeline)?;
+            }
         }
         Ok(())
     }

@@ -43,6 +43,9 @@ pub trait RequestObserver: Send + Sync {
     fn observe(&self, endpoint: Endpoint, outcome: &str, elapsed: Duration);
 }
 
+/// The client's default request rate per workspace.
+const DEFAULT_REQUESTS_PER_SECOND: f64 = 30.0;
+
 #[derive(Clone)]
 pub struct ClientConfig {
     /// Workspace URL, e.g. `https://adb-1.2.azuredatabricks.net` (a trailing slash is dropped).
@@ -54,7 +57,7 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Requests in flight to this workspace at most.
     pub max_concurrency: usize,
-    /// Token bucket for this workspace; the burst is one second's worth.
+    /// Requests to this workspace per second, paced evenly (no burst).
     pub requests_per_second: f64,
     pub retry: RetryPolicy,
     pub observer: Option<Arc<dyn RequestObserver>>,
@@ -68,8 +71,10 @@ impl ClientConfig {
             allow_http: false,
             request_timeout: Duration::from_secs(30),
             max_concurrency: 8,
-            // The Go SDK's default; token-management is reported to allow about 40/s.
-            requests_per_second: 15.0,
+            // Token-management is reported (unverified) to allow about 40/s per workspace: an
+            // even 30/s leaves a quarter of it to other clients of the workspace. The Go SDK's
+            // 15/s made a fleet's rotations take twice as long (BENCHMARKS.md, the storm).
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
             retry: RetryPolicy::default(),
             observer: None,
         }
@@ -158,7 +163,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = config("https://h", false);
         assert_eq!(c.max_concurrency, 8);
-        assert_eq!(c.requests_per_second, 15.0);
+        assert_eq!(c.requests_per_second, 30.0);
         assert!(!c.allow_http);
         assert_eq!(c.retry.max_attempts, 5);
     }

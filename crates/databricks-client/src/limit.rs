@@ -1,8 +1,10 @@
-//! Per-workspace admission: at most `max_concurrency` requests in flight and a token bucket of
-//! `requests_per_second` (burst: one second's worth), so a fleet of tokens never floods one
-//! workspace. Both queues are first come, first served: tokio's semaphore is fair, and the
-//! bucket is entered one waiter at a time through a fair mutex (governor alone lets sleeping
-//! waiters race when they wake).
+//! Per-workspace admission: at most `max_concurrency` requests in flight, and requests paced
+//! evenly at `requests_per_second` with no burst, so no one-second window ever sees more than
+//! `requests_per_second + 1` of them. Databricks does not say how it counts its limit (a window,
+//! a bucket); an even pace stays under it whatever the counting, where a burst of a second's
+//! worth after a pause could double the rate inside one second. Both queues are first come,
+//! first served: tokio's semaphore is fair, and the pace is entered one waiter at a time through
+//! a fair mutex (governor alone lets sleeping waiters race when they wake).
 
 use std::{num::NonZeroU32, time::Duration};
 
@@ -30,12 +32,11 @@ impl Limits {
             });
         }
         let rps = requests_per_second.clamp(0.001, 1_000_000.0);
-        let burst = NonZeroU32::new(rps.ceil() as u32).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rps))
             .ok_or_else(|| Error::Config {
                 message: "requests_per_second is too large".into(),
             })?
-            .allow_burst(burst);
+            .allow_burst(NonZeroU32::MIN);
         Ok(Self {
             in_flight: Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS)),
             bucket: RateLimiter::direct(quota),
@@ -75,12 +76,12 @@ mod tests {
     }
 
     #[test]
-    fn the_bucket_allows_one_second_of_burst_then_refuses() {
-        let limits = Limits::new(8, 5.0).unwrap();
+    fn there_is_no_burst_even_after_a_pause() {
+        let limits = Limits::new(8, 30.0).unwrap();
         let admitted = (0..20)
             .take_while(|_| limits.bucket.check().is_ok())
             .count();
-        assert_eq!(admitted, 5);
+        assert_eq!(admitted, 1);
     }
 
     #[test]
@@ -91,15 +92,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_past_the_burst_wait_for_the_rate() {
+    async fn requests_are_paced_at_the_rate() {
         let limits = Limits::new(8, 20.0).unwrap();
         let started = Instant::now();
-        for _ in 0..30 {
+        for _ in 0..21 {
             drop(limits.admit().await.unwrap());
         }
-        // 20 at once, then 10 more at 20/s: at least 0.5 s (a lower bound, safe on slow machines).
+        // One at once, then 20 more at 20/s: at least 1 s (a lower bound, safe on slow machines).
         assert!(
-            started.elapsed() >= Duration::from_millis(450),
+            started.elapsed() >= Duration::from_millis(950),
             "{:?}",
             started.elapsed()
         );
@@ -131,7 +132,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn waiters_are_admitted_in_arrival_order() {
         let limits = Arc::new(Limits::new(8, 50.0).unwrap());
-        while limits.bucket.check().is_ok() {} // empty the burst so everyone queues
+        while limits.bucket.check().is_ok() {} // take the first slot so everyone queues
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let tasks: Vec<_> = (0..6)
             .map(|i| {
