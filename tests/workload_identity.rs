@@ -119,6 +119,16 @@ async fn wait_degraded(w: &World, token: &str, reason: &str) -> String {
     condition_reason(&t, "Degraded").expect("Degraded").1
 }
 
+/// A ServiceAccount `SA`, a service principal federated to it, the workspace `wi` using it, and
+/// the operator running; returns the service principal's application id.
+async fn federate_and_start(w: &mut World) -> String {
+    create_service_account(&w.ns.client, &w.ns.name, SA).await;
+    let app_id = federated_principal(w, &w.emulator, &subject(&w.ns.name, SA), None).await;
+    w.apply_workspace("wi", workload_identity(&app_id)).await;
+    w.start_operator();
+    app_id
+}
+
 #[tokio::test]
 async fn a_workspace_without_a_credential_secret_mints_rotates_and_revokes() {
     // Short access tokens, so the exchange is repeated while the test runs.
@@ -130,10 +140,7 @@ async fn a_workspace_without_a_credential_secret_mints_rotates_and_revokes() {
         },
     )
     .await;
-    create_service_account(&w.ns.client, &w.ns.name, SA).await;
-    let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
-    w.apply_workspace("wi", workload_identity(&app_id)).await;
-    w.start_operator();
+    let app_id = federate_and_start(&mut w).await;
     w.create_token(
         "reports",
         json!({"workspaceRef": {"name": "wi"}, "lifetime": "40s"}),
@@ -557,10 +564,7 @@ async fn an_oauth_type_token_is_exchanged_under_workload_identity_in_a_pat_less_
         },
     )
     .await;
-    create_service_account(&w.ns.client, &w.ns.name, SA).await;
-    let app_id = federated_principal(&w, &w.emulator, &subject(&w.ns.name, SA), None).await;
-    w.apply_workspace("wi", workload_identity(&app_id)).await;
-    w.start_operator();
+    federate_and_start(&mut w).await;
     w.create_token(
         "reports",
         json!({"workspaceRef": {"name": "wi"}, "type": "oauth", "scopes": ["all-apis", "sql"]}),
