@@ -10,9 +10,9 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
+pub use crate::crd::TokenOrigin;
 use crate::crd::{DatabricksToken, DeletionPolicy};
 use crate::schedule::EpochMillis;
-use crate::workspace::WorkspaceKey;
 
 pub use crate::hash::value_digest;
 pub use crate::time::{format_time, parse_time};
@@ -53,21 +53,6 @@ pub struct CurrentToken {
     /// Where it was minted; None in records written before origins were kept (then the
     /// current workspace and owner are assumed, as before).
     pub origin: Option<TokenOrigin>,
-}
-
-/// Where a token was minted and who owns it: what revoking it needs, whatever changed since in
-/// the resource or its workspace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenOrigin {
-    pub workspace: WorkspaceKey,
-    pub host: String,
-    /// The service principal it was minted for (on-behalf-of); None: the credential's own token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<String>,
-    /// Who the workspace credential authenticated as when it minted its own token (SCIM id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
 }
 
 /// A replaced token and the moment it may be revoked.
@@ -299,7 +284,7 @@ pub fn is_up_to_date(live: &Secret, desired: &Secret) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::DatabricksTokenSpec;
+    use crate::crd::{DatabricksTokenSpec, WorkspaceKey};
 
     fn token(spec_yaml: &str) -> DatabricksToken {
         let spec: DatabricksTokenSpec = serde_yaml::from_str(spec_yaml).unwrap();

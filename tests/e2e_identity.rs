@@ -8,7 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use databricks_emulator::{EmulatorConfig, EmulatorHandle};
+use databricks_emulator::{EmulatorConfig, EmulatorHandle, FaultRule, Latency};
+use databricks_token_operator::databricks::tag_owner;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::operator::eventually;
@@ -522,4 +523,175 @@ async fn create_direct(w: &World, comment: &str) -> String {
         .await
         .unwrap();
     r["token_info"]["token_id"].as_str().unwrap().to_string()
+}
+
+/// Ids of the live tokens in `emulator` tagged for the resource `uid`.
+fn tagged_for(emulator: &EmulatorHandle, uid: &str) -> Vec<String> {
+    emulator
+        .live_tokens()
+        .into_iter()
+        .filter(|l| l.comment.as_deref().and_then(tag_owner) == Some(uid))
+        .map(|l| l.token_id)
+        .collect()
+}
+
+/// Wait until `emulator` holds a token tagged for `uid` beyond `known`; returns its id.
+async fn wait_minted_beyond(emulator: &EmulatorHandle, uid: &str, known: &[String]) -> String {
+    eventually("a new token minted", WAIT, || async {
+        tagged_for(emulator, uid)
+            .into_iter()
+            .find(|id| !known.contains(id))
+    })
+    .await
+}
+
+/// A second workspace `ws2` on its own emulator, whose creates answer `answer_delay_ms` late.
+async fn second_workspace(w: &World, answer_delay_ms: u64) -> EmulatorHandle {
+    let (other, other_pat) = World::another_workspace(EmulatorConfig::default()).await;
+    if answer_delay_ms > 0 {
+        other.add_fault(answer_late(answer_delay_ms));
+    }
+    w.create_secret("admin-2", &[("token", &other_pat)]).await;
+    w.apply_workspace_at(
+        "ws2",
+        &other.base_url(),
+        json!({"pat": {"secretRef": {"name": "admin-2"}}}),
+    )
+    .await;
+    other
+}
+
+fn answer_late(ms: u64) -> FaultRule {
+    FaultRule {
+        latency_after_create_ms: Some(Latency::Fixed(ms)),
+        ..FaultRule::on("token/create")
+    }
+}
+
+/// Wait until `name` is Ready with a token `serving` accepts; returns its id.
+async fn serving_from(w: &World, name: &str, serving: &EmulatorHandle) -> String {
+    eventually("Ready with a token of the new workspace", WAIT, || async {
+        let t = w.tokens().get(name).await.ok()?;
+        let id = t.status.as_ref()?.token_id.clone()?;
+        let value = w.secret_value(name, "token").await?;
+        (condition_is(&t, "Ready", "True") && serving.accepts(&value)).then_some(id)
+    })
+    .await
+}
+
+/// The token `uid` minted in `minted_in` and never recorded is revoked there, while the resource
+/// is Ready in `serving` with a token of its own.
+async fn unrecorded_token_is_revoked(
+    w: &World,
+    name: &str,
+    unrecorded: &str,
+    minted_in: &EmulatorHandle,
+    serving: &EmulatorHandle,
+) {
+    let id = serving_from(w, name, serving).await;
+    assert_ne!(id, unrecorded);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while is_live(minted_in, unrecorded) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "token {unrecorded} is still live where it was minted, recorded nowhere; status: {:?}",
+            w.tokens().get(name).await.unwrap().status
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await; // polling the emulator's state
+    }
+    // Status says so once the place is swept: nothing is left to look for.
+    w.wait_token(name, "no place left to sweep", |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.pending_sweeps.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_workspace() {
+    let mut w = World::new("id-lost-switch").await;
+    let other = second_workspace(&w, 0).await;
+    // The first create mints and its answer never arrives. Until the user has switched, the
+    // workspace lists nothing and mints nothing more, so no retry there finds the lost token.
+    w.emulator.add_fault(FaultRule {
+        drop_response_after_create_rate: 1.0,
+        limit: Some(1),
+        ..FaultRule::on("token/create")
+    });
+    for endpoint in ["token/create", "token/list"] {
+        w.emulator.add_fault(FaultRule {
+            error_rate: 1.0,
+            ..FaultRule::on(endpoint)
+        });
+    }
+    w.start_operator();
+    let uid = w.create_token("t", spec("ws")).await.metadata.uid.unwrap();
+    let lost = wait_minted_beyond(&w.emulator, &uid, &[]).await;
+    w.wait_token("t", "the lost create flagged", |t| {
+        condition_reason(t, "Rotating").is_some_and(|(reason, _)| reason == "Minting")
+    })
+    .await;
+
+    w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws2"}}))
+        .await;
+    let id = serving_from(&w, "t", &other).await;
+    assert!(
+        is_live(&w.emulator, &lost),
+        "the first workspace cannot be listed yet"
+    );
+    let pending = w
+        .tokens()
+        .get("t")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pending_sweeps;
+    assert!(
+        !pending.is_empty() && pending.iter().all(|p| p.workspace.name == "ws"),
+        "status names the first workspace as still to sweep: {pending:?}"
+    );
+    w.emulator.clear_faults();
+    unrecorded_token_is_revoked(&w, "t", &lost, &w.emulator, &other).await;
+    assert_eq!(
+        w.tokens().get("t").await.unwrap().status.unwrap().token_id,
+        Some(id)
+    );
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_mint_leaves_nothing_when_the_workspace_changes_before_a_restart() {
+    let mut w = World::new("id-kill-switch").await;
+    let other = second_workspace(&w, 0).await;
+    w.emulator.add_fault(answer_late(60_000));
+    w.start_operator();
+    let uid = w.create_token("t", spec("ws")).await.metadata.uid.unwrap();
+    let minted = wait_minted_beyond(&w.emulator, &uid, &[]).await;
+    w.operator.as_mut().unwrap().kill();
+
+    w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws2"}}))
+        .await;
+    w.emulator.clear_faults();
+    w.start_operator();
+    unrecorded_token_is_revoked(&w, "t", &minted, &w.emulator, &other).await;
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_mint_after_a_switch_leaves_nothing_when_switched_back() {
+    let mut w = World::new("id-kill-back").await;
+    let other = second_workspace(&w, 60_000).await;
+    w.start_operator();
+    let uid = w.create_token("t", spec("ws")).await.metadata.uid.unwrap();
+    current(&w, "t").await;
+
+    w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws2"}}))
+        .await;
+    let minted = wait_minted_beyond(&other, &uid, &[]).await;
+    w.operator.as_mut().unwrap().kill();
+    w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws"}}))
+        .await;
+    other.clear_faults();
+    w.start_operator();
+    unrecorded_token_is_revoked(&w, "t", &minted, &other, &w.emulator).await;
 }

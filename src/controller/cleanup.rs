@@ -17,12 +17,13 @@ use kube::{
 
 use super::context::Context;
 use super::error::Error;
-use super::{events, finalizer, plan, revocation};
+use super::{events, finalizer, plan, revocation, sweep};
 use crate::crd::{DatabricksToken, DeletionPolicy, TokenType, event_actions, event_reasons};
 use crate::databricks;
 use crate::schedule::EpochMillis;
 use crate::secret::{self, TokenOrigin};
 use crate::workspace::WorkspaceError;
+use tracing::warn;
 
 pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, Error> {
     if !finalizer::is_set(token) {
@@ -42,6 +43,7 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
             if token.spec.token_type == TokenType::OAuth {
                 oauth_nothing_to_revoke(token, ctx).await;
             } else {
+                sweep_left_places(token, ctx).await?;
                 revoke_all(token, ctx, owned.as_ref()).await?;
             }
             if owned.is_some() {
@@ -103,6 +105,30 @@ async fn oauth_nothing_to_revoke(token: &DatabricksToken, ctx: &Context) {
         note,
     )
     .await;
+}
+
+/// Revoke what this resource may have left where it no longer looks (`status.pendingSweeps`).
+/// A place nothing can reach any more (its workspace deleted) does not hold the deletion: its
+/// tokens expire by themselves.
+async fn sweep_left_places(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
+    let places = token
+        .status
+        .as_ref()
+        .map(|s| s.pending_sweeps.clone())
+        .unwrap_or_default();
+    for place in &places {
+        match sweep::sweep(ctx, token, place, None).await? {
+            sweep::Swept::Done { revoked } => {
+                for _ in &revoked {
+                    ctx.metrics.revocation("deleted");
+                }
+            }
+            sweep::Swept::Blocked(why) => {
+                warn!(workspace = %place.workspace, host = %place.host, why = %why, "cannot sweep a place this resource may have left a token")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Revoke the current token, every previous one, and anything else tagged for this resource.

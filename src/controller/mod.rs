@@ -26,6 +26,7 @@ mod rollout;
 mod secret_index;
 mod settings;
 pub mod status;
+mod sweep;
 mod token;
 mod token_inventory;
 mod verification;

@@ -126,9 +126,14 @@ fn holders(ctx: &Context) -> Vec<Holder> {
         .collect()
 }
 
-/// A token that may still revoke through the workspace `key`.
+/// A token that may still revoke through the workspace `key`: the one it names, or one where
+/// it may have left a token (`status.pendingSweeps`).
 fn depends_on(token: &DatabricksToken, key: &WorkspaceKey) -> bool {
-    has_finalizer(token, finalizer::FINALIZER) && Workspaces::key_for(token) == *key
+    let pending = token
+        .status
+        .as_ref()
+        .is_some_and(|s| s.pending_sweeps.iter().any(|p| p.workspace == *key));
+    has_finalizer(token, finalizer::FINALIZER) && (Workspaces::key_for(token) == *key || pending)
 }
 
 /// Keep a workspace that is in use, and its credential Secret, from going away before the

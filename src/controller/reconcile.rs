@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::Context;
 use super::error::Error;
-use super::{cleanup, events, finalizer, oauth_token, plan, status, token};
+use super::{cleanup, events, finalizer, oauth_token, plan, status, sweep, token};
 use crate::crd::{DatabricksToken, Timestamp, TokenType, event_actions};
 use crate::schedule::EpochMillis;
 use crate::workspace::Workspaces;
@@ -44,35 +44,65 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
     let ns = token.namespace().unwrap_or_default();
     let name = token.name_any();
     let now = crate::now_millis();
+    // Where this resource may have left a token it does not record (see `sweep`).
+    let mut pending = token
+        .status
+        .as_ref()
+        .map(|s| s.pending_sweeps.clone())
+        .unwrap_or_default();
     // A refused finalizer (workspace being deleted) is a failure shown in status like any other.
     let result = async {
         finalizer::ensure(token, ctx).await?;
         // An OAuth access token has its own, much shorter, life (oauth_token).
         match token.spec.token_type {
-            TokenType::Pat => token::sync(token, ctx, now).await,
-            TokenType::OAuth => oauth_token::sync(token, ctx, now).await,
+            TokenType::Pat => token::sync(token, ctx, now, &mut pending).await,
+            TokenType::OAuth => {
+                let synced = oauth_token::sync(token, ctx, now).await;
+                if synced.is_ok() && !pending.is_empty() {
+                    // Tokens left from when it was a PAT resource: none of them is its own now.
+                    pending =
+                        sweep::sweep_pending(ctx, token, std::mem::take(&mut pending), None, None)
+                            .await;
+                }
+                synced
+            }
         }
+    }
+    .await;
+    let with_pending = |mut status: crate::crd::DatabricksTokenStatus| {
+        status.pending_sweeps = pending.clone();
+        status
     };
-    match result.await {
+    match result {
         Ok(synced) => {
-            status::write_if_changed(token, ctx, &status::synced(token, &synced, now)).await?;
+            let desired = with_pending(status::synced(token, &synced, now));
+            status::write_if_changed(token, ctx, &desired).await?;
             let renewal = plan::renewal_of(token, &synced.record);
             ctx.metrics
                 .observe_token(&ns, &name, true, synced.record.current.expiry, renewal);
-            ctx.backoff.reset(&token.uid().unwrap_or_default());
-            ctx.failure_events.clear(&token.uid().unwrap_or_default());
-            Ok(Action::requeue(plan::next_wakeup(
+            let uid = token.uid().unwrap_or_default();
+            ctx.failure_events.clear(&uid);
+            let wakeup = plan::next_wakeup(
                 token,
                 &synced.record,
                 synced.next_verification,
                 now,
                 ctx.settings.max_requeue(),
-            )))
+            );
+            if pending.is_empty() {
+                ctx.backoff.reset(&uid);
+                Ok(Action::requeue(wakeup))
+            } else {
+                // A place that could not be swept is tried again, backing off.
+                Ok(Action::requeue(
+                    wakeup.min(ctx.backoff.next_delay(&uid, None)),
+                ))
+            }
         }
         Err(failed) if failed.error.is_conflict() => {
             // What the sync completed is recorded all the same; the rest retries at once.
             if let Some(partial) = &failed.partial {
-                let desired = status::synced(token, partial, now);
+                let desired = with_pending(status::synced(token, partial, now));
                 if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
                     warn!(error = %e, "could not record the rotation in status");
                 }
@@ -89,7 +119,7 @@ async fn reconcile_inner(token: &DatabricksToken, ctx: &Context) -> Result<Actio
                 // The workspace says at once whether its credential is what was refused.
                 ctx.workspace_triggers.refused(&Workspaces::key_for(token));
             }
-            let desired = status::failed(token, &failed, now);
+            let desired = with_pending(status::failed(token, &failed, now));
             let changed = token.status.as_ref() != Some(&desired);
             if let Err(e) = status::write_if_changed(token, ctx, &desired).await {
                 warn!(error = %e, "could not record the failure in status");

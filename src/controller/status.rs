@@ -19,7 +19,7 @@ use crate::crd::{
     find_condition, upsert_condition,
 };
 use crate::schedule::EpochMillis;
-use crate::secret::format_time;
+use crate::secret::{TokenOrigin, format_time};
 
 /// Whether the last create failed with an unknown outcome, so a token may exist that the Secret
 /// does not hold.
@@ -198,6 +198,17 @@ pub async fn write_if_changed(
         return Ok(());
     }
     write(token, ctx, desired).await
+}
+
+/// Record, before a create, the places a token may be left unrecorded (see `sweep`).
+pub async fn record_pending_sweeps(
+    token: &DatabricksToken,
+    ctx: &Context,
+    pending: &[TokenOrigin],
+) -> Result<(), Error> {
+    let mut desired = token.status.clone().unwrap_or_default();
+    desired.pending_sweeps = pending.to_vec();
+    write_if_changed(token, ctx, &desired).await
 }
 
 async fn write(

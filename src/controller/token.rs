@@ -18,6 +18,7 @@ use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::{
     backoff::Blocked, events, finalizer, own_writes::OwnWrites, plan, revocation, rollout, status,
+    sweep,
 };
 use crate::crd::{DatabricksToken, event_actions, event_reasons};
 use crate::databricks::{self, Owner};
@@ -29,17 +30,20 @@ pub use super::outcome::{Failed, Synced};
 
 /// Bring the Secret and Databricks in line with the spec. Every call to Databricks passes the
 /// workspace's shared backoff first; the outcome is reported back to it.
+/// `pending`: the places this resource may have left a token it does not record
+/// (`status.pendingSweeps`), updated with what this sync swept and added.
 pub async fn sync(
     token: &DatabricksToken,
     ctx: &Context,
     now: EpochMillis,
+    pending: &mut Vec<TokenOrigin>,
 ) -> Result<Synced, Failed> {
     let key = Workspaces::key_for(token);
     let mut gate = Gate {
         key: &key,
         entered: false,
     };
-    let result = sync_inner(token, ctx, now, &mut gate).await;
+    let result = sync_inner(token, ctx, now, &mut gate, pending).await;
     if gate.entered {
         match &result {
             Err(f) if f.error.is_workspace_failure() => {
@@ -79,6 +83,7 @@ async fn sync_inner(
     ctx: &Context,
     now: EpochMillis,
     gate: &mut Gate<'_>,
+    pending: &mut Vec<TokenOrigin>,
 ) -> Result<Synced, Failed> {
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let namespace = token
@@ -155,6 +160,17 @@ async fn sync_inner(
     if plan.first_sight {
         ctx.verifications.first_sight(&uid, now);
     }
+    if sweep::first_create_in_doubt(
+        inputs.finalizer_was_set,
+        plan.observed.record.is_some(),
+        token.metadata.generation,
+        token.status.as_ref().and_then(|s| s.observed_generation),
+    ) {
+        for (key, host) in ctx.workspaces.usable_by(&namespace) {
+            let place = sweep::any_owner_at(key, host);
+            *pending = sweep::with_place(std::mem::take(pending), place);
+        }
+    }
     let secret_serves = Some(plan.secret_serves);
     // Whether the Secret exists, so a write must find it as it was read (or absent).
     let mut secret_exists = !plan.read_whole || live.is_some();
@@ -211,18 +227,38 @@ async fn sync_inner(
             secret_serves,
             partial: None,
         };
-        let (new_record, new_value) = rotate(
+        let origin = origin_at(&workspace, &owner).await.map_err(failed)?;
+        let places =
+            sweep::to_record_before_create(plan.observed.record.as_ref(), &origin, pending);
+        if !places.is_empty() {
+            // Durable before the create: a process that dies in it leaves a token only where
+            // status says to look.
+            pending.extend(places);
+            status::record_pending_sweeps(token, ctx, pending)
+                .await
+                .map_err(failed)?;
+        }
+        let rotated = rotate(
             token,
             ctx,
             &workspace,
             &owner,
+            origin.clone(),
             &plan.observed,
             reason,
             &desired_hash,
             now,
         )
-        .await
-        .map_err(failed)?;
+        .await;
+        let (new_record, new_value) = match rotated {
+            Ok(rotated) => rotated,
+            Err(e) => {
+                if e.mint_uncertain() {
+                    *pending = sweep::with_place(std::mem::take(pending), origin);
+                }
+                return Err(failed(e));
+            }
+        };
         let desired = secret::render(token, &layout(&name, &workspace), &new_record, &new_value);
         let expected = plan::expected_secret(secret_exists, secret_version.as_deref());
         let written = match write_secret(
@@ -269,6 +305,12 @@ async fn sync_inner(
     if let Some(snap) = &snapshot {
         sweep_orphans(token, ctx, &workspace, &owner, &uid, &record, &snap.tokens).await;
         ctx.verifications.mark_verified(&uid, now);
+    }
+    if !pending.is_empty() {
+        // The place just listed was swept above.
+        let listed = snapshot.as_ref().and(record.current.origin.as_ref());
+        *pending =
+            sweep::sweep_pending(ctx, token, std::mem::take(pending), Some(&record), listed).await;
     }
 
     let revoker = revocation::Revoker {
@@ -343,31 +385,9 @@ fn layout<'a>(name: &'a str, workspace: &'a ResolvedWorkspace) -> SecretLayout<'
     }
 }
 
-/// Mint a replacement and build the record the Secret will hold.
-#[allow(clippy::too_many_arguments)]
-async fn rotate(
-    token: &DatabricksToken,
-    ctx: &Context,
-    workspace: &ResolvedWorkspace,
-    owner: &Owner,
-    observed: &plan::Observed,
-    reason: plan::RotationReason,
-    desired_hash: &str,
-    now: EpochMillis,
-) -> Result<(TokenRecord, String), Error> {
-    let uid = token.uid().unwrap_or_default();
-    let request = CreateTokenRequest {
-        lifetime_seconds: token
-            .spec
-            .lifetime
-            .map(|l| std::time::Duration::from(l).as_secs().max(1)),
-        comment: Some(databricks::tagged_comment(
-            token.spec.comment.as_deref(),
-            &uid,
-        )),
-        scopes: token.spec.scopes.clone(),
-    };
-    let origin = TokenOrigin {
+/// Where a create at `workspace` for `owner` mints, and who owns the token.
+async fn origin_at(workspace: &ResolvedWorkspace, owner: &Owner) -> Result<TokenOrigin, Error> {
+    Ok(TokenOrigin {
         workspace: workspace.key.clone(),
         host: workspace.host.clone(),
         application_id: match owner {
@@ -384,6 +404,33 @@ async fn rotate(
             ),
             Owner::ServicePrincipal(_) => None,
         },
+    })
+}
+
+/// Mint a replacement and build the record the Secret will hold.
+#[allow(clippy::too_many_arguments)]
+async fn rotate(
+    token: &DatabricksToken,
+    ctx: &Context,
+    workspace: &ResolvedWorkspace,
+    owner: &Owner,
+    origin: TokenOrigin,
+    observed: &plan::Observed,
+    reason: plan::RotationReason,
+    desired_hash: &str,
+    now: EpochMillis,
+) -> Result<(TokenRecord, String), Error> {
+    let uid = token.uid().unwrap_or_default();
+    let request = CreateTokenRequest {
+        lifetime_seconds: token
+            .spec
+            .lifetime
+            .map(|l| std::time::Duration::from(l).as_secs().max(1)),
+        comment: Some(databricks::tagged_comment(
+            token.spec.comment.as_deref(),
+            &uid,
+        )),
+        scopes: token.spec.scopes.clone(),
     };
     let sent_at = crate::now_millis();
     let created = databricks::mint(&workspace.client, owner, &request)

@@ -192,7 +192,7 @@ pub enum WorkspaceKind {
 }
 
 /// Identifies one workspace object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkspaceKey {
     pub kind: WorkspaceKind,
     /// None for cluster-scoped workspaces.
@@ -208,6 +208,21 @@ impl std::fmt::Display for WorkspaceKey {
             None => write!(f, "{:?} {}", self.kind, self.name),
         }
     }
+}
+
+/// Where a token was minted and who owns it: what revoking it needs, whatever changed since in
+/// the resource or its workspace.
+#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenOrigin {
+    pub workspace: WorkspaceKey,
+    pub host: String,
+    /// The service principal it was minted for (on-behalf-of); None: the credential's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    /// Who the workspace credential authenticated as when it minted its own token (SCIM id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// The service principal a token is minted for.
@@ -376,6 +391,12 @@ pub struct DatabricksTokenStatus {
     /// other version means someone else changed the Secret, and the operator reads it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_resource_version: Option<String>,
+    /// Workspaces, and token owners there, where this resource may hold a token its Secret does
+    /// not record: a create there was interrupted, or the resource moved away from there. Each is
+    /// listed and cleared of such tokens before it is dropped from here. Neither `applicationId`
+    /// nor `identity`: any owner the workspace credential minted for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_sweeps: Vec<TokenOrigin>,
 }
 
 /// A replaced token waiting out its grace period.
