@@ -608,11 +608,11 @@ async fn unrecorded_token_is_revoked(
     .await;
 }
 
-#[tokio::test]
-async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_workspace() {
-    let mut w = World::new("id-lost-switch").await;
-    let other = second_workspace(&w, 0).await;
-    // The first create mints and its answer never arrives. Until the user has switched, the
+/// A resource `t` whose first create in `ws` minted a token whose answer was lost, switched to
+/// `ws2` (returned) while `ws` can neither list nor mint; returns the lost token's id.
+async fn lost_in_ws_then_switched(w: &mut World) -> (EmulatorHandle, String) {
+    let other = second_workspace(w, 0).await;
+    // The first create mints and its answer never arrives. Until the faults are cleared, the
     // workspace lists nothing and mints nothing more, so no retry there finds the lost token.
     w.emulator.add_fault(FaultRule {
         drop_response_after_create_rate: 1.0,
@@ -635,7 +635,7 @@ async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_wor
 
     w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws2"}}))
         .await;
-    let id = serving_from(&w, "t", &other).await;
+    serving_from(w, "t", &other).await;
     assert!(
         is_live(&w.emulator, &lost),
         "the first workspace cannot be listed yet"
@@ -652,12 +652,50 @@ async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_wor
         !pending.is_empty() && pending.iter().all(|p| p.workspace.name == "ws"),
         "status names the first workspace as still to sweep: {pending:?}"
     );
+    (other, lost)
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_workspace() {
+    let mut w = World::new("id-lost-switch").await;
+    let (other, lost) = lost_in_ws_then_switched(&mut w).await;
+    let id = serving_from(&w, "t", &other).await;
     w.emulator.clear_faults();
     unrecorded_token_is_revoked(&w, "t", &lost, &w.emulator, &other).await;
     assert_eq!(
         w.tokens().get("t").await.unwrap().status.unwrap().token_id,
-        Some(id)
+        Some(id),
+        "the sweep leaves the resource's own token alone"
     );
+}
+
+#[tokio::test]
+async fn deleting_a_resource_revokes_what_it_left_in_a_workspace_it_moved_away_from() {
+    let mut w = World::new("id-lost-delete").await;
+    let (other, lost) = lost_in_ws_then_switched(&mut w).await;
+    let current = serving_from(&w, "t", &other).await;
+    w.tokens()
+        .delete("t", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    // The place cannot be listed yet: the deletion waits for it rather than forget it.
+    w.wait_token("t", "deletion waiting", |t| {
+        t.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    assert!(is_live(&w.emulator, &lost));
+    w.emulator.clear_faults();
+    eventually("t deleted", WAIT, || async {
+        w.tokens()
+            .get_opt("t")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!is_live(&w.emulator, &lost), "the lost token is revoked");
+    assert!(!is_live(&other, &current), "the current token is revoked");
 }
 
 #[tokio::test]
