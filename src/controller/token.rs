@@ -273,10 +273,14 @@ async fn sync_inner(
         {
             Ok(version) => version,
             Err(e) => {
-                // Nobody will ever see this token: take it back now (the sweep covers a failure
-                // here).
-                let _ = databricks::revoke(&workspace.client, &owner, &new_record.current.token_id)
-                    .await;
+                // Nobody will ever see this token: take it back now, or have its place swept
+                // should that fail too.
+                let revoked =
+                    databricks::revoke(&workspace.client, &owner, &new_record.current.token_id)
+                        .await;
+                if let (Err(_), Some(origin)) = (revoked, new_record.current.origin.clone()) {
+                    *pending = sweep::with_place(std::mem::take(pending), origin);
+                }
                 return Err(match e {
                     WriteError::Taken => conflict(name),
                     WriteError::Kube(e) => failed(e),

@@ -40,6 +40,8 @@ pub struct StatusReport {
     pub renews: Option<Timestamp>,
     pub last_rotation: Option<Timestamp>,
     pub previous_tokens: Vec<PreviousLine>,
+    /// Places this resource may have left a token it does not record, still to be swept.
+    pub pending_sweeps: Vec<String>,
     pub secret: SecretView,
     pub workspace: WorkspaceView,
     pub events: Vec<EventLine>,
@@ -160,6 +162,11 @@ pub fn from_token(token: &DatabricksToken, now: EpochMillis) -> StatusReport {
                 token_id: p.token_id.clone(),
                 revoke_after: p.revoke_after,
             })
+            .collect(),
+        pending_sweeps: status
+            .pending_sweeps
+            .iter()
+            .map(|p| format!("{} at {}", p.workspace, p.host))
             .collect(),
         secret: SecretView {
             name: status
@@ -344,6 +351,12 @@ impl Report for StatusReport {
                 when::annotated(p.revoke_after, now)
             );
         }
+        for place in &self.pending_sweeps {
+            let _ = writeln!(
+                out,
+                "To sweep:   {place} (an interrupted create may have left a token there)"
+            );
+        }
         let ws_state = match self.workspace.ready {
             Some(true) => "Ready".to_string(),
             Some(false) => format!(
@@ -513,8 +526,26 @@ mod tests {
             "{text}"
         );
 
+        assert!(!text.contains("To sweep:"), "{text}");
+
         let unreconciled = from_token(&token(None), NOW);
         assert!(!unreconciled.ready);
         assert_eq!(unreconciled.reason, "NotReconciled");
+    }
+
+    #[test]
+    fn a_place_still_to_sweep_is_named() {
+        let mut status = ready_with(vec![], 2400);
+        status.pending_sweeps =
+            vec![serde_json::from_value(serde_json::json!({
+            "workspace": {"kind": "DatabricksWorkspace", "namespace": "team-a", "name": "old"},
+            "host": "https://old.example",
+        }))
+        .unwrap()];
+        let text = from_token(&token(Some(status)), NOW).text();
+        assert!(
+            text.contains("To sweep:   DatabricksWorkspace team-a/old at https://old.example"),
+            "{text}"
+        );
     }
 }
