@@ -7,7 +7,8 @@
 //! - a DatabricksToken deleted, and later created again under the same name;
 //! - a whole namespace (workspace, credential Secret, tokens) deleted, and later recreated;
 //! - a token switched to the other workspace, and between its credential's own identity and a
-//!   service principal (on-behalf-of tokens).
+//!   service principal (on-behalf-of tokens); each first switch after a kill mid-mint takes the
+//!   token whose create the kill cut short, before a new leader has looked at it.
 //!
 //! Checked all along, sampling every resource of both namespaces:
 //! - lost: a Ready resource whose Secret is missing, or holds a token its workspace refuses;
@@ -534,10 +535,12 @@ enum Action {
     DeleteOrRecreateNamespace,
 }
 
+/// A switch right after each kill mid-mint: it lands before a new leader has looked at the
+/// token whose create was cut short, so a token left there is seen only if its place was kept.
 const CYCLE: [Action; 7] = [
     Action::KillLeaderMidMint,
-    Action::DeleteToken,
     Action::SwitchWorkspace,
+    Action::DeleteToken,
     Action::KillAnyReplica,
     Action::SwitchIdentity,
     Action::DeleteOrRecreateNamespace,
@@ -554,6 +557,8 @@ struct Done {
     namespace_recreates: u32,
     workspace_switches: u32,
     identity_switches: u32,
+    /// Switches of the token whose create the last kill cut short.
+    switches_after_kill: u32,
 }
 
 /// The run's actors and what they have done.
@@ -566,6 +571,8 @@ struct Chaos<'a> {
     sp: String,
     rng: StdRng,
     deleted: Vec<String>,
+    /// The token whose create the last kill mid-mint cut short, until a switch takes it.
+    interrupted: Option<String>,
     done: Done,
 }
 
@@ -581,6 +588,18 @@ impl Chaos<'_> {
             .filter(|t| t.metadata.deletion_timestamp.is_none())
             .collect();
         live.choose(&mut self.rng).cloned()
+    }
+
+    /// The token a kill cut short, if it is still there; otherwise any.
+    async fn pick_for_switch(&mut self) -> Option<DatabricksToken> {
+        if let Some(name) = self.interrupted.take()
+            && let Ok(Some(t)) = self.tokens().get_opt(&name).await
+            && t.metadata.deletion_timestamp.is_none()
+        {
+            self.done.switches_after_kill += 1;
+            return Some(t);
+        }
+        self.pick_token().await
     }
 
     async fn act(&mut self, action: Action) {
@@ -621,7 +640,7 @@ impl Chaos<'_> {
                 }
             }
             Action::SwitchWorkspace => {
-                if let Some(t) = self.pick_token().await {
+                if let Some(t) = self.pick_for_switch().await {
                     let to = if t.spec.workspace_ref.name == "ws" {
                         "ws2"
                     } else {
@@ -634,7 +653,7 @@ impl Chaos<'_> {
                 }
             }
             Action::SwitchIdentity => {
-                if let Some(t) = self.pick_token().await {
+                if let Some(t) = self.pick_for_switch().await {
                     let obo = match t.spec.on_behalf_of {
                         Some(_) => Value::Null,
                         None => json!({"applicationId": self.sp}),
@@ -711,6 +730,7 @@ impl Chaos<'_> {
             if minted {
                 if self.replicas.kill(&leader) {
                     self.done.mid_mint_kills += 1;
+                    self.interrupted = Some(t.name_any());
                 }
                 return;
             }
@@ -787,6 +807,7 @@ async fn tokens_are_never_lost_leaked_or_cut_short_under_chaos() {
         sp: sp.application_id.clone(),
         rng: StdRng::seed_from_u64(42),
         deleted: vec![],
+        interrupted: None,
         done: Done::default(),
     };
     let mut checker = Checker {
@@ -932,6 +953,10 @@ async fn tokens_are_never_lost_leaked_or_cut_short_under_chaos() {
         "{d:?}"
     );
     assert!(d.identity_switches >= 1, "{d:?}");
+    assert!(
+        d.switches_after_kill >= 1,
+        "a token must be switched right after a kill cut its create short: {d:?}"
+    );
     assert!(faults_injected > 0, "the run must actually inject faults");
     assert!(f.checks > 0 && f.graced > 0, "the checks must have run");
     assert!(f.lost.is_empty(), "lost: {:#?}", f.lost);

@@ -698,10 +698,10 @@ async fn deleting_a_resource_revokes_what_it_left_in_a_workspace_it_moved_away_f
     assert!(!is_live(&other, &current), "the current token is revoked");
 }
 
-#[tokio::test]
-async fn a_leader_killed_mid_mint_leaves_nothing_when_the_workspace_changes_before_a_restart() {
-    let mut w = World::new("id-kill-switch").await;
-    let other = second_workspace(&w, 0).await;
+/// The operator killed in the middle of `t`'s first create in `ws`, and `t` switched to `ws2`
+/// before it restarts; returns `ws2` and the token minted in `ws`.
+async fn killed_mid_first_mint_then_switched(w: &mut World) -> (EmulatorHandle, String) {
+    let other = second_workspace(w, 0).await;
     w.emulator.add_fault(answer_late(60_000));
     w.start_operator();
     let uid = w.create_token("t", spec("ws")).await.metadata.uid.unwrap();
@@ -711,8 +711,41 @@ async fn a_leader_killed_mid_mint_leaves_nothing_when_the_workspace_changes_befo
     w.patch_spec(&w.tokens(), "t", json!({"workspaceRef": {"name": "ws2"}}))
         .await;
     w.emulator.clear_faults();
+    (other, minted)
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_mint_leaves_nothing_when_the_workspace_changes_before_a_restart() {
+    let mut w = World::new("id-kill-switch").await;
+    let (other, minted) = killed_mid_first_mint_then_switched(&mut w).await;
     w.start_operator();
     unrecorded_token_is_revoked(&w, "t", &minted, &w.emulator, &other).await;
+}
+
+#[tokio::test]
+async fn a_resource_deleted_after_its_first_mint_was_cut_short_and_its_spec_changed_leaves_nothing()
+{
+    let mut w = World::new("id-kill-delete").await;
+    let (_other, minted) = killed_mid_first_mint_then_switched(&mut w).await;
+    // Deleted before any operator looked at it again: the deletion is its only chance.
+    w.tokens()
+        .delete("t", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    w.start_operator();
+    eventually("t deleted", WAIT, || async {
+        w.tokens()
+            .get_opt("t")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !is_live(&w.emulator, &minted),
+        "the token of the cut-short first create is revoked"
+    );
 }
 
 #[tokio::test]

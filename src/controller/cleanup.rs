@@ -43,7 +43,10 @@ pub async fn finalize(token: &DatabricksToken, ctx: &Context) -> Result<Action, 
             if token.spec.token_type == TokenType::OAuth {
                 oauth_nothing_to_revoke(token, ctx).await;
             } else {
-                sweep_left_places(token, ctx).await?;
+                let recorded = owned
+                    .as_ref()
+                    .is_some_and(|s| secret::read_record(&s.metadata).is_some());
+                sweep_left_places(token, ctx, recorded).await?;
                 revoke_all(token, ctx, owned.as_ref()).await?;
             }
             if owned.is_some() {
@@ -107,15 +110,33 @@ async fn oauth_nothing_to_revoke(token: &DatabricksToken, ctx: &Context) {
     .await;
 }
 
-/// Revoke what this resource may have left where it no longer looks (`status.pendingSweeps`).
-/// A place nothing can reach any more (its workspace deleted) does not hold the deletion: its
-/// tokens expire by themselves.
-async fn sweep_left_places(token: &DatabricksToken, ctx: &Context) -> Result<(), Error> {
-    let places = token
+/// Revoke what this resource may have left where it no longer looks (`status.pendingSweeps`,
+/// and every workspace of the namespace when its first create is in doubt). A place nothing can
+/// reach any more (its workspace deleted) does not hold the deletion: its tokens expire by
+/// themselves.
+async fn sweep_left_places(
+    token: &DatabricksToken,
+    ctx: &Context,
+    recorded: bool,
+) -> Result<(), Error> {
+    let mut places = token
         .status
         .as_ref()
         .map(|s| s.pending_sweeps.clone())
         .unwrap_or_default();
+    if sweep::first_create_in_doubt(
+        true,
+        recorded,
+        token.metadata.generation,
+        token.status.as_ref().and_then(|s| s.observed_generation),
+    ) {
+        for (key, host) in ctx
+            .workspaces
+            .usable_by(&token.namespace().unwrap_or_default())
+        {
+            places = sweep::with_place(places, sweep::any_owner_at(key, host));
+        }
+    }
     for place in &places {
         match sweep::sweep(ctx, token, place, None).await? {
             sweep::Swept::Done { revoked } => {
