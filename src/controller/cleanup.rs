@@ -144,7 +144,7 @@ async fn sweep_left_places(
                     ctx.metrics.revocation("deleted");
                 }
             }
-            sweep::Swept::Blocked(why) => {
+            sweep::Swept::Blocked(why) | sweep::Swept::Unreachable(why) => {
                 warn!(workspace = %place.workspace, host = %place.host, why = %why, "cannot sweep a place this resource may have left a token")
             }
         }

@@ -127,8 +127,12 @@ pub fn unrecorded<'a>(
 pub enum Swept {
     /// Listed; these unrecorded tokens were revoked (others were gone by then).
     Done { revoked: Vec<String> },
-    /// It cannot be listed now (workspace gone, credential refused): it stays pending.
+    /// It cannot be listed now (credential refused, namespace no longer admitted): it stays
+    /// pending.
     Blocked(String),
+    /// Its workspace object is gone: nothing can ever list it again, and what it holds expires
+    /// by itself.
+    Unreachable(String),
 }
 
 /// List `place` and revoke what it holds tagged for `token` and not in `record`.
@@ -147,6 +151,9 @@ pub async fn sweep(
     {
         Ok(ws) => ws,
         Err(e @ crate::workspace::WorkspaceError::Kube { .. }) => return Err(e.into()),
+        Err(e @ crate::workspace::WorkspaceError::NotFound(_)) => {
+            return Ok(Swept::Unreachable(e.to_string()));
+        }
         Err(e) => return Ok(Swept::Blocked(e.to_string())),
     };
     let me = match ws.identity().await {
@@ -229,6 +236,9 @@ pub async fn sweep_pending(
             Ok(Swept::Blocked(why)) => {
                 warn!(workspace = %place.workspace, host = %place.host, why = %why, "cannot sweep a place this resource may have left a token; kept pending");
                 kept.push(place);
+            }
+            Ok(Swept::Unreachable(why)) => {
+                warn!(workspace = %place.workspace, host = %place.host, why = %why, "cannot sweep a place this resource may have left a token; its tokens expire by themselves");
             }
             Err(e) => {
                 warn!(workspace = %place.workspace, host = %place.host, error = %e, "sweep failed; kept pending");
