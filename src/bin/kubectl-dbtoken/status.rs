@@ -166,7 +166,14 @@ pub fn from_token(token: &DatabricksToken, now: EpochMillis) -> StatusReport {
         pending_sweeps: status
             .pending_sweeps
             .iter()
-            .map(|p| format!("{} at {}", p.workspace, p.host))
+            .map(|p| {
+                let owner = match (&p.application_id, &p.identity) {
+                    (Some(app), _) => format!("service principal {app}"),
+                    (None, Some(id)) => format!("identity {id}"),
+                    (None, None) => "any owner".to_string(),
+                };
+                format!("{} at {}, {owner}", p.workspace, p.host)
+            })
             .collect(),
         secret: SecretView {
             name: status
@@ -544,7 +551,9 @@ mod tests {
         .unwrap()];
         let text = from_token(&token(Some(status)), NOW).text();
         assert!(
-            text.contains("To sweep:   DatabricksWorkspace team-a/old at https://old.example"),
+            text.contains(
+                "To sweep:   DatabricksWorkspace team-a/old at https://old.example, any owner"
+            ),
             "{text}"
         );
     }
