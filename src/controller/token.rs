@@ -311,8 +311,12 @@ async fn sync_inner(
         ctx.verifications.mark_verified(&uid, now);
     }
     if !pending.is_empty() {
-        // The place just listed was swept above.
-        let listed = snapshot.as_ref().and(record.current.origin.as_ref());
+        // The place just listed was swept above, if the list is newer than every pending place
+        // (they were all added before this sync began).
+        let listed = snapshot
+            .as_ref()
+            .filter(|s| s.taken_at >= now)
+            .and(record.current.origin.as_ref());
         *pending =
             sweep::sweep_pending(ctx, token, std::mem::take(pending), Some(&record), listed).await;
     }
