@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use databricks_emulator::{EmulatorConfig, EmulatorHandle, FaultRule, Latency};
+use databricks_token_operator::crd::DatabricksTokenStatus;
 use databricks_token_operator::databricks::tag_owner;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -487,15 +488,7 @@ async fn only_the_tag_the_operator_placed_matches() {
         is_live(&w.emulator, &foreign),
         "another resource's token was revoked"
     );
-    let minted = w
-        .tokens()
-        .get("t")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token_id
-        .unwrap();
+    let minted = status_of(&w, "t").await.token_id.unwrap();
     let comment = w
         .emulator
         .live_tokens()
@@ -523,6 +516,11 @@ async fn create_direct(w: &World, comment: &str) -> String {
         .await
         .unwrap();
     r["token_info"]["token_id"].as_str().unwrap().to_string()
+}
+
+/// The status of the DatabricksToken `name`, which has one.
+async fn status_of(w: &World, name: &str) -> DatabricksTokenStatus {
+    w.tokens().get(name).await.unwrap().status.unwrap()
 }
 
 /// Ids of the live tokens in `emulator` tagged for the resource `uid`.
@@ -640,14 +638,7 @@ async fn lost_in_ws_then_switched(w: &mut World) -> (EmulatorHandle, String) {
         is_live(&w.emulator, &lost),
         "the first workspace cannot be listed yet"
     );
-    let pending = w
-        .tokens()
-        .get("t")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .pending_sweeps;
+    let pending = status_of(w, "t").await.pending_sweeps;
     assert!(
         !pending.is_empty() && pending.iter().all(|p| p.workspace.name == "ws"),
         "status names the first workspace as still to sweep: {pending:?}"
@@ -663,7 +654,7 @@ async fn a_create_whose_answer_was_lost_is_revoked_after_a_switch_to_another_wor
     w.emulator.clear_faults();
     unrecorded_token_is_revoked(&w, "t", &lost, &w.emulator, &other).await;
     assert_eq!(
-        w.tokens().get("t").await.unwrap().status.unwrap().token_id,
+        status_of(&w, "t").await.token_id,
         Some(id),
         "the sweep leaves the resource's own token alone"
     );

@@ -230,7 +230,7 @@ pub async fn sweep_pending(
             Ok(Swept::Done { revoked }) => {
                 info!(workspace = %place.workspace, host = %place.host, revoked = revoked.len(), "swept a place this resource may have left a token");
                 for id in revoked {
-                    announce(ctx, token, &place, &id).await;
+                    announce_orphan_revoked(ctx, token, &id, Some(&place)).await;
                 }
             }
             Ok(Swept::Blocked(why)) => {
@@ -249,13 +249,23 @@ pub async fn sweep_pending(
     kept
 }
 
-async fn announce(ctx: &Context, token: &DatabricksToken, place: &TokenOrigin, id: &str) {
+/// Count and publish the revocation of an orphan: a token tagged for `token` that nothing
+/// recorded, found where it was minted (`place`, when that is not the current workspace).
+pub(super) async fn announce_orphan_revoked(
+    ctx: &Context,
+    token: &DatabricksToken,
+    id: &str,
+    place: Option<&TokenOrigin>,
+) {
     ctx.metrics.orphan_revoked();
     ctx.metrics.revocation("orphan");
-    let note = format!(
-        "Revoked orphaned token {id} left by an interrupted mint in {} at {}",
-        place.workspace, place.host
-    );
+    let note = match place {
+        Some(p) => format!(
+            "Revoked orphaned token {id} left by an interrupted mint in {} at {}",
+            p.workspace, p.host
+        ),
+        None => format!("Revoked orphaned token {id} left by an interrupted mint"),
+    };
     events::publish(
         ctx,
         token,

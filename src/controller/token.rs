@@ -644,21 +644,7 @@ async fn sweep_orphans(
         match databricks::revoke(&workspace.client, owner, &orphan.token_id).await {
             Ok(databricks::Revoked::AlreadyGone) => {}
             Ok(databricks::Revoked::Now) => {
-                ctx.metrics.orphan_revoked();
-                ctx.metrics.revocation("orphan");
-                let note = format!(
-                    "Revoked orphaned token {} left by an interrupted mint",
-                    orphan.token_id
-                );
-                events::publish(
-                    ctx,
-                    token,
-                    EventType::Normal,
-                    event_reasons::ORPHAN_REVOKED,
-                    event_actions::REVOKE,
-                    note,
-                )
-                .await;
+                sweep::announce_orphan_revoked(ctx, token, &orphan.token_id, None).await;
             }
             Err(e) => {
                 warn!(token_id = %orphan.token_id, error = %e, "could not revoke orphaned token")
