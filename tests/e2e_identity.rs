@@ -676,15 +676,7 @@ async fn deleting_a_resource_revokes_what_it_left_in_a_workspace_it_moved_away_f
     .await;
     assert!(is_live(&w.emulator, &lost));
     w.emulator.clear_faults();
-    eventually("t deleted", WAIT, || async {
-        w.tokens()
-            .get_opt("t")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.wait_token_gone("t").await;
     assert!(!is_live(&w.emulator, &lost), "the lost token is revoked");
     assert!(!is_live(&other, &current), "the current token is revoked");
 }
@@ -724,15 +716,7 @@ async fn a_resource_deleted_after_its_first_mint_was_cut_short_and_its_spec_chan
         .await
         .unwrap();
     w.start_operator();
-    eventually("t deleted", WAIT, || async {
-        w.tokens()
-            .get_opt("t")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    w.wait_token_gone("t").await;
     assert!(
         !is_live(&w.emulator, &minted),
         "the token of the cut-short first create is revoked"

@@ -207,6 +207,11 @@ impl World {
             .delete(name, &kube::api::DeleteParams::default())
             .await
             .expect("delete token");
+        self.wait_token_gone(name).await;
+    }
+
+    /// Wait until the DatabricksToken `name` is gone (its finalizer has run).
+    pub async fn wait_token_gone(&self, name: &str) {
         eventually(&format!("DatabricksToken {name} gone"), WAIT, || async {
             self.tokens()
                 .get_opt(name)
