@@ -104,14 +104,7 @@ async fn old_token_is_revoked_where_it_was_minted(
 #[tokio::test]
 async fn a_changed_workspace_ref_revokes_the_old_token_in_the_old_workspace() {
     let mut w = World::new("id-wsref").await;
-    let (other, other_pat) = World::another_workspace(EmulatorConfig::default()).await;
-    w.create_secret("admin-2", &[("token", &other_pat)]).await;
-    w.apply_workspace_at(
-        "ws2",
-        &other.base_url(),
-        json!({"pat": {"secretRef": {"name": "admin-2"}}}),
-    )
-    .await;
+    let other = second_workspace(&w, 0).await;
     w.start_operator();
     w.create_token("t", spec("ws")).await;
     let old = current(&w, "t").await;
