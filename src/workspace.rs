@@ -472,19 +472,20 @@ impl Workspaces {
     /// Every workspace a token of `namespace` may use, with its host: the namespace's own and the
     /// cluster workspaces that admit it.
     pub fn usable_by(&self, namespace: &str) -> Vec<(WorkspaceKey, String)> {
-        let own = self
-            .namespaced
-            .state()
-            .into_iter()
-            .filter(|w| w.namespace().as_deref() == Some(namespace))
-            .map(|w| (w.key(), w.view().host.to_string()));
-        let cluster = self
-            .cluster
-            .state()
-            .into_iter()
-            .filter(|w| w.admits(namespace))
-            .map(|w| (w.key(), w.view().host.to_string()));
-        own.chain(cluster).collect()
+        fn admitting<K: WorkspaceObject>(
+            store: &Store<K>,
+            namespace: &str,
+        ) -> Vec<(WorkspaceKey, String)> {
+            store
+                .state()
+                .into_iter()
+                .filter(|w| w.admits(namespace))
+                .map(|w| (w.key(), w.view().host.to_string()))
+                .collect()
+        }
+        let mut usable = admitting(&self.namespaced, namespace);
+        usable.extend(admitting(&self.cluster, namespace));
+        usable
     }
 
     /// The cached workspace objects of both kinds (deletion protection reads them).
