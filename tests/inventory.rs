@@ -9,7 +9,6 @@ mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     process::Stdio,
     time::Duration,
 };
@@ -399,23 +398,10 @@ async fn a_cleanup_dry_run_names_exactly_what_the_real_run_revokes() {
     assert!(mix.unmanaged().is_superset(&named));
 }
 
-fn python() -> PathBuf {
-    let root = support::cluster::repo_root();
-    let status = std::process::Command::new("bash")
-        .arg(root.join("hack/python-venv.sh"))
-        .status();
-    let python = root.join(".cache/venv/bin/python");
-    assert!(
-        matches!(status, Ok(s) if s.success()) && python.exists(),
-        "the Databricks SDK venv is missing; run hack/python-venv.sh ({status:?})"
-    );
-    python
-}
-
 /// The seed's monitor, run as a platform team runs it today: `mode` is `sdk` (every token of
 /// the workspace through the SDK's token management) or `seed` (its own `token/list` call).
 async fn seed_monitor(w: &World, mode: &str) -> BTreeSet<String> {
-    let run = tokio::process::Command::new(python())
+    let run = tokio::process::Command::new(support::tools::python_with_sdk())
         .arg(support::cluster::repo_root().join("tests/sdk/expiry_monitor.py"))
         .arg(mode)
         .env("DATABRICKS_HOST", w.emulator.base_url())

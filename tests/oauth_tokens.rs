@@ -84,19 +84,6 @@ fn oauth_spec() -> serde_json::Value {
     })
 }
 
-fn python_with_sdk() -> PathBuf {
-    let root = repo_root();
-    let status = std::process::Command::new("bash")
-        .arg(root.join("hack/python-venv.sh"))
-        .status();
-    let python = root.join(".cache/venv/bin/python");
-    assert!(
-        matches!(status, Ok(s) if s.success()) && python.exists(),
-        "the Databricks SDK venv is missing and hack/python-venv.sh could not create it ({status:?})"
-    );
-    python
-}
-
 /// The official Python SDK, configured from the Secret's env-style keys only, makes one
 /// authenticated call. Returns its output (never a token) or panics with it.
 async fn sdk_call(python: PathBuf, host: String, token: String) -> String {
@@ -136,7 +123,7 @@ fn status_token_id(t: &DatabricksToken) -> String {
 async fn a_pat_less_workspace_keeps_a_renewed_access_token_in_the_secret_with_no_gap() {
     // 30 s access tokens: renewed about every 20 s, so several renewals happen in the test.
     let (mut w, sp) = pat_less_world("oauth-renew", 30).await;
-    let python = python_with_sdk();
+    let python = support::tools::python_with_sdk();
     w.start_operator();
     w.create_token("reports", oauth_spec()).await;
     let ready = w.wait_ready("reports").await;

@@ -95,3 +95,18 @@ pub fn service_account_kubeconfig(admin: &Path, namespace: &str, sa: &str, dir: 
     std::fs::write(&path, config).expect("write kubeconfig");
     path
 }
+
+/// The Python of the venv holding the official Databricks SDK (`hack/python-venv.sh`, run now
+/// so that a fresh machine gets it).
+pub fn python_with_sdk() -> PathBuf {
+    let root = repo_root();
+    let status = Command::new("bash")
+        .arg(root.join("hack/python-venv.sh"))
+        .status();
+    let python = root.join(".cache/venv/bin/python");
+    assert!(
+        matches!(status, Ok(s) if s.success()) && python.exists(),
+        "the Databricks SDK venv is missing and hack/python-venv.sh could not create it ({status:?})"
+    );
+    python
+}
