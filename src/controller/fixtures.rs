@@ -234,15 +234,19 @@ fn api_server(calls: Calls, objects: Arc<Mutex<Objects>>) -> kube::Client {
                 .map_or(path.clone(), |(_, r)| r.to_string());
             calls.push(format!("{method} {resource}"));
             let (status, answer) = answer(&method, &resource, body, &mut objects.lock().unwrap());
-            let response = Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                .unwrap();
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(json_response(status, &answer))
         }
     });
     kube::Client::new(service, NS)
+}
+
+/// An API server's JSON answer.
+pub fn json_response(status: u16, answer: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(answer).unwrap()))
+        .unwrap()
 }
 
 fn answer(method: &str, resource: &str, mut body: Value, objects: &mut Objects) -> (u16, Value) {

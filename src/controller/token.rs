@@ -747,11 +747,12 @@ mod tests {
         sync::{Arc, Mutex},
     };
 
-    use http::{Request, Response};
+    use http::Request;
     use kube::client::Body;
     use serde_json::json;
 
     use super::*;
+    use crate::controller::fixtures;
     use crate::crd::DatabricksTokenSpec;
     use crate::secret::CurrentToken;
 
@@ -784,12 +785,7 @@ mod tests {
                     .expect("an unexpected request");
                 assert_eq!(method, want_method, "{uri}");
                 assert!(uri.starts_with(want_path), "{uri} is not {want_path}");
-                let response = Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap();
-                Ok::<_, std::convert::Infallible>(response)
+                Ok::<_, std::convert::Infallible>(fixtures::json_response(status, &answer))
             }
         });
         (kube::Client::new(service, "ns"), seen)
