@@ -792,32 +792,6 @@ async fn a_real_scrape_passes_promtool_in_both_formats() {
         },
     )
     .await;
-    let check_metrics = |body: &str| {
-        let mut child = Command::new(tool("promtool"))
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "promtool check metrics: {text}\n{body}"
-        );
-    };
 
     for accept in [None, Some("text/plain;version=0.0.4;q=0.3,*/*;q=0.2")] {
         let (content_type, body) = scrape(accept).await;
@@ -826,7 +800,7 @@ async fn a_real_scrape_passes_promtool_in_both_formats() {
             "{accept:?}: {content_type}"
         );
         assert!(body.contains(r#"dbtoken_token_ready{namespace="#), "{body}");
-        check_metrics(&body);
+        promtool_checks_metrics(&body);
     }
 
     let (content_type, body) = scrape(Some(
@@ -923,29 +897,7 @@ async fn a_real_inventory_fires_the_alerts_its_tokens_call_for() {
     })
     .await;
     // The scrape with every inventory family, per-token series included, is valid exposition.
-    let mut child = Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_checks_metrics(&text);
     assert_eq!(
         text.lines()
             .filter(|l| l.starts_with("dbtoken_inventory_token_expiry_timestamp_seconds{"))
@@ -1008,4 +960,31 @@ async fn a_real_inventory_fires_the_alerts_its_tokens_call_for() {
         silent(10, "DatabricksTokenInventoryStale"),
     ];
     promtool_test(&rendered, &series, &checks);
+}
+
+/// `promtool check metrics` accepts `body` as exposition text.
+fn promtool_checks_metrics(body: &str) {
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
